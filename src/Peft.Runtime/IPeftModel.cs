@@ -1,0 +1,50 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+
+namespace Peft.Runtime
+{
+    /// <summary>The model-level API that the generator gives every <c>[PeftModel]</c> class.</summary>
+    public interface IPeftModel
+    {
+        /// <summary>Every adapter layer of the model by its module path (<c>blocks.0.q</c>), in tree order.</summary>
+        IReadOnlyList<(string Path, IAdapterLayer Layer)> AdapterLayers { get; }
+
+        /// <summary>Folds the active adapters into the base weights (refusing NaN / Inf, naming the layer).</summary>
+        void MergeAdapters();
+
+        /// <summary>Undoes <see cref="MergeAdapters"/>.</summary>
+        void UnmergeAdapters();
+
+        /// <summary>Merges the active adapters and puts the plain base layers back in the model.</summary>
+        void MergeAndUnload();
+
+        /// <summary>
+        /// Writes every adapter in Hugging Face PEFT's format: <c>adapter_config.json</c> and
+        /// <c>adapter_model.safetensors</c>, the adapter <c>default</c> in <paramref name="directory"/> itself and
+        /// any other in a subfolder of its name.
+        /// </summary>
+        void SaveAdapters(string directory);
+
+        /// <summary>
+        /// Reads adapters written by <see cref="SaveAdapters"/> or by Hugging Face PEFT. Every key and shape is
+        /// checked before anything is assigned: on a mismatch the model is left unchanged.
+        /// </summary>
+        void LoadAdapters(string directory);
+
+        /// <summary>Selects the adapters applied in <c>forward</c> on every layer that has them.</summary>
+        void SetActiveAdapters(params string[] names);
+
+        /// <summary>Applies the active adapters again after <see cref="DisableAdapters"/>.</summary>
+        void EnableAdapters();
+
+        /// <summary>Makes <c>forward</c> return the base model's output.</summary>
+        void DisableAdapters();
+
+        /// <summary>The parameters that train: adapters and <c>[Trainable]</c> modules.</summary>
+        IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters();
+
+        /// <summary>The number of trainable scalars.</summary>
+        long TrainableParameterCount { get; }
+    }
+}
