@@ -41,6 +41,15 @@ namespace Peft.Runtime
         /// <summary>Makes <c>forward</c> return the base model's output.</summary>
         void DisableAdapters();
 
+        /// <summary>
+        /// Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c>
+        /// did), for example after <see cref="UnfreezeBaseModel"/>.
+        /// </summary>
+        void FreezeBaseModel();
+
+        /// <summary>Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <see cref="DisableAdapters"/>.</summary>
+        void UnfreezeBaseModel();
+
         /// <summary>The parameters that train: adapters and <c>[Trainable]</c> modules.</summary>
         IEnumerable<TorchSharp.Modules.Parameter> TrainableParameters();
 

@@ -20,5 +20,12 @@ namespace Peft.Runtime
         string TypeName,
         IReadOnlyList<AdapterSiteInfo> Sites,
         IReadOnlyList<string> TrainableMembers,
-        IReadOnlyList<PeftModelInfo> Components);
+        IReadOnlyList<PeftModelInfo> Components)
+    {
+        /// <summary><c>[PeftModel(BaseModelName = ...)]</c>, written as <c>base_model_name_or_path</c>.</summary>
+        public string? BaseModelName { get; init; }
+
+        /// <summary><c>[PeftModel(TaskType = ...)]</c>, written as <c>task_type</c>.</summary>
+        public string? TaskType { get; init; }
+    }
 }

@@ -1,0 +1,81 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// Sub-modules keyed by adapter name (PEFT's <c>nn.ModuleDict</c>, e.g. <c>lora_A</c>), registered as they are
+    /// added so parameter names read <c>lora_A.&lt;adapter&gt;.weight</c>. TorchSharp's own ModuleDict registers
+    /// only once, which does not fit adapters that come and go.
+    /// </summary>
+    public sealed class AdapterModuleDict<T> : nn.Module where T : nn.Module
+    {
+        private readonly Dictionary<string, T> _byAdapter = new(StringComparer.Ordinal);
+
+        /// <summary>Creates an empty dictionary.</summary>
+        public AdapterModuleDict() : base("AdapterModuleDict") { }
+
+        /// <summary>The module of adapter <paramref name="adapter"/>.</summary>
+        public T this[string adapter] => _byAdapter[adapter];
+
+        /// <summary>Whether the adapter has a module here.</summary>
+        public bool Contains(string adapter) => _byAdapter.ContainsKey(adapter);
+
+        /// <summary>Adds and registers the adapter's module.</summary>
+        public void Add(string adapter, T module)
+        {
+            _byAdapter.Add(adapter, module);
+            register_module(adapter, module);
+        }
+
+        /// <summary>Unregisters and disposes the adapter's module, if any.</summary>
+        public void Remove(string adapter)
+        {
+            if (!_byAdapter.Remove(adapter, out var module)) return;
+            register_module(adapter, null!); // TorchSharp's way to unregister
+            module.Dispose();
+        }
+
+        /// <inheritdoc />
+        protected override void RegisterComponents() { } // registered one by one in Add
+    }
+
+    /// <summary>
+    /// Parameters keyed by adapter name (PEFT's <c>nn.ParameterDict</c>, e.g. <c>lora_magnitude_vector</c>,
+    /// <c>hada_w1_a</c>), so parameter names read <c>&lt;container&gt;.&lt;adapter&gt;</c>.
+    /// </summary>
+    public sealed class AdapterParameterDict : nn.Module
+    {
+        private readonly Dictionary<string, Parameter> _byAdapter = new(StringComparer.Ordinal);
+
+        /// <summary>Creates an empty dictionary.</summary>
+        public AdapterParameterDict() : base("AdapterParameterDict") { }
+
+        /// <summary>The parameter of adapter <paramref name="adapter"/>.</summary>
+        public Parameter this[string adapter] => _byAdapter[adapter];
+
+        /// <summary>Whether the adapter has a parameter here.</summary>
+        public bool Contains(string adapter) => _byAdapter.ContainsKey(adapter);
+
+        /// <summary>Adds and registers the adapter's parameter.</summary>
+        public void Add(string adapter, Parameter parameter)
+        {
+            _byAdapter.Add(adapter, parameter);
+            register_parameter(adapter, parameter);
+        }
+
+        /// <summary>Unregisters and disposes the adapter's parameter, if any.</summary>
+        public void Remove(string adapter)
+        {
+            if (!_byAdapter.Remove(adapter, out var parameter)) return;
+            _internal_params.Remove(adapter);
+            parameter.Dispose();
+        }
+
+        /// <inheritdoc />
+        protected override void RegisterComponents() { }
+    }
+}

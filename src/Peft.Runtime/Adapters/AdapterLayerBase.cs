@@ -1,0 +1,184 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// What every adapter layer shares: the frozen <c>base_layer</c>, the adapter names, which are active, which are
+    /// merged, and a safe merge (computed on a copy, refused on NaN / Inf). A method supplies its forward, its
+    /// parameters and how it changes the base weight.
+    /// </summary>
+    public abstract class AdapterLayerBase : nn.Module<Tensor, Tensor>, IAdapterLayer
+    {
+        private readonly List<string> _adapters = new();
+        private readonly List<string> _merged = new();
+        private List<string> _active = new();
+
+        /// <summary>Wraps <paramref name="baseLayer"/>, registered as <c>base_layer</c> and frozen.</summary>
+        /// <param name="site">Where the layer was declared, e.g. <c>Demo.Block.q</c>: named in every error.</param>
+        /// <param name="baseLayer">The layer to adapt.</param>
+        protected AdapterLayerBase(string site, nn.Module<Tensor, Tensor> baseLayer) : base(site)
+        {
+            Site = site;
+            BaseLayer = baseLayer;
+            register_module("base_layer", baseLayer);
+            foreach (var p in baseLayer.parameters()) p.requires_grad = false;
+        }
+
+        /// <summary>Where the layer was declared (class and member), named in errors.</summary>
+        public string Site { get; }
+
+        /// <inheritdoc />
+        public abstract string PeftType { get; }
+
+        /// <inheritdoc />
+        public nn.Module<Tensor, Tensor> BaseLayer { get; }
+
+        /// <inheritdoc />
+        public IReadOnlyList<string> AdapterNames => _adapters;
+
+        /// <inheritdoc />
+        public IReadOnlyList<string> ActiveAdapters => _active;
+
+        /// <inheritdoc />
+        public IReadOnlyList<string> MergedAdapters => _merged;
+
+        /// <inheritdoc />
+        public bool AdaptersDisabled { get; set; }
+
+        /// <summary>The base layer's weight.</summary>
+        protected Parameter BaseWeight => BaseLayer.get_parameter("weight") ?? throw new InvalidOperationException($"{Site}: the base layer has no 'weight' parameter");
+
+        /// <summary>The base layer's bias, if it has one.</summary>
+        protected Parameter? BaseBias => BaseLayer.get_parameter("bias");
+
+        /// <summary>The active adapters that are not merged: those <c>forward</c> must apply itself.</summary>
+        protected IEnumerable<string> UnmergedActiveAdapters => AdaptersDisabled ? Enumerable.Empty<string>() : _active.Where(a => !_merged.Contains(a));
+
+        /// <inheritdoc />
+        public void SetActiveAdapters(IReadOnlyList<string> names)
+        {
+            foreach (var name in names) RequireAdapter(name);
+            _active = names.Distinct(StringComparer.Ordinal).ToList();
+        }
+
+        /// <summary>Records a newly created adapter and makes it active, as PEFT does for the first adapter.</summary>
+        protected void RegisterAdapterName(string adapter)
+        {
+            if (_adapters.Contains(adapter))
+                throw new ArgumentException($"{Site}: an adapter named '{adapter}' already exists on this layer", nameof(adapter));
+            _adapters.Add(adapter);
+            if (_active.Count == 0) _active.Add(adapter);
+        }
+
+        /// <summary>Throws unless the adapter exists on this layer.</summary>
+        protected void RequireAdapter(string adapter)
+        {
+            if (!_adapters.Contains(adapter))
+                throw new ArgumentException($"{Site}: no adapter named '{adapter}' (this layer has: {string.Join(", ", _adapters.Select(a => "'" + a + "'"))})", nameof(adapter));
+        }
+
+        /// <inheritdoc />
+        public abstract Tensor DeltaWeight(string adapter);
+
+        /// <inheritdoc />
+        public abstract IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter);
+
+        /// <inheritdoc />
+        public abstract AdapterSettings Settings(string adapter);
+
+        /// <inheritdoc />
+        public abstract void ApplySettings(string adapter, AdapterSettings settings);
+
+        /// <summary>Applies the adapter's change to copies of the base weight and bias, in place.</summary>
+        protected virtual void MergeInto(Tensor weight, Tensor? bias, string adapter) => weight.add_(DeltaWeight(adapter).to(weight.dtype));
+
+        /// <summary>Undoes <see cref="MergeInto"/> on copies of the merged weight and bias, in place.</summary>
+        protected virtual void UnmergeFrom(Tensor weight, Tensor? bias, string adapter) => weight.sub_(DeltaWeight(adapter).to(weight.dtype));
+
+        /// <summary>
+        /// Computes the merged weight and bias without changing the layer; throws, naming the adapter and this layer,
+        /// if they would hold NaN or ±Inf. The model-level merge checks every layer this way before changing any.
+        /// </summary>
+        public void ValidateMerge(IReadOnlyList<string> adapters)
+        {
+            using var scope = NewDisposeScope();
+            _ = ComputeMerged(adapters);
+        }
+
+        /// <inheritdoc />
+        public void Merge(IReadOnlyList<string> adapters)
+        {
+            var toMerge = adapters.Where(a => !_merged.Contains(a)).ToList();
+            if (toMerge.Count == 0) return;
+            using var scope = NewDisposeScope();
+            var (weight, bias) = ComputeMerged(toMerge);
+            using (no_grad())
+            {
+                BaseWeight.copy_(weight);
+                BaseBias?.copy_(bias!);
+            }
+            _merged.AddRange(toMerge);
+        }
+
+        /// <inheritdoc />
+        public void Unmerge()
+        {
+            if (_merged.Count == 0) return;
+            using var scope = NewDisposeScope();
+            using (no_grad())
+            {
+                var weight = BaseWeight.detach().clone();
+                var bias = BaseBias?.detach().clone();
+                for (int i = _merged.Count - 1; i >= 0; i--) UnmergeFrom(weight, bias, _merged[i]);
+                BaseWeight.copy_(weight);
+                BaseBias?.copy_(bias!);
+            }
+            _merged.Clear();
+        }
+
+        private (Tensor Weight, Tensor? Bias) ComputeMerged(IReadOnlyList<string> adapters)
+        {
+            using var _ = no_grad();
+            var weight = BaseWeight.detach().clone();
+            var bias = BaseBias?.detach().clone();
+            foreach (var adapter in adapters)
+            {
+                RequireAdapter(adapter);
+                MergeInto(weight, bias, adapter);
+                if (!isfinite(weight).all().item<bool>() || (bias is not null && !isfinite(bias).all().item<bool>()))
+                    throw new InvalidOperationException(
+                        $"{Site}: refusing to merge adapter '{adapter}': the merged weight would hold NaN or Inf; the layer is unchanged");
+            }
+            return (weight, bias);
+        }
+
+        /// <inheritdoc />
+        public void DeleteAdapter(string adapter)
+        {
+            RequireAdapter(adapter);
+            if (_merged.Contains(adapter))
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is merged; unmerge it before deleting it");
+            RemoveAdapterParameters(adapter);
+            _adapters.Remove(adapter);
+            _active.Remove(adapter);
+        }
+
+        /// <summary>Unregisters and disposes the adapter's own modules and parameters.</summary>
+        protected abstract void RemoveAdapterParameters(string adapter);
+
+        /// <inheritdoc />
+        protected override void RegisterComponents() { } // every component is registered explicitly, by PEFT's name
+
+        /// <summary>The base layer's (in, out) sizes, for a Linear base.</summary>
+        protected static (long In, long Out) LinearShape(nn.Module<Tensor, Tensor> layer, string site)
+        {
+            var weight = layer.get_parameter("weight") ?? throw new InvalidOperationException($"{site}: the layer has no 'weight' parameter");
+            return (weight.shape[1], weight.shape[0]);
+        }
+    }
+}

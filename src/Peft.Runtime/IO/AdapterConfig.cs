@@ -1,0 +1,130 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Runtime.Adapters;
+
+namespace Peft.Runtime.IO
+{
+    /// <summary>Reads and writes <c>adapter_config.json</c> the way Hugging Face PEFT does.</summary>
+    public static class AdapterConfig
+    {
+        /// <summary>The config file's name.</summary>
+        public const string FileName = "adapter_config.json";
+
+        private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, IndentSize = 2 };
+
+        /// <summary>
+        /// Builds the config of one adapter from its settings on every layer: the most common value of each
+        /// per-layer field is the global one (<c>r</c>, <c>lora_alpha</c>), the others go into
+        /// <c>rank_pattern</c> / <c>alpha_pattern</c> keyed by module path.
+        /// </summary>
+        public static JsonObject Build(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, IReadOnlyList<string> modulesToSave, string? baseModel, string? taskType)
+        {
+            if (sites.Count == 0) throw new ArgumentException("an adapter config needs at least one layer", nameof(sites));
+            var first = sites[0].Settings;
+            var config = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
+            var shared = new JsonObject();
+            first.WriteSharedFields(shared);
+            foreach (var (key, value) in shared) config[key] = value?.DeepClone();
+
+            foreach (var field in first.PerLayerFields.Keys)
+            {
+                var values = sites.Select(s => (s.Path, Value: s.Settings.PerLayerFields[field])).ToList();
+                double common = values.GroupBy(v => v.Value).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).First().Key;
+                config[field] = Number(common);
+                var pattern = new JsonObject();
+                foreach (var (path, value) in values.Where(v => v.Value != common)) pattern[path] = Number(value);
+                string? patternName = PatternName(field);
+                if (patternName is not null) config[patternName] = pattern;
+            }
+
+            config["peft_type"] = first.PeftType;
+            config["target_modules"] = new JsonArray(sites.Select(s => (JsonNode?)JsonValue.Create(s.Path)).ToArray());
+            config["modules_to_save"] = modulesToSave.Count == 0 ? null : new JsonArray(modulesToSave.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray());
+            config["base_model_name_or_path"] = baseModel;
+            config["task_type"] = taskType;
+            config["inference_mode"] = true;
+
+            var result = new JsonObject();
+            foreach (var (key, value) in config) result[key] = value;
+            return result;
+        }
+
+        /// <summary>PEFT's pattern dictionary for a per-layer field, if it has one.</summary>
+        public static string? PatternName(string field) => field switch
+        {
+            "r" => "rank_pattern",
+            "lora_alpha" => "alpha_pattern",
+            _ => null,
+        };
+
+        /// <summary>An integer-valued number is written as an integer, as Python's json does for ints.</summary>
+        private static JsonNode Number(double value) =>
+            value == Math.Floor(value) && Math.Abs(value) < 1e15 ? JsonValue.Create((long)value) : JsonValue.Create(value);
+
+        /// <summary>Serialises with sorted keys and two-space indentation, as PEFT's <c>save_pretrained</c>.</summary>
+        public static string Serialize(JsonObject config) => config.ToJsonString(Indented);
+
+        /// <summary>Reads and checks a config; unknown fields are ignored, a missing <c>peft_type</c> is an error.</summary>
+        public static JsonObject Read(string path)
+        {
+            if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no adapter config here", path);
+            JsonNode? node;
+            try
+            {
+                node = JsonNode.Parse(File.ReadAllText(path));
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"{path}: not valid JSON ({ex.Message})", ex);
+            }
+            if (node is not JsonObject config)
+                throw new InvalidDataException($"{path}: expected a JSON object");
+            if (config["peft_type"] is not JsonValue type || !type.TryGetValue<string>(out _))
+                throw new InvalidDataException($"{path}: the required field 'peft_type' is missing");
+            return config;
+        }
+
+        /// <summary>Reads one number field, with a clear error naming the file and field.</summary>
+        public static double Number(JsonObject config, string field, string path, double? fallback = null)
+        {
+            var node = config[field];
+            if (node is null)
+                return fallback ?? throw new InvalidDataException($"{path}: the required field '{field}' is missing");
+            if (node is JsonValue v && v.TryGetValue<double>(out var d)) return d;
+            throw new InvalidDataException($"{path}: field '{field}' must be a number, got {node.ToJsonString()}");
+        }
+
+        /// <summary>A per-layer value: the pattern entry whose key is the path or a dotted suffix of it, else the global one.</summary>
+        public static double PerLayer(JsonObject config, string field, string modulePath, string file, double? fallback = null)
+        {
+            string? patternName = PatternName(field);
+            if (patternName is not null && config[patternName] is JsonObject pattern)
+            {
+                foreach (var (key, value) in pattern)
+                {
+                    if (modulePath == key || modulePath.EndsWith("." + key, StringComparison.Ordinal))
+                        return value is JsonValue v && v.TryGetValue<double>(out var d) ? d
+                            : throw new InvalidDataException($"{file}: {patternName}['{key}'] must be a number");
+                }
+            }
+            return Number(config, field, file, fallback);
+        }
+
+        /// <summary>The settings a config gives one layer of a given PEFT type.</summary>
+        public static AdapterSettings SettingsFor(JsonObject config, string modulePath, string file)
+        {
+            string type = config["peft_type"]!.GetValue<string>();
+            return type switch
+            {
+                "LORA" => LoRASettings.FromConfig(config,
+                    checked((int)PerLayer(config, "r", modulePath, file, fallback: 8)),
+                    PerLayer(config, "lora_alpha", modulePath, file, fallback: 8)), // PEFT's LoraConfig defaults
+                _ => throw new InvalidDataException($"{file}: peft_type '{type}' is not supported by this version of PeftDsl"),
+            };
+        }
+    }
+}

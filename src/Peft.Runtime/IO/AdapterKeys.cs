@@ -1,0 +1,32 @@
+using System;
+
+namespace Peft.Runtime.IO
+{
+    /// <summary>PEFT's file keys: <c>base_model.model.&lt;path&gt;.&lt;container&gt;.&lt;leaf&gt;</c>, adapter name removed.</summary>
+    public static class AdapterKeys
+    {
+        /// <summary>The prefix PEFT puts before every module path.</summary>
+        public const string Prefix = "base_model.model.";
+
+        /// <summary>
+        /// Removes the adapter name where PEFT keeps it in memory: second to last for module dicts
+        /// (<c>lora_A.default.weight</c> → <c>lora_A.weight</c>), last for parameter dicts
+        /// (<c>lora_magnitude_vector.default</c> → <c>lora_magnitude_vector</c>).
+        /// </summary>
+        public static string StripAdapterName(string inMemoryName, string adapter)
+        {
+            var parts = inMemoryName.Split('.');
+            if (parts.Length >= 2 && parts[^2] == adapter)
+                return string.Join('.', parts[..^2]) + "." + parts[^1];
+            if (parts.Length >= 2 && parts[^1] == adapter)
+                return string.Join('.', parts[..^1]);
+            return inMemoryName;
+        }
+
+        /// <summary>The file key of a parameter at <paramref name="modulePath"/>.</summary>
+        public static string FileKey(string modulePath, string name) => Prefix + PeftModelCore.Join(modulePath, name);
+
+        /// <summary>A key without PEFT's prefix (readers accept both forms).</summary>
+        public static string WithoutPrefix(string key) => key.StartsWith(Prefix, StringComparison.Ordinal) ? key[Prefix.Length..] : key;
+    }
+}

@@ -1,0 +1,213 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.IO
+{
+    /// <summary>
+    /// Hugging Face PEFT's adapter directory: <c>adapter_config.json</c> + <c>adapter_model.safetensors</c>, the
+    /// adapter <c>default</c> in the directory itself and any other in a subfolder of its name.
+    /// </summary>
+    public static class PeftAdapterFormat
+    {
+        /// <summary>The weights file's name.</summary>
+        public const string WeightsFileName = "adapter_model.safetensors";
+
+        private static readonly IReadOnlyDictionary<string, string> FileMetadata = new Dictionary<string, string> { ["format"] = "pt" };
+
+        /// <summary>One adapter as written to one directory: a name and one PEFT type.</summary>
+        private sealed record Unit(string Adapter, string PeftType, string Folder, List<(string Path, IAdapterLayer Layer)> Sites);
+
+        /// <summary>
+        /// Groups the model's adapters into PEFT adapters. PEFT's format holds one method per adapter, so where one
+        /// adapter name spans methods (LoRA on <c>q</c>, Bone on <c>v</c>, both <c>default</c>), the first method keeps
+        /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads.
+        /// </summary>
+        private static List<Unit> Units(PeftModelCore core, string directory)
+        {
+            var units = new List<Unit>();
+            foreach (var adapter in core.AdapterNames)
+            {
+                var sites = core.AdapterLayers.Where(l => l.Layer.AdapterNames.Contains(adapter)).ToList();
+                var types = sites.Select(s => s.Layer.PeftType).Distinct().ToList();
+                foreach (var type in types)
+                {
+                    string name = type == types[0] ? adapter : adapter + "_" + type.ToLowerInvariant();
+                    string folder = name == "default" ? directory : Path.Combine(directory, name);
+                    units.Add(new Unit(adapter, type, folder, sites.Where(s => s.Layer.PeftType == type).ToList()));
+                }
+            }
+            return units;
+        }
+
+        /// <summary>Writes every adapter of the model. Each file is written to a temporary name and renamed.</summary>
+        public static void Save(PeftModelCore core, string directory)
+        {
+            var units = Units(core, directory);
+            if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
+
+            foreach (var unit in units)
+            {
+                using var scope = NewDisposeScope();
+                var tensors = new List<KeyValuePair<string, Tensor>>();
+                foreach (var (path, layer) in unit.Sites)
+                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
+                foreach (var (name, tensor) in TrainableModuleTensors(core))
+                    tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
+
+                var config = AdapterConfig.Build(
+                    unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
+                    core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
+
+                Directory.CreateDirectory(unit.Folder);
+                string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
+                string configPath = Path.Combine(unit.Folder, AdapterConfig.FileName);
+                string configTemp = configPath + ".tmp-" + Guid.NewGuid().ToString("N");
+                try
+                {
+                    File.WriteAllText(configTemp, AdapterConfig.Serialize(config));
+                    Safetensors.Write(weightsPath, tensors, FileMetadata); // itself atomic
+                    File.Move(configTemp, configPath, overwrite: true);
+                }
+                finally
+                {
+                    if (File.Exists(configTemp)) File.Delete(configTemp);
+                }
+            }
+        }
+
+        private static IEnumerable<(string Name, Tensor Tensor)> TrainableModuleTensors(PeftModelCore core)
+        {
+            var prefixes = core.TrainableModules.Select(m => m + ".").ToList();
+            foreach (var (name, tensor) in core.Root.state_dict())
+                if (prefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal)))
+                    yield return (name, tensor);
+        }
+
+        /// <summary>
+        /// Loads every adapter of the model that has a folder under <paramref name="directory"/>. Every key, shape
+        /// and setting is checked before anything is assigned, so a mismatch leaves the model unchanged.
+        /// </summary>
+        public static void Load(PeftModelCore core, string directory)
+        {
+            if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such adapter directory");
+            var units = Units(core, directory).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
+            if (units.Count == 0)
+                throw new FileNotFoundException(
+                    $"{directory}: no {AdapterConfig.FileName} for any adapter of {core.ModelName} (adapters: {string.Join(", ", core.AdapterNames)})");
+
+            var plans = new List<LoadPlan>();
+            try
+            {
+                foreach (var unit in units) plans.Add(Plan(core, unit)); // all validation, nothing assigned
+                Apply(plans);
+            }
+            finally
+            {
+                foreach (var plan in plans) plan.File.Dispose();
+            }
+        }
+
+        private static void Apply(List<LoadPlan> plans)
+        {
+
+            var previous = new List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)>();
+            try
+            {
+                foreach (var plan in plans)
+                    foreach (var (layer, adapter, settings) in plan.Settings)
+                    {
+                        previous.Add((layer, adapter, layer.Settings(adapter)));
+                        layer.ApplySettings(adapter, settings);
+                    }
+            }
+            catch
+            {
+                foreach (var (layer, adapter, settings) in previous) layer.ApplySettings(adapter, settings);
+                throw;
+            }
+
+            using (no_grad())
+                foreach (var plan in plans)
+                    foreach (var (target, source) in plan.Copies)
+                        target.copy_(source.to(target.dtype, target.device));
+        }
+
+        private sealed record LoadPlan(
+            SafetensorsFile File,
+            List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
+            List<(Tensor Target, Tensor Source)> Copies);
+
+        private static LoadPlan Plan(PeftModelCore core, Unit unit)
+        {
+            string configPath = Path.Combine(unit.Folder, AdapterConfig.FileName);
+            string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
+            var config = AdapterConfig.Read(configPath);
+            string fileType = config["peft_type"]!.GetValue<string>();
+            if (fileType != unit.PeftType)
+                throw new InvalidDataException($"{configPath}: peft_type is '{fileType}', but adapter '{unit.Adapter}' of {core.ModelName} is {unit.PeftType}");
+
+            var file = Safetensors.Read(weightsPath);
+            try
+            {
+                return Plan(core, unit, file, config, configPath, weightsPath);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }
+
+        private static LoadPlan Plan(PeftModelCore core, Unit unit, SafetensorsFile file, JsonObject config, string configPath, string weightsPath)
+        {
+            var byKey = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var (key, tensor) in file.Tensors)
+                if (!byKey.TryAdd(AdapterKeys.WithoutPrefix(key), tensor))
+                    throw new InvalidDataException($"{weightsPath}: key '{key}' appears twice (with and without the '{AdapterKeys.Prefix}' prefix)");
+            var used = new HashSet<string>(StringComparer.Ordinal);
+
+            var settings = new List<(IAdapterLayer, string, AdapterSettings)>();
+            var copies = new List<(Tensor, Tensor)>();
+            foreach (var (path, layer) in unit.Sites)
+            {
+                // The layer checks these against itself when they are applied (all or none, in Load).
+                settings.Add((layer, unit.Adapter, AdapterConfig.SettingsFor(config, path, configPath)));
+                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                {
+                    string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                    copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                }
+            }
+
+            var trainable = core.TrainableModules.Select(m => m + ".").ToList();
+            foreach (var (name, tensor) in core.Root.state_dict())
+                if (trainable.Any(p => name.StartsWith(p, StringComparison.Ordinal)) && byKey.ContainsKey(name))
+                    copies.Add((tensor, Take(byKey, used, name, tensor, weightsPath)));
+
+            var unknown = byKey.Keys.Where(k => !used.Contains(k)).ToList();
+            if (unknown.Count > 0)
+                throw new InvalidDataException(
+                    $"{weightsPath}: key '{AdapterKeys.Prefix}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
+                    (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
+            return new LoadPlan(file, settings, copies);
+        }
+
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file)
+        {
+            if (!byKey.TryGetValue(key, out var source))
+                throw new InvalidDataException($"{file}: key '{AdapterKeys.Prefix}{key}' is missing (the model expects shape {Shape(target)})");
+            if (!source.shape.SequenceEqual(target.shape))
+                throw new InvalidDataException($"{file}: key '{AdapterKeys.Prefix}{key}' has shape {Shape(source)}, but the model's parameter has shape {Shape(target)}");
+            used.Add(key);
+            return source;
+        }
+
+        internal static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+    }
+}

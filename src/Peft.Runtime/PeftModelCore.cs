@@ -1,0 +1,189 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Peft.Runtime.Adapters;
+using Peft.Runtime.IO;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime
+{
+    /// <summary>
+    /// The state behind a <c>[PeftModel]</c> root: its adapter layers and trainable modules, found by walking the
+    /// module tree once when <c>RegisterComponents()</c> runs. Generated code delegates the model API here.
+    /// </summary>
+    public sealed class PeftModelCore : IPeftModel
+    {
+        private readonly nn.Module _root;
+        private List<(string Path, IAdapterLayer Layer)> _layers = new();
+        private List<string> _trainableModules = new();
+
+        private PeftModelCore(nn.Module root, PeftModelInfo info)
+        {
+            _root = root;
+            Info = info;
+            Refresh();
+        }
+
+        /// <summary>What the compiler saw of the root class.</summary>
+        public PeftModelInfo Info { get; }
+
+        /// <summary>The model's type name, used in messages.</summary>
+        public string ModelName => Info.TypeName;
+
+        /// <summary>Module paths of the <c>[Trainable]</c> modules (PEFT's <c>modules_to_save</c>).</summary>
+        public IReadOnlyList<string> TrainableModules => _trainableModules;
+
+        /// <summary>The root module.</summary>
+        public nn.Module Root => _root;
+
+        /// <summary>
+        /// Called by generated code at the end of the root's <c>RegisterComponents()</c>: finds the adapter layers,
+        /// and freezes every parameter that is neither an adapter's nor a <c>[Trainable]</c> module's.
+        /// </summary>
+        public static PeftModelCore Attach(nn.Module root, PeftModelInfo info)
+        {
+            var core = new PeftModelCore(root, info);
+            core.FreezeBaseModel();
+            return core;
+        }
+
+        /// <summary>Re-registers <paramref name="replacement"/> as sub-module <paramref name="name"/> of <paramref name="owner"/>.</summary>
+        public static void ReplaceSubmodule(nn.Module owner, string name, nn.Module replacement)
+        {
+            owner.register_module(name, null!); // unregisters
+            owner.register_module(name, replacement);
+        }
+
+        /// <summary>Walks the module tree again (after adapters were added, removed or unloaded).</summary>
+        public void Refresh()
+        {
+            var layers = new List<(string, IAdapterLayer)>();
+            var trainable = new List<string>();
+            foreach (var (path, module) in NamedModulesWithRoot())
+            {
+                if (module is IAdapterLayer layer) layers.Add((path, layer));
+                if (module is IPeftComponent component)
+                    trainable.AddRange(component.TrainableMembers.Select(m => Join(path, m)));
+            }
+            _layers = layers;
+            _trainableModules = trainable;
+        }
+
+        private IEnumerable<(string Path, nn.Module Module)> NamedModulesWithRoot()
+        {
+            yield return ("", _root);
+            foreach (var (name, module) in _root.named_modules()) yield return (name, module);
+        }
+
+        internal static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
+
+        /// <inheritdoc />
+        public void FreezeBaseModel()
+        {
+            var trainable = new HashSet<string>(TrainableParameterNames(), StringComparer.Ordinal);
+            foreach (var (name, parameter) in _root.named_parameters())
+                parameter.requires_grad = trainable.Contains(name);
+        }
+
+        /// <inheritdoc />
+        public void UnfreezeBaseModel()
+        {
+            foreach (var parameter in _root.parameters()) parameter.requires_grad = true;
+        }
+
+        private IEnumerable<string> TrainableParameterNames()
+        {
+            foreach (var (path, layer) in _layers)
+                foreach (var adapter in layer.AdapterNames)
+                    foreach (var (name, _) in layer.AdapterParameters(adapter))
+                        yield return Join(path, name);
+            var prefixes = _trainableModules.Select(m => m + ".").ToList();
+            foreach (var (name, _) in _root.named_parameters())
+                if (prefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal)))
+                    yield return name;
+        }
+
+        /// <inheritdoc />
+        public IReadOnlyList<(string Path, IAdapterLayer Layer)> AdapterLayers => _layers;
+
+        /// <summary>Every adapter name on any layer, in first-seen order.</summary>
+        public IReadOnlyList<string> AdapterNames => _layers.SelectMany(l => l.Layer.AdapterNames).Distinct(StringComparer.Ordinal).ToList();
+
+        /// <inheritdoc />
+        public void MergeAdapters()
+        {
+            // Check every layer first, so a NaN in the last layer leaves the first ones untouched too.
+            foreach (var (path, layer) in _layers)
+                WithPath(path, () => (layer as AdapterLayerBase)?.ValidateMerge(layer.ActiveAdapters));
+            foreach (var (path, layer) in _layers)
+                WithPath(path, () => layer.Merge(layer.ActiveAdapters));
+        }
+
+        /// <inheritdoc />
+        public void UnmergeAdapters()
+        {
+            foreach (var (_, layer) in _layers) layer.Unmerge();
+        }
+
+        /// <inheritdoc />
+        public void MergeAndUnload()
+        {
+            MergeAdapters();
+            foreach (var (_, module) in NamedModulesWithRoot().ToList())
+                if (module is IPeftComponent component) component.UnloadAdapterLayers();
+            Refresh();
+        }
+
+        /// <inheritdoc />
+        public void SaveAdapters(string directory) => PeftAdapterFormat.Save(this, directory);
+
+        /// <inheritdoc />
+        public void LoadAdapters(string directory) => PeftAdapterFormat.Load(this, directory);
+
+        /// <inheritdoc />
+        public void SetActiveAdapters(params string[] names)
+        {
+            var known = AdapterNames;
+            foreach (var name in names)
+                if (!known.Contains(name))
+                    throw new ArgumentException($"{ModelName}: no adapter named '{name}' (the model has: {string.Join(", ", known.Select(a => "'" + a + "'"))})", nameof(names));
+            foreach (var (_, layer) in _layers)
+                layer.SetActiveAdapters(names.Where(n => layer.AdapterNames.Contains(n)).ToList());
+        }
+
+        /// <inheritdoc />
+        public void EnableAdapters()
+        {
+            foreach (var (_, layer) in _layers) layer.AdaptersDisabled = false;
+        }
+
+        /// <inheritdoc />
+        public void DisableAdapters()
+        {
+            foreach (var (_, layer) in _layers) layer.AdaptersDisabled = true;
+        }
+
+        /// <inheritdoc />
+        public IEnumerable<Parameter> TrainableParameters() => _root.parameters().Where(p => p.requires_grad);
+
+        /// <inheritdoc />
+        public long TrainableParameterCount => TrainableParameters().Sum(p => p.numel());
+
+        /// <summary>Total scalars in the model, frozen ones included.</summary>
+        public long TotalParameterCount => _root.parameters().Sum(p => p.numel());
+
+        private static void WithPath(string path, Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (InvalidOperationException ex)
+            {
+                throw new InvalidOperationException($"layer '{path}': {ex.Message}", ex);
+            }
+        }
+    }
+}
