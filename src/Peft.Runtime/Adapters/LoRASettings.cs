@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 
 namespace Peft.Runtime.Adapters
 {
@@ -27,9 +28,12 @@ namespace Peft.Runtime.Adapters
             config["init_lora_weights"] = Init == LoRAInit.Gaussian ? JsonValue.Create("gaussian") : JsonValue.Create(true);
         }
 
-        /// <summary>Reads the fields of a LoRA config that apply to one layer (its pattern entries already resolved).</summary>
-        public static LoRASettings FromConfig(JsonObject config, int rank, double alpha)
+        /// <summary>Reads the fields of a LoRA config that apply to the layer at <paramref name="modulePath"/>.</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
         {
+            // PEFT's LoraConfig defaults: r = 8, lora_alpha = 8.
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
             bool useRsLora = config["use_rslora"]?.GetValue<bool>() ?? false;
             bool useDora = config["use_dora"]?.GetValue<bool>() ?? false;
             double dropout = config["lora_dropout"]?.GetValue<double>() ?? 0;

@@ -114,17 +114,22 @@ namespace Peft.Runtime.IO
             return Number(config, field, file, fallback);
         }
 
-        /// <summary>The settings a config gives one layer of a given PEFT type.</summary>
+        /// <summary>Reads one layer's settings from a config of one PEFT type (its pattern entries resolved).</summary>
+        public delegate AdapterSettings SettingsReader(JsonObject config, string modulePath, string file);
+
+        /// <summary>Every PEFT type this library reads, by its <c>peft_type</c>; one line per method.</summary>
+        private static readonly IReadOnlyDictionary<string, SettingsReader> Readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal)
+        {
+            ["LORA"] = LoRASettings.FromConfig,
+        };
+
+        /// <summary>The settings a config gives one layer.</summary>
         public static AdapterSettings SettingsFor(JsonObject config, string modulePath, string file)
         {
             string type = config["peft_type"]!.GetValue<string>();
-            return type switch
-            {
-                "LORA" => LoRASettings.FromConfig(config,
-                    checked((int)PerLayer(config, "r", modulePath, file, fallback: 8)),
-                    PerLayer(config, "lora_alpha", modulePath, file, fallback: 8)), // PEFT's LoraConfig defaults
-                _ => throw new InvalidDataException($"{file}: peft_type '{type}' is not supported by this version of PeftDsl"),
-            };
+            return Readers.TryGetValue(type, out var read)
+                ? read(config, modulePath, file)
+                : throw new InvalidDataException($"{file}: peft_type '{type}' is not supported by this version of PeftDsl (supported: {string.Join(", ", Readers.Keys)})");
         }
     }
 }
