@@ -1,0 +1,56 @@
+namespace Peft.Generators.Model
+{
+    /// <summary>Everything the emitter needs for one annotated class: strings and numbers only.</summary>
+    /// <param name="HintName">The generated file's name, <c>Namespace.Class.Peft.g.cs</c>.</param>
+    /// <param name="Namespace">The class's namespace, or null for the global namespace.</param>
+    /// <param name="ContainingTypes">The enclosing types, outermost first.</param>
+    /// <param name="Type">The class itself.</param>
+    /// <param name="FullName">The class's full name as shown to users, e.g. <c>Demo.Block</c>.</param>
+    /// <param name="IsPeftModel">Whether the class carries <c>[PeftModel]</c>.</param>
+    /// <param name="Sites">The adapters to wire, in the order the Wrap calls run.</param>
+    /// <param name="TrainableMembers">The component names of the <c>[Trainable]</c> members.</param>
+    /// <param name="Components">C# expressions naming the <c>PeftInfo</c> of annotated member types.</param>
+    /// <param name="HiddenNames">Generated member names that hide an accessible inherited member (they get <c>new</c>).</param>
+    internal sealed record ClassModel(
+        string HintName,
+        string? Namespace,
+        EquatableArray<TypeDeclarationModel> ContainingTypes,
+        TypeDeclarationModel Type,
+        string FullName,
+        bool IsPeftModel,
+        EquatableArray<AdapterSiteModel> Sites,
+        EquatableArray<string> TrainableMembers,
+        EquatableArray<string> Components,
+        EquatableArray<string> HiddenNames);
+
+    /// <summary>A partial type declaration header.</summary>
+    /// <param name="Keyword"><c>class</c>, <c>struct</c>, <c>interface</c>, <c>record</c> or <c>record struct</c>.</param>
+    /// <param name="Name">The name with its type parameter list, e.g. <c>Box&lt;T&gt;</c>.</param>
+    internal sealed record TypeDeclarationModel(string Keyword, string Name);
+
+    /// <summary>One adapter on one member.</summary>
+    /// <param name="MemberName">The member's C# name as written in code (<c>@</c>-escaped where needed).</param>
+    /// <param name="ComponentName">The member's TorchSharp component name (<c>[ComponentName]</c> or the member name).</param>
+    /// <param name="Path">The path handed to the runtime for messages, e.g. <c>Demo.Block.q</c>.</param>
+    /// <param name="NullableMember">Whether the member is declared nullable (the argument then gets <c>!</c>).</param>
+    /// <param name="Method">The adapter method, e.g. <c>LoRA</c>.</param>
+    /// <param name="AdapterName">The adapter's name, e.g. <c>default</c>.</param>
+    /// <param name="OptionsText">The attribute's arguments as written, minus Name and Targets.</param>
+    /// <param name="Options">The option assignments, in argument order.</param>
+    /// <param name="InFeatures">The base layer's input size when the compiler can see it.</param>
+    /// <param name="OutFeatures">The base layer's output size when the compiler can see it.</param>
+    internal sealed record AdapterSiteModel(
+        string MemberName,
+        string ComponentName,
+        string Path,
+        bool NullableMember,
+        string Method,
+        string AdapterName,
+        string OptionsText,
+        EquatableArray<OptionModel> Options,
+        long? InFeatures,
+        long? OutFeatures);
+
+    /// <summary>One property assignment in the options initializer: <c>Rank = 4</c>.</summary>
+    internal sealed record OptionModel(string Property, string Value);
+}
