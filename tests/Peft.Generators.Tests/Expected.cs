@@ -80,6 +80,12 @@ namespace Peft.Generators.Tests
                     /// <summary>Makes <c>forward</c> return the base model's output.</summary>
                     public void DisableAdapters() => __peftCoreOrThrow.DisableAdapters();
 
+                    /// <summary>Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).</summary>
+                    public void FreezeBaseModel() => __peftCoreOrThrow.FreezeBaseModel();
+
+                    /// <summary>Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.</summary>
+                    public void UnfreezeBaseModel() => __peftCoreOrThrow.UnfreezeBaseModel();
+
                     /// <summary>The parameters that train: adapters and <c>[Trainable]</c> modules.</summary>
                     public global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => __peftCoreOrThrow.TrainableParameters();
 
@@ -343,6 +349,12 @@ namespace Peft.Generators.Tests
 
                     /// <summary>Makes <c>forward</c> return the base model's output.</summary>
                     public void DisableAdapters() => __peftCoreOrThrow.DisableAdapters();
+
+                    /// <summary>Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).</summary>
+                    public void FreezeBaseModel() => __peftCoreOrThrow.FreezeBaseModel();
+
+                    /// <summary>Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.</summary>
+                    public void UnfreezeBaseModel() => __peftCoreOrThrow.UnfreezeBaseModel();
 
                     /// <summary>The parameters that train: adapters and <c>[Trainable]</c> modules.</summary>
                     public global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => __peftCoreOrThrow.TrainableParameters();

@@ -151,15 +151,23 @@ namespace Peft.Generators.Emit
             w.Line("    __peftTrainableMembers,");
             if (model.Components.IsEmpty)
             {
-                w.Line("    global::System.Array.Empty<" + Runtime + ".PeftModelInfo>());");
+                w.Line("    global::System.Array.Empty<" + Runtime + ".PeftModelInfo>())" + InfoInitializer(model) + ";");
             }
             else
             {
                 w.Line("    new " + Runtime + ".PeftModelInfo[]");
                 w.Line("    {");
                 foreach (string component in model.Components) w.Line("        " + component + ",");
-                w.Line("    });");
+                w.Line("    })" + InfoInitializer(model) + ";");
             }
+        }
+
+        private static string InfoInitializer(ClassModel model)
+        {
+            var parts = new List<string>();
+            if (model.BaseModelName is not null) parts.Add("BaseModelName = " + Literal(model.BaseModelName));
+            if (model.TaskType is not null) parts.Add("TaskType = " + Literal(model.TaskType));
+            return parts.Count == 0 ? string.Empty : " { " + string.Join(", ", parts) + " }";
         }
 
         private static void WriteModelApi(CodeWriter w, ClassModel model)
@@ -195,6 +203,10 @@ namespace Peft.Generators.Emit
                 "void EnableAdapters() => " + core + ".EnableAdapters();");
             Member("Makes <c>forward</c> return the base model's output.", "DisableAdapters",
                 "void DisableAdapters() => " + core + ".DisableAdapters();");
+            Member("Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).", "FreezeBaseModel",
+                "void FreezeBaseModel() => " + core + ".FreezeBaseModel();");
+            Member("Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.", "UnfreezeBaseModel",
+                "void UnfreezeBaseModel() => " + core + ".UnfreezeBaseModel();");
             Member("The parameters that train: adapters and <c>[Trainable]</c> modules.", "TrainableParameters",
                 "global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => " + core + ".TrainableParameters();");
             Member("The number of trainable scalars.", "TrainableParameterCount",

@@ -46,6 +46,8 @@ namespace Peft.Generators.Model
             new GeneratedMember("SetActiveAdapters", Accessibility.Public, true, new[] { "string[]" }),
             new GeneratedMember("EnableAdapters", Accessibility.Public, true, new string[0]),
             new GeneratedMember("DisableAdapters", Accessibility.Public, true, new string[0]),
+            new GeneratedMember("FreezeBaseModel", Accessibility.Public, true, new string[0]),
+            new GeneratedMember("UnfreezeBaseModel", Accessibility.Public, true, new string[0]),
             new GeneratedMember("TrainableParameters", Accessibility.Public, true, new string[0]),
             new GeneratedMember("TrainableParameterCount", Accessibility.Public, true));
     }

@@ -11,6 +11,8 @@ namespace Peft.Generators.Model
     /// <param name="TrainableMembers">The component names of the <c>[Trainable]</c> members.</param>
     /// <param name="Components">C# expressions naming the <c>PeftInfo</c> of annotated member types.</param>
     /// <param name="HiddenNames">Generated member names that hide an accessible inherited member (they get <c>new</c>).</param>
+    /// <param name="BaseModelName"><c>[PeftModel(BaseModelName = ...)]</c>, or null.</param>
+    /// <param name="TaskType"><c>[PeftModel(TaskType = ...)]</c>, or null.</param>
     internal sealed record ClassModel(
         string HintName,
         string? Namespace,
@@ -21,7 +23,9 @@ namespace Peft.Generators.Model
         EquatableArray<AdapterSiteModel> Sites,
         EquatableArray<string> TrainableMembers,
         EquatableArray<string> Components,
-        EquatableArray<string> HiddenNames);
+        EquatableArray<string> HiddenNames,
+        string? BaseModelName = null,
+        string? TaskType = null);
 
     /// <summary>A partial type declaration header.</summary>
     /// <param name="Keyword"><c>class</c>, <c>struct</c>, <c>interface</c>, <c>record</c> or <c>record struct</c>.</param>

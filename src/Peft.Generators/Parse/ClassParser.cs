@@ -164,6 +164,17 @@ namespace Peft.Generators.Parse
             return false;
         }
 
+        private static string? PeftModelString(INamedTypeSymbol type, string property)
+        {
+            foreach (AttributeData attribute in type.GetAttributes())
+            {
+                if (KnownAttributes.Find(attribute) is not { Kind: AttributeKind.PeftModel }) continue;
+                foreach (var named in attribute.NamedArguments)
+                    if (named.Key == property && named.Value.Value is string value) return value;
+            }
+            return null;
+        }
+
         private static bool IsPeftModel(INamedTypeSymbol type) =>
             type.GetAttributes().Any(static a => KnownAttributes.Find(a) is { Kind: AttributeKind.PeftModel });
 
@@ -242,7 +253,9 @@ namespace Peft.Generators.Parse
                 Sites: sites.ToEquatableArray(),
                 TrainableMembers: trainable.ToEquatableArray(),
                 Components: components.ToEquatableArray(),
-                HiddenNames: HiddenNames(type, isPeftModel, compilation, cancellationToken).ToEquatableArray());
+                HiddenNames: HiddenNames(type, isPeftModel, compilation, cancellationToken).ToEquatableArray(),
+                BaseModelName: isPeftModel ? PeftModelString(type, "BaseModelName") : null,
+                TaskType: isPeftModel ? PeftModelString(type, "TaskType") : null);
         }
 
         private static ITypeSymbol? MemberType(ISymbol member) => member switch
