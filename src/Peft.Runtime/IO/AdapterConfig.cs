@@ -81,6 +81,7 @@ namespace Peft.Runtime.IO
         {
             "r" => "rank_pattern",
             "lora_alpha" => "alpha_pattern",
+            "sequential_r" => "sequential_rank_pattern",
             _ => null,
         };
 
@@ -146,6 +147,7 @@ namespace Peft.Runtime.IO
             ["LORA"] = LoRASettings.FromConfig,
             ["MISS"] = BoneSettings.FromConfig,
             ["BONE"] = BoneSettings.FromConfig, // PEFT before 0.19; see LegacyTypes
+            ["HYDRA"] = HydraSettings.FromConfig,
         };
 
         /// <summary>
