@@ -8,6 +8,24 @@ namespace Peft
         public const string RankTooLarge = "{0}: {1} rank {2} is larger than min(in {3}, out {4}) = {5}; use a rank from 1 to {5}";
         public const string DropoutOutOfRange = "{0}: dropout {1} is outside [0, 1)";
         public const string UnsupportedLayer = "{0}: {1} adapts a Linear layer, but the member holds {2}";
+        public const string SequentialRankTooLarge = "{0}: {1} sequential rank {2} is larger than the layer's out-features {3}; use a rank from 1 to {3}";
+
+        // PEFT004 / PEFT006 for Bone (PEFT's MiSS): {0} site, {1} block, {2} in-features, {3} out-features, {4} nearest valid block.
+        public const string BlockTooSmall = "{0}: {1} block must be at least 1, got {2}";
+        public const string BoneBlockDoesNotDivide = "{0}: Bone block {1} does not divide the layer's in-features {2} (the layer is {2} → {3}); the nearest block that does is {4}";
+        public const string BatBlockDoesNotDivide = "{0}: Bone block {1} does not divide the layer's in-features {2} and out-features {3} (Bat needs both); the nearest block that does is {4}";
+
+        /// <summary>The divisor of <paramref name="n"/> nearest to <paramref name="block"/> (the smaller on a tie), for PEFT006's suggestion.</summary>
+        public static long NearestDivisor(long n, long block)
+        {
+            long best = 1;
+            for (long d = 1; d <= n; d++)
+            {
+                if (n % d != 0) continue;
+                if (System.Math.Abs(d - block) < System.Math.Abs(best - block)) best = d;
+            }
+            return best;
+        }
 
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);

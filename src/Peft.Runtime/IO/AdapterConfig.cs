@@ -8,6 +8,16 @@ using Peft.Runtime.Adapters;
 
 namespace Peft.Runtime.IO
 {
+    /// <summary>An old <c>peft_type</c> and what it reads as today.</summary>
+    /// <param name="CurrentType">The type PEFT now writes for the same method.</param>
+    /// <param name="RenamedParameters">Parameter container names that changed (old → new), e.g. <c>bone_block</c> → <c>miss_block</c>.</param>
+    public sealed record LegacyPeftType(string CurrentType, IReadOnlyDictionary<string, string> RenamedParameters)
+    {
+        /// <summary>A file key (prefix removed) with each renamed path segment replaced by its current name.</summary>
+        public string RenameKey(string key) =>
+            string.Join('.', key.Split('.').Select(part => RenamedParameters.TryGetValue(part, out var now) ? now : part));
+    }
+
     /// <summary>Reads and writes <c>adapter_config.json</c> the way Hugging Face PEFT does.</summary>
     public static class AdapterConfig
     {
@@ -28,6 +38,16 @@ namespace Peft.Runtime.IO
             var config = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
             var shared = new JsonObject();
             first.WriteSharedFields(shared);
+            foreach (var (path, settings) in sites.Skip(1))
+            {
+                // One config per adapter: a field without a per-layer pattern must read the same on every layer.
+                var other = new JsonObject();
+                settings.WriteSharedFields(other);
+                if (!JsonNode.DeepEquals(shared, other))
+                    throw new InvalidOperationException(
+                        $"layers '{sites[0].Path}' and '{path}' of one {first.PeftType} adapter differ in fields its adapter_config.json holds once " +
+                        $"({shared.ToJsonString()} vs {other.ToJsonString()}); give them different adapter names");
+            }
             foreach (var (key, value) in shared) config[key] = value?.DeepClone();
 
             foreach (var field in first.PerLayerFields.Keys)
@@ -38,6 +58,9 @@ namespace Peft.Runtime.IO
                 var pattern = new JsonObject();
                 foreach (var (path, value) in values.Where(v => v.Value != common)) pattern[path] = Number(value);
                 string? patternName = PatternName(field);
+                if (patternName is null && pattern.Count > 0)
+                    throw new InvalidOperationException(
+                        $"layers '{values[0].Path}' and '{pattern.First().Key}' of one {first.PeftType} adapter differ in '{field}', which its adapter_config.json holds once; give them different adapter names");
                 if (patternName is not null) config[patternName] = pattern;
             }
 
@@ -58,6 +81,7 @@ namespace Peft.Runtime.IO
         {
             "r" => "rank_pattern",
             "lora_alpha" => "alpha_pattern",
+            "sequential_r" => "sequential_rank_pattern",
             _ => null,
         };
 
@@ -121,7 +145,22 @@ namespace Peft.Runtime.IO
         private static readonly IReadOnlyDictionary<string, SettingsReader> Readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal)
         {
             ["LORA"] = LoRASettings.FromConfig,
+            ["MISS"] = BoneSettings.FromConfig,
+            ["BONE"] = BoneSettings.FromConfig, // PEFT before 0.19; see LegacyTypes
+            ["HYDRA"] = HydraSettings.FromConfig,
         };
+
+        /// <summary>
+        /// <c>peft_type</c>s that older PEFT wrote for a method PEFT now calls otherwise, read as the current type:
+        /// PEFT 0.19 renamed Bone to MiSS (<c>"BONE"</c>, parameter <c>bone_block</c> → <c>"MISS"</c>, <c>miss_block</c>).
+        /// </summary>
+        public static IReadOnlyDictionary<string, LegacyPeftType> LegacyTypes { get; } = new Dictionary<string, LegacyPeftType>(StringComparer.Ordinal)
+        {
+            ["BONE"] = new LegacyPeftType("MISS", new Dictionary<string, string> { ["bone_block"] = "miss_block" }),
+        };
+
+        /// <summary>The type a file of <c>peft_type</c> <paramref name="fileType"/> is read as (itself, unless it is a legacy name).</summary>
+        public static string CurrentType(string fileType) => LegacyTypes.TryGetValue(fileType, out var legacy) ? legacy.CurrentType : fileType;
 
         /// <summary>The settings a config gives one layer.</summary>
         public static AdapterSettings SettingsFor(JsonObject config, string modulePath, string file)

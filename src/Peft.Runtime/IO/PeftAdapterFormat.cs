@@ -60,9 +60,17 @@ namespace Peft.Runtime.IO
                 foreach (var (name, tensor) in TrainableModuleTensors(core))
                     tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
 
-                var config = AdapterConfig.Build(
-                    unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
-                    core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
+                JsonObject config;
+                try
+                {
+                    config = AdapterConfig.Build(
+                        unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
+                        core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    throw new InvalidOperationException($"{core.ModelName}: cannot save adapter '{unit.Adapter}': {ex.Message}", ex);
+                }
 
                 Directory.CreateDirectory(unit.Folder);
                 string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
@@ -149,7 +157,7 @@ namespace Peft.Runtime.IO
             string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
             var config = AdapterConfig.Read(configPath);
             string fileType = config["peft_type"]!.GetValue<string>();
-            if (fileType != unit.PeftType)
+            if (AdapterConfig.CurrentType(fileType) != unit.PeftType)
                 throw new InvalidDataException($"{configPath}: peft_type is '{fileType}', but adapter '{unit.Adapter}' of {core.ModelName} is {unit.PeftType}");
 
             var file = Safetensors.Read(weightsPath);
@@ -167,8 +175,9 @@ namespace Peft.Runtime.IO
         private static LoadPlan Plan(PeftModelCore core, Unit unit, SafetensorsFile file, JsonObject config, string configPath, string weightsPath)
         {
             var byKey = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            AdapterConfig.LegacyTypes.TryGetValue(config["peft_type"]!.GetValue<string>(), out var legacy);
             foreach (var (key, tensor) in file.Tensors)
-                if (!byKey.TryAdd(AdapterKeys.WithoutPrefix(key), tensor))
+                if (!byKey.TryAdd(legacy?.RenameKey(AdapterKeys.WithoutPrefix(key)) ?? AdapterKeys.WithoutPrefix(key), tensor))
                     throw new InvalidDataException($"{weightsPath}: key '{key}' appears twice (with and without the '{AdapterKeys.Prefix}' prefix)");
             var used = new HashSet<string>(StringComparer.Ordinal);
 

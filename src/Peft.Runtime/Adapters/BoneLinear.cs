@@ -1,0 +1,261 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// Bone (PEFT's MiSS) on a <c>Linear</c> layer, with PEFT's parameter name <c>miss_block.&lt;adapter&gt;</c>
+    /// (a parameter dict, so the file key is <c>base_model.model.&lt;path&gt;.miss_block</c>).
+    /// <see cref="BoneVariant.Bone"/>: D [r, out], y = xWᵀ + b + (Σₖ x[…, k·r:(k+1)·r])·D.
+    /// <see cref="BoneVariant.Bat"/>: D [out/r, r, r], each r × r tile W_IJ of W (I the output block) becomes
+    /// W_IJ + W_IJ·D_I + D_I.
+    /// </summary>
+    /// <remarks>
+    /// Several active adapters compose in their active order, the way merging them in that order would: a Bat adapter
+    /// acts on the weight as the adapters before it left it. While only <see cref="BoneVariant.Bone"/> adapters are
+    /// active the forward is the base output plus one thin matmul per adapter; a Bat adapter builds the adapted
+    /// weight (as PEFT does).
+    /// </remarks>
+    public sealed class BoneLinear : AdapterLayerBase
+    {
+        private readonly AdapterParameterDict miss_block = new();
+        private readonly Dictionary<string, BoneOptions> _options = new(StringComparer.Ordinal);
+
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
+        public BoneLinear(string site, Linear baseLayer, string adapter, BoneOptions options) : base(site, baseLayer)
+        {
+            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
+            register_module("miss_block", miss_block);
+            AddAdapter(adapter, options);
+        }
+
+        /// <summary>The base layer's input size.</summary>
+        public long InFeatures { get; }
+
+        /// <summary>The base layer's output size.</summary>
+        public long OutFeatures { get; }
+
+        /// <inheritdoc />
+        public override string PeftType => "MISS";
+
+        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        public BoneOptions Options(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _options[adapter];
+        }
+
+        /// <summary>The trainable block D of an adapter: [r, out] for Bone, [out/r, r, r] for Bat.</summary>
+        public Parameter Block(string adapter)
+        {
+            RequireAdapter(adapter);
+            return miss_block[adapter];
+        }
+
+        /// <summary>Adds a named adapter; its block is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, BoneOptions options)
+        {
+            Bone.Validate(Site, options, InFeatures, OutFeatures);
+            RegisterAdapterName(adapter);
+            var weight = BaseWeight;
+            long r = options.Block;
+            long[] shape = options.Variant == BoneVariant.Bat ? new[] { OutFeatures / r, r, r } : new[] { r, OutFeatures };
+            miss_block.Add(adapter, new Parameter(zeros(shape, dtype: weight.dtype, device: weight.device), requires_grad: true));
+            _options[adapter] = options;
+        }
+
+        /// <inheritdoc />
+        public override Tensor forward(Tensor input)
+        {
+            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
+            var adapters = UnmergedActiveAdapters.ToList();
+            if (adapters.Any(a => _options[a].Variant == BoneVariant.Bat))
+            {
+                // The adapted weight, built in active order so that it equals merging the adapters in that order.
+                Tensor weight = BaseWeight.detach();
+                foreach (var adapter in adapters) weight = Apply(weight, adapter);
+                return nn.functional.linear(input, weight, BaseBias);
+            }
+            var result = BaseLayer.forward(input);
+            foreach (var adapter in adapters)
+            {
+                var d = miss_block[adapter];
+                long r = d.shape[0];
+                var folded = input.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
+                result = result.add(folded.matmul(d));
+            }
+            return result;
+        }
+
+        /// <summary>The weight after adapter <paramref name="adapter"/> acted on <paramref name="weight"/> (differentiable in D).</summary>
+        private Tensor Apply(Tensor weight, string adapter)
+        {
+            var d = miss_block[adapter];
+            return _options[adapter].Variant == BoneVariant.Bat
+                ? weight + BatDelta(weight, d)
+                : weight + BoneDelta(d, InFeatures);
+        }
+
+        /// <summary>ΔW[o, i] = D[i mod r, o] for D [r, out].</summary>
+        private static Tensor BoneDelta(Tensor d, long inFeatures) => d.t().repeat(1, inFeatures / d.shape[0]);
+
+        /// <summary>The tiles W_IJ·D_I + D_I of <paramref name="weight"/> [out, in] for D [out/r, r, r], shaped like the weight.</summary>
+        private static Tensor BatDelta(Tensor weight, Tensor d)
+        {
+            long r = d.shape[^1];
+            long outBlocks = weight.shape[0] / r, inBlocks = weight.shape[1] / r;
+            var tiles = weight.to(d.dtype).reshape(outBlocks, r, inBlocks, r).permute(0, 2, 1, 3); // [I, J, r, r]
+            var dI = d.unsqueeze(1);                                                                 // [I, 1, r, r]
+            return tiles.matmul(dI).add(dI).permute(0, 2, 1, 3).reshape(weight.shape[0], weight.shape[1]);
+        }
+
+        /// <summary>
+        /// The change the adapter makes to the base weight, [out, in]. For Bat it depends on the weight it acts on:
+        /// this is the change to the base layer's own weight (any merged adapters undone on a copy first).
+        /// </summary>
+        public override Tensor DeltaWeight(string adapter)
+        {
+            RequireAdapter(adapter);
+            var d = miss_block[adapter];
+            if (_options[adapter].Variant != BoneVariant.Bat) return BoneDelta(d, InFeatures);
+            using var scope = NewDisposeScope();
+            return BatDelta(OriginalWeight(), d).MoveToOuterDisposeScope();
+        }
+
+        /// <summary>The base weight with every merge undone, on a copy when anything is merged.</summary>
+        private Tensor OriginalWeight()
+        {
+            if (MergedAdapters.Count == 0) return BaseWeight.detach();
+            using var _ = no_grad();
+            var weight = BaseWeight.detach().clone();
+            for (int i = MergedAdapters.Count - 1; i >= 0; i--) UnmergeFrom(weight, null, MergedAdapters[i]);
+            return weight;
+        }
+
+        /// <inheritdoc />
+        protected override void MergeInto(Tensor weight, Tensor? bias, string adapter)
+        {
+            var d = miss_block[adapter].detach();
+            if (_options[adapter].Variant != BoneVariant.Bat)
+            {
+                weight.add_(BoneDelta(d, InFeatures).to(weight.dtype));
+                return;
+            }
+            // Unmerging needs (I + D_I)⁻¹: refuse a merge that could not be undone.
+            var dd = d.to(float64);
+            var cond = linalg.cond(eye(dd.shape[^1], dtype: float64, device: dd.device).add(dd));
+            double worst = cond.max().item<double>();
+            if (!(worst < 1e12))
+                throw new InvalidOperationException(
+                    $"{Site}: refusing to merge adapter '{adapter}': I + D_I is singular for some output block (condition number {worst:G3}), so the merge could not be undone; the layer is unchanged");
+            weight.copy_(weight.to(float64).add(BatDelta(weight.to(float64), dd)).to(weight.dtype));
+        }
+
+        /// <inheritdoc />
+        protected override void UnmergeFrom(Tensor weight, Tensor? bias, string adapter)
+        {
+            var d = miss_block[adapter].detach();
+            if (_options[adapter].Variant != BoneVariant.Bat)
+            {
+                weight.sub_(BoneDelta(d, InFeatures).to(weight.dtype));
+                return;
+            }
+            // W_IJ = (W'_IJ − D_I)·(I + D_I)⁻¹, in float64.
+            var dd = d.to(float64);
+            long r = dd.shape[^1];
+            long outBlocks = OutFeatures / r, inBlocks = InFeatures / r;
+            var inverse = linalg.inv(eye(r, dtype: float64, device: dd.device).add(dd)).unsqueeze(1); // [I, 1, r, r]
+            var tiles = weight.to(float64).reshape(outBlocks, r, inBlocks, r).permute(0, 2, 1, 3);
+            var restored = tiles.sub(dd.unsqueeze(1)).matmul(inverse).permute(0, 2, 1, 3).reshape(OutFeatures, InFeatures);
+            weight.copy_(restored.to(weight.dtype));
+        }
+
+        /// <inheritdoc />
+        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        {
+            RequireAdapter(adapter);
+            yield return ($"miss_block.{adapter}", miss_block[adapter]);
+        }
+
+        /// <inheritdoc />
+        public override AdapterSettings Settings(string adapter)
+        {
+            var o = Options(adapter);
+            return new BoneSettings(o.Block, o.Variant);
+        }
+
+        /// <inheritdoc />
+        public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            var current = Options(adapter);
+            if (settings is not BoneSettings bone)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a Bone (MISS) adapter; the file describes a {settings.PeftType} adapter");
+            if (bone.Variant != current.Variant)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
+            if (bone.Block != current.Block)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has block {current.Block}; the file has block (r) {bone.Block}");
+        }
+
+        /// <inheritdoc />
+        protected override void RemoveAdapterParameters(string adapter)
+        {
+            miss_block.Remove(adapter);
+            _options.Remove(adapter);
+        }
+    }
+
+    /// <summary>The entry point generated code calls for <c>[Bone]</c>.</summary>
+    public static class Bone
+    {
+        /// <summary>
+        /// Wraps <paramref name="layer"/> in a <see cref="BoneLinear"/> with adapter <paramref name="adapter"/>, or adds
+        /// the adapter to it if it already is one. Checks the block against the layer's real shape, with the
+        /// analyzers' wording (PEFT004, PEFT006).
+        /// </summary>
+        /// <param name="layer">The member's current value: a <c>Linear</c>, or a <see cref="BoneLinear"/> already.</param>
+        /// <param name="site">Class and member, e.g. <c>Demo.Block.v</c>.</param>
+        /// <param name="adapter">The adapter name.</param>
+        /// <param name="options">The declared options.</param>
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, BoneOptions options)
+        {
+            switch (layer)
+            {
+                case BoneLinear existing:
+                    existing.AddAdapter(adapter, options);
+                    return existing;
+                case Linear linear:
+                    return new BoneLinear(site, linear, adapter, options);
+                case null:
+                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
+                default:
+                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "Bone", layer.GetType().Name));
+            }
+        }
+
+        internal static void Validate(string site, BoneOptions options, long inFeatures, long outFeatures)
+        {
+            int r = options.Block;
+            if (r < 1)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.BlockTooSmall, site, "Bone", r));
+            if (!Enum.IsDefined(options.Variant))
+                throw new ArgumentException($"{site}: Bone variant {(int)options.Variant} is not one of {string.Join(", ", Enum.GetNames<BoneVariant>())}");
+            if (options.Variant == BoneVariant.Bat)
+            {
+                if (inFeatures % r != 0 || outFeatures % r != 0)
+                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BatBlockDoesNotDivide, site, r, inFeatures, outFeatures,
+                        PeftMessages.NearestDivisor(Gcd(inFeatures, outFeatures), r)));
+            }
+            else if (inFeatures % r != 0)
+            {
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.BoneBlockDoesNotDivide, site, r, inFeatures, outFeatures,
+                    PeftMessages.NearestDivisor(inFeatures, r)));
+            }
+        }
+
+        private static long Gcd(long a, long b) => b == 0 ? a : Gcd(b, a % b);
+    }
+}
