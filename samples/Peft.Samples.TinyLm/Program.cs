@@ -9,26 +9,26 @@ using static TorchSharp.torch;
 namespace Peft.Samples.TinyLm;
 
 /// <summary>
-/// Pre-trains a tiny character-level transformer on a toy grammar, then fine-tunes only LoRA adapters (and the
-/// output head) to do arithmetic in words, merges them, saves them in Hugging Face PEFT's format and loads them back.
-/// Usage: dotnet run --project samples/Peft.Samples.TinyLm [-- --pretrain-steps N --finetune-steps N --out DIR]
+/// Pre-trains a tiny character-level transformer on a toy grammar with counting runs, then fine-tunes only LoRA
+/// adapters (and the output head) on a new sentence form ("after seven comes eight."), scoring its completions; merges them and saves them in Hugging Face PEFT's format.
+/// Usage: dotnet run --project samples/Peft.Samples.TinyLm -c Release [-- --pretrain-steps N --finetune-steps N --out DIR]
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
-        int pretrainSteps = IntOption(args, "--pretrain-steps", 400);
-        int finetuneSteps = IntOption(args, "--finetune-steps", 300);
+        int pretrainSteps = IntOption(args, "--pretrain-steps", 300);
+        int finetuneSteps = IntOption(args, "--finetune-steps", 400);
         string outDir = StringOption(args, "--out", Path.Combine("out", "tinylm-lora"));
         const int context = 32, batch = 32;
 
         manual_seed(7);
         set_num_threads(Math.Max(1, Environment.ProcessorCount));
         var random = new Random(7);
-        var (trainSums, testSums) = ToyCorpora.Sums(seed: 1);
+        var numbers = ToyCorpora.SuccessorNumbers;
         string grammar = ToyCorpora.Grammar(6000, seed: 2);
-        string arithmetic = ToyCorpora.Arithmetic(trainSums, 4000, seed: 3);
-        var tokenizer = new CharTokenizer(new[] { grammar, arithmetic });
+        string successors = ToyCorpora.SuccessorText(numbers, 3000, seed: 3);
+        var tokenizer = new CharTokenizer(new[] { grammar, successors });
 
         var model = new TinyTransformer(tokenizer.VocabularySize, context);
         Console.WriteLine($"TinyTransformer: {model.TotalParameters():N0} parameters, LoRA on {model.AdapterLayers.Count} layers: {string.Join(", ", model.AdapterLayers.Select(l => l.Path))}");
@@ -43,22 +43,22 @@ public static class Program
         model.EnableAdapters();
         long trainable = model.TrainableParameterCount, total = model.TotalParameters();
         Console.WriteLine($"\nTrainable: {trainable:N0} of {total:N0} parameters ({100.0 * trainable / total:F1} %): LoRA A/B + head");
-        Console.WriteLine($"Held-out sums before fine-tuning: {Accuracy(model, tokenizer, testSums):P0} correct");
-        Show(model, tokenizer, testSums.Take(3));
-        Train(model, model.TrainableParameters(), tokenizer.Encode(arithmetic), finetuneSteps, 3e-3, "LoRA fine-tune on arithmetic in words", tokenizer, context, batch, random);
-        Console.WriteLine($"Held-out sums after fine-tuning: {Accuracy(model, tokenizer, testSums):P0} correct");
-        Show(model, tokenizer, testSums.Take(3));
+        Console.WriteLine($"Completions of \"after N comes\" before fine-tuning: {Accuracy(model, tokenizer, numbers):P0} correct");
+        Show(model, tokenizer, numbers.Take(3));
+        Train(model, model.TrainableParameters(), tokenizer.Encode(successors), finetuneSteps, 3e-3, "LoRA fine-tune on \"after seven comes eight.\"", tokenizer, context, batch, random);
+        Console.WriteLine($"Completions of \"after N comes\" after fine-tuning: {Accuracy(model, tokenizer, numbers):P0} correct");
+        Show(model, tokenizer, numbers.Take(3));
 
         // 3. Merge: the merged model computes the same function.
         model.eval();
-        using var probe = tensor(tokenizer.Encode(ToyCorpora.Sentence(testSums[0]))[..context]).unsqueeze(0);
+        using var probe = tensor(tokenizer.Encode(ToyCorpora.Sentence(numbers[0]))).unsqueeze(0);
         using var unmerged = model.forward(probe).detach();
         model.MergeAdapters();
         using var merged = model.forward(probe).detach();
         Console.WriteLine($"\nMerged vs unmerged logits: max |diff| = {(merged - unmerged).abs().max().item<float>():E2}");
         model.UnmergeAdapters();
 
-        // 4. Save in PEFT's format and load into a fresh model.
+        // 4. Save in PEFT's format: PeftModel.from_pretrained(base, dir) reads these files.
         model.SaveAdapters(outDir);
         Console.WriteLine($"Saved adapter to {Path.GetFullPath(outDir)}:");
         foreach (var file in Directory.GetFiles(outDir).OrderBy(f => f)) Console.WriteLine($"  {Path.GetFileName(file)} ({new FileInfo(file).Length:N0} bytes)");
@@ -106,12 +106,12 @@ public static class Program
         return tokenizer.Decode(ids.Skip(prompt.Length));
     }
 
-    private static double Accuracy(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IReadOnlyList<(int A, int B)> sums) =>
-        sums.Count(s => Complete(model, tokenizer, ToyCorpora.Prompt(s)) == ToyCorpora.Numbers[s.A + s.B] + ".") / (double)sums.Count;
+    private static double Accuracy(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IReadOnlyList<int> numbers) =>
+        numbers.Count(n => Complete(model, tokenizer, ToyCorpora.Prompt(n)) == ToyCorpora.Answer(n)) / (double)numbers.Count;
 
-    private static void Show(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IEnumerable<(int A, int B)> sums)
+    private static void Show(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IEnumerable<int> numbers)
     {
-        foreach (var s in sums) Console.WriteLine($"  \"{ToyCorpora.Prompt(s)}\" → \"{Complete(model, tokenizer, ToyCorpora.Prompt(s))}\"");
+        foreach (var n in numbers) Console.WriteLine($"  \"{ToyCorpora.Prompt(n)}\" → \"{Complete(model, tokenizer, ToyCorpora.Prompt(n))}\"");
     }
 
     private static int IntOption(string[] args, string name, int fallback) =>

@@ -6,8 +6,8 @@ using System.Text;
 namespace Peft.Samples.TinyLm;
 
 /// <summary>
-/// The sample's data, generated here so the task is measurable: a toy English grammar to pre-train on, and
-/// arithmetic in words ("three plus four is seven.") to fine-tune on, with held-out sums to score.
+/// The sample's data, generated here so the task is measurable: a toy English grammar with counting runs to
+/// pre-train on, and a sentence form it never saw ("after seven comes eight.") to fine-tune on.
 /// </summary>
 public static class ToyCorpora
 {
@@ -45,24 +45,20 @@ public static class ToyCorpora
 
     private static string Pick(Random random, string[] words) => words[random.Next(words.Length)];
 
-    /// <summary>All sums a + b with a, b ≤ 9, split into a training set and held-out problems.</summary>
-    public static (List<(int A, int B)> Train, List<(int A, int B)> Test) Sums(int seed)
-    {
-        var all = (from a in Enumerable.Range(0, 10) from b in Enumerable.Range(0, 10) select (a, b)).ToList();
-        var random = new Random(seed);
-        var shuffled = all.OrderBy(_ => random.Next()).ToList();
-        return (shuffled.Skip(20).ToList(), shuffled.Take(20).ToList());
-    }
+    /// <summary>The successor task, "after seven comes eight.", for every number with a successor.</summary>
+    public static IReadOnlyList<int> SuccessorNumbers { get; } = Enumerable.Range(0, Numbers.Length - 1).ToList();
 
-    public static string Prompt((int A, int B) sum) => $"{Numbers[sum.A]} plus {Numbers[sum.B]} is ";
+    public static string Prompt(int n) => $"after {Numbers[n]} comes ";
 
-    public static string Sentence((int A, int B) sum) => Prompt(sum) + Numbers[sum.A + sum.B] + ". ";
+    public static string Answer(int n) => Numbers[n + 1] + ".";
 
-    public static string Arithmetic(IReadOnlyList<(int A, int B)> sums, int sentences, int seed)
+    public static string Sentence(int n) => Prompt(n) + Answer(n) + " ";
+
+    public static string SuccessorText(IReadOnlyList<int> numbers, int sentences, int seed)
     {
         var random = new Random(seed);
         var text = new StringBuilder();
-        for (int i = 0; i < sentences; i++) text.Append(Sentence(sums[random.Next(sums.Count)]));
+        for (int i = 0; i < sentences; i++) text.Append(Sentence(numbers[random.Next(numbers.Count)]));
         return text.ToString();
     }
 }
