@@ -1,0 +1,36 @@
+namespace Peft
+{
+    /// <summary>How <see cref="MergeWithAttribute"/> combines adapters. Every method works on the adapters' delta weights ΔWᵢ.</summary>
+    public enum MergeMethod
+    {
+        /// <summary>
+        /// PEFT's <c>linear</c>: weighted sums of the A's and of the B's (equal ranks required). Not Σ wᵢΔWᵢ — it has
+        /// cross terms (PEFT issue 3004) — but what users moving from PEFT get; use <see cref="Cat"/> for exact task arithmetic.
+        /// </summary>
+        Linear = 0,
+
+        /// <summary>Task arithmetic, exactly Σ wᵢ ΔWᵢ, kept low-rank by concatenating the scaled factors (ranks add up).</summary>
+        Cat = 1,
+
+        /// <summary>Σ wᵢ ΔWᵢ re-factorised to <see cref="MergeWithAttribute.Rank"/> by truncated SVD.</summary>
+        Svd = 2,
+
+        /// <summary>
+        /// TIES-Merging (Yadav et al., 2023): trim each ΔWᵢ to its top-<see cref="MergeWithAttribute.Density"/> magnitudes,
+        /// elect each entry's sign by summed mass, average the weighted entries that agree; re-factorised by SVD.
+        /// </summary>
+        Ties = 3,
+
+        /// <summary>DARE (Yu et al., 2024): drop entries with probability 1 − density, rescale by 1 / density, then sum.</summary>
+        DareLinear = 4,
+
+        /// <summary>DARE, then TIES sign election and agreeing mean.</summary>
+        DareTies = 5,
+
+        /// <summary>Keep the top-density magnitudes of each ΔWᵢ, then the weighted sum.</summary>
+        MagnitudePrune = 6,
+
+        /// <summary>Model Stock (Jang et al., 2024): interpolate the average of the deltas toward the base by the angle between them.</summary>
+        ModelStock = 7,
+    }
+}
