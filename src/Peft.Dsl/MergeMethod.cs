@@ -4,12 +4,13 @@ namespace Peft
     public enum MergeMethod
     {
         /// <summary>
-        /// PEFT's <c>linear</c>: weighted sums of the A's and of the B's (equal ranks required). Not Σ wᵢΔWᵢ — it has
-        /// cross terms (PEFT issue 3004) — but what users moving from PEFT get; use <see cref="Cat"/> for exact task arithmetic.
+        /// Task arithmetic: exactly Σ wᵢ ΔWᵢ, kept low-rank by concatenating the scaled factors (ranks add up). PEFT's
+        /// <c>linear</c> instead sums the A's and the B's separately, which adds cross terms (PEFT issue 3004); PeftDsl
+        /// does not copy that defect.
         /// </summary>
         Linear = 0,
 
-        /// <summary>Task arithmetic, exactly Σ wᵢ ΔWᵢ, kept low-rank by concatenating the scaled factors (ranks add up).</summary>
+        /// <summary>The same exact Σ wᵢ ΔWᵢ by concatenation, under PEFT's name for it (<c>cat</c>).</summary>
         Cat = 1,
 
         /// <summary>Σ wᵢ ΔWᵢ re-factorised to <see cref="MergeWithAttribute.Rank"/> by truncated SVD.</summary>
