@@ -28,6 +28,7 @@ namespace Peft.Runtime.IO
             var config = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
             var shared = new JsonObject();
             first.WriteSharedFields(shared);
+            first.WriteLayerListFields(shared, sites);
             foreach (var (key, value) in shared) config[key] = value?.DeepClone();
 
             foreach (var field in first.PerLayerFields.Keys)
@@ -58,6 +59,7 @@ namespace Peft.Runtime.IO
         {
             "r" => "rank_pattern",
             "lora_alpha" => "alpha_pattern",
+            "alpha" => "alpha_pattern", // LoHa, LoKr
             _ => null,
         };
 
@@ -121,6 +123,7 @@ namespace Peft.Runtime.IO
         private static readonly IReadOnlyDictionary<string, SettingsReader> Readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal)
         {
             ["LORA"] = LoRASettings.FromConfig,
+            ["VERA"] = VeRASettings.FromConfig,
         };
 
         /// <summary>The settings a config gives one layer.</summary>
