@@ -179,6 +179,9 @@ public class VeRATests
         var drawn = empty(1000, dtype: float32).uniform_(0, 1, generator).data<float>().ToArray();
         var reference = new Mt19937(42);
         for (int i = 0; i < drawn.Length; i++) Assert.Equal(reference.Unit(), drawn[i]);
+        // PEFT's own path, torch.Generator(device="cpu").manual_seed(key), reseeds a generator made with another seed.
+        using var reseeded = new Generator(7).manual_seed(42);
+        TensorAssert.Equal(tensor(drawn), empty(1000, dtype: float32).uniform_(0, 1, reseeded));
     }
 
     [Theory]
