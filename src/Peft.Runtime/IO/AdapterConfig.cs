@@ -124,6 +124,7 @@ namespace Peft.Runtime.IO
         {
             ["LORA"] = LoRASettings.FromConfig,
             ["VERA"] = VeRASettings.FromConfig,
+            ["LOHA"] = LoHaSettings.FromConfig,
         };
 
         /// <summary>The settings a config gives one layer.</summary>
