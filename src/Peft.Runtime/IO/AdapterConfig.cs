@@ -125,6 +125,7 @@ namespace Peft.Runtime.IO
             ["LORA"] = LoRASettings.FromConfig,
             ["VERA"] = VeRASettings.FromConfig,
             ["LOHA"] = LoHaSettings.FromConfig,
+            ["LOKR"] = LoKrSettings.FromConfig,
         };
 
         /// <summary>The settings a config gives one layer.</summary>
