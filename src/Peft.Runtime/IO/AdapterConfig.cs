@@ -126,6 +126,7 @@ namespace Peft.Runtime.IO
             ["VERA"] = VeRASettings.FromConfig,
             ["LOHA"] = LoHaSettings.FromConfig,
             ["LOKR"] = LoKrSettings.FromConfig,
+            ["IA3"] = IA3Settings.FromConfig,
         };
 
         /// <summary>The settings a config gives one layer.</summary>
