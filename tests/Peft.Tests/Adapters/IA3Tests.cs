@@ -212,6 +212,7 @@ public class IA3Tests
         Assert.Null(config["modules_to_save"]);
 
         var (root2, k2, down2) = Build(77);
+        MiscAdapterKit.CopyBase(root, root2);
         MiscAdapterKit.Attach(root2).LoadAdapters(folder.Path);
         var xk = randn(3, 16);
         var xd = randn(3, 12);

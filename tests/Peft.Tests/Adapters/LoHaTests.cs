@@ -225,6 +225,7 @@ public class LoHaTests
         Assert.Null(config["modules_to_save"]);
 
         var (root2, q2, v2) = Build(77);
+        MiscAdapterKit.CopyBase(root, root2);
         Assert.False(TensorAssert.Same(q.W1A("default"), q2.W1A("default")));
         MiscAdapterKit.Attach(root2).LoadAdapters(folder.Path);
         q.eval(); v.eval(); q2.eval(); v2.eval();

@@ -142,8 +142,8 @@ public class LoKrTests
     public void RankDropoutDropsRowsWithoutRescalingInTrainingOnly()
     {
         using var scope = NewDisposeScope();
-        var layer = Make(new LoKrOptions { Rank = 1, Alpha = 3, RankDropout = 0.5 });
-        var x = randn(4, 16);
+        var layer = Make(new LoKrOptions { Rank = 1, Alpha = 3, RankDropout = 0.5 }, inF: 64, outF: 48);
+        var x = randn(4, 64);
         var full = x.matmul(layer.DeltaWeight("default").t());
         var baseOut = layer.BaseLayer.forward(x);
         layer.eval();
@@ -152,7 +152,7 @@ public class LoKrTests
         manual_seed(9);
         var update = (layer.forward(x) - baseOut).detach();
         var live = update.abs().sum(dim: 0).gt(0).to(float32);
-        Assert.InRange(live.sum().item<float>(), 1, 11);
+        Assert.InRange(live.sum().item<float>(), 1, 47);
         TensorAssert.Close(full * live, update, atol: 1e-5); // PEFT's default rank_dropout_scale: false
     }
 
@@ -198,11 +198,11 @@ public class LoKrTests
         TensorAssert.Equal(w, layer.BaseLayer.get_parameter("weight")!);
     }
 
-    private static (nn.Module Root, LoKrLinear Q, LoKrLinear V) TwoLayers(int adapterSeed, int vFactor = -1)
+    private static (nn.Module Root, LoKrLinear Q, LoKrLinear V) TwoLayers(int adapterSeed, int factor = -1)
     {
         manual_seed(3);
-        var q = (LoKrLinear)LoKr.Wrap(nn.Linear(16, 12), "T.q", "default", new LoKrOptions { Rank = 1, Alpha = 2 });
-        var v = (LoKrLinear)LoKr.Wrap(nn.Linear(64, 64), "T.v", "default", new LoKrOptions { Rank = 2, Alpha = 2, DecomposeFactor = vFactor });
+        var q = (LoKrLinear)LoKr.Wrap(nn.Linear(16, 12), "T.q", "default", new LoKrOptions { Rank = 1, Alpha = 2, DecomposeFactor = factor });
+        var v = (LoKrLinear)LoKr.Wrap(nn.Linear(64, 64), "T.v", "default", new LoKrOptions { Rank = 2, Alpha = 2, DecomposeFactor = factor });
         var root = nn.Sequential(("q", q), ("v", v));
         MiscAdapterKit.Randomize(root, adapterSeed);
         return (root, q, v);
@@ -238,6 +238,7 @@ public class LoKrTests
         Assert.Equal(new[] { "q", "v" }, MiscAdapterKit.Strings(config["target_modules"]));
 
         var (root2, q2, v2) = TwoLayers(77);
+        MiscAdapterKit.CopyBase(root, root2);
         Assert.False(TensorAssert.Same(q.W1("default"), q2.W1("default")));
         MiscAdapterKit.Attach(root2).LoadAdapters(folder.Path);
         q.eval(); v.eval(); q2.eval(); v2.eval();
@@ -252,13 +253,13 @@ public class LoKrTests
     {
         using var scope = NewDisposeScope();
         using var folder = new TempFolder();
-        var (root, _, _) = TwoLayers(5, vFactor: 4); // v: in 64 = 4·16, out 64 = 4·16
+        var (root, _, _) = TwoLayers(5, factor: 4); // q: in 16 = 4·4, out 12 = 4·3 (a dividing factor comes first)
         MiscAdapterKit.Attach(root).SaveAdapters(folder.Path);
-        var (root2, _, v2) = TwoLayers(6);           // v: 8·8
-        var before = v2.W1("default").detach().clone();
+        var (root2, q2, _) = TwoLayers(6);          // q: in 4·4, out 3·4
+        var before = q2.W1("default").detach().clone();
         var ex = Assert.Throws<System.IO.InvalidDataException>(() => MiscAdapterKit.Attach(root2).LoadAdapters(folder.Path));
-        Assert.Contains("key 'base_model.model.v.lokr_w1' has shape [4, 4], but the model's parameter has shape [8, 8]", ex.Message);
-        TensorAssert.Equal(before, v2.W1("default"));
+        Assert.Contains("key 'base_model.model.q.lokr_w1' has shape [4, 4], but the model's parameter has shape [3, 4]", ex.Message);
+        TensorAssert.Equal(before, q2.W1("default"));
     }
 
     [Fact]

@@ -73,6 +73,18 @@ internal static class MiscAdapterKit
             foreach (var p in module.parameters().Where(p => p.requires_grad)) p.normal_(0, 0.5);
     }
 
+    /// <summary>
+    /// Copies every frozen base-layer parameter of <paramref name="from"/> into <paramref name="to"/> (same structure), so
+    /// two models differ in their adapters alone; tests run in parallel, so seeding the global generator cannot ensure it.
+    /// </summary>
+    public static void CopyBase(nn.Module from, nn.Module to)
+    {
+        var target = to.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using (no_grad())
+            foreach (var (name, p) in from.named_parameters())
+                if (name.Contains("base_layer.", StringComparison.Ordinal)) target[name].copy_(p);
+    }
+
     /// <summary>The JSON array <paramref name="node"/> as strings.</summary>
     public static string[] Strings(JsonNode? node) => ((JsonArray)node!).Select(n => n!.GetValue<string>()).ToArray();
 
