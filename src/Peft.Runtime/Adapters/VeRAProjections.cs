@@ -29,7 +29,10 @@ namespace Peft.Runtime.Adapters
         public void Add(string adapter, Tensor projection) => register_buffer(adapter, projection);
 
         /// <summary>Unregisters the adapter's projection, if any; the tensor is left alone, since other layers may share it.</summary>
-        public void Remove(string adapter) => _internal_buffers.Remove(adapter);
+        public void Remove(string adapter)
+        {
+            if (_internal_buffers.ContainsKey(adapter)) _internal_buffers.Remove(adapter);
+        }
 
         /// <inheritdoc />
         protected override void RegisterComponents() { } // registered one by one in Add
