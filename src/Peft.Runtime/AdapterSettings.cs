@@ -20,5 +20,11 @@ namespace Peft.Runtime
 
         /// <summary>Writes the fields shared by all layers of the adapter (beside the per-layer ones) into <paramref name="config"/>.</summary>
         public abstract void WriteSharedFields(JsonObject config);
+
+        /// <summary>
+        /// Writes the fields that list layers (IA3's <c>feedforward_modules</c>) into <paramref name="config"/>, from the
+        /// settings of every layer of the adapter; called on the first layer's settings. None by default.
+        /// </summary>
+        public virtual void WriteLayerListFields(JsonObject config, IReadOnlyList<(string Path, AdapterSettings Settings)> sites) { }
     }
 }

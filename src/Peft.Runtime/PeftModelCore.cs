@@ -69,6 +69,8 @@ namespace Peft.Runtime
             }
             _layers = layers;
             _trainableModules = trainable;
+            foreach (var (_, layer) in layers)
+                if (layer is IModelAwareAdapter aware) aware.OnModelAttached(layers);
         }
 
         private IEnumerable<(string Path, nn.Module Module)> NamedModulesWithRoot()

@@ -49,28 +49,24 @@ namespace Peft.Runtime.Adapters
     /// </summary>
     public sealed class AdapterParameterDict : nn.Module
     {
-        private readonly Dictionary<string, Parameter> _byAdapter = new(StringComparer.Ordinal);
+        // Looked up in the module's own registry, not a copy: Module.to(dtype / device) replaces registered parameters.
 
         /// <summary>Creates an empty dictionary.</summary>
         public AdapterParameterDict() : base("AdapterParameterDict") { }
 
         /// <summary>The parameter of adapter <paramref name="adapter"/>.</summary>
-        public Parameter this[string adapter] => _byAdapter[adapter];
+        public Parameter this[string adapter] => _internal_params[adapter];
 
         /// <summary>Whether the adapter has a parameter here.</summary>
-        public bool Contains(string adapter) => _byAdapter.ContainsKey(adapter);
+        public bool Contains(string adapter) => _internal_params.ContainsKey(adapter);
 
         /// <summary>Adds and registers the adapter's parameter.</summary>
-        public void Add(string adapter, Parameter parameter)
-        {
-            _byAdapter.Add(adapter, parameter);
-            register_parameter(adapter, parameter);
-        }
+        public void Add(string adapter, Parameter parameter) => register_parameter(adapter, parameter);
 
         /// <summary>Unregisters and disposes the adapter's parameter, if any.</summary>
         public void Remove(string adapter)
         {
-            if (!_byAdapter.Remove(adapter, out var parameter)) return;
+            if (!_internal_params.TryGetValue(adapter, out var parameter)) return;
             _internal_params.Remove(adapter);
             parameter.Dispose();
         }

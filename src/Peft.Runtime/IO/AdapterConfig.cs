@@ -48,6 +48,7 @@ namespace Peft.Runtime.IO
                         $"layers '{sites[0].Path}' and '{path}' of one {first.PeftType} adapter differ in fields its adapter_config.json holds once " +
                         $"({shared.ToJsonString()} vs {other.ToJsonString()}); give them different adapter names");
             }
+            first.WriteLayerListFields(shared, sites);
             foreach (var (key, value) in shared) config[key] = value?.DeepClone();
 
             foreach (var field in first.PerLayerFields.Keys)
@@ -82,6 +83,7 @@ namespace Peft.Runtime.IO
             "r" => "rank_pattern",
             "lora_alpha" => "alpha_pattern",
             "sequential_r" => "sequential_rank_pattern",
+            "alpha" => "alpha_pattern", // LoHa, LoKr
             _ => null,
         };
 
@@ -148,6 +150,10 @@ namespace Peft.Runtime.IO
             ["MISS"] = BoneSettings.FromConfig,
             ["BONE"] = BoneSettings.FromConfig, // PEFT before 0.19; see LegacyTypes
             ["HYDRA"] = HydraSettings.FromConfig,
+            ["VERA"] = VeRASettings.FromConfig,
+            ["LOHA"] = LoHaSettings.FromConfig,
+            ["LOKR"] = LoKrSettings.FromConfig,
+            ["IA3"] = IA3Settings.FromConfig,
         };
 
         /// <summary>

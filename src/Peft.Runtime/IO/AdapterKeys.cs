@@ -26,6 +26,12 @@ namespace Peft.Runtime.IO
         /// <summary>The file key of a parameter at <paramref name="modulePath"/>.</summary>
         public static string FileKey(string modulePath, string name) => Prefix + PeftModelCore.Join(modulePath, name);
 
+        /// <summary>The prefix of tensors PEFT holds on its tuner model rather than on a layer (VeRA's <c>base_model.vera_A</c>).</summary>
+        public const string ModelPrefix = "base_model.";
+
+        /// <summary>The file key of a tensor held once for the whole model, e.g. <c>vera_A.default</c> → <c>base_model.vera_A</c>.</summary>
+        public static string SharedKey(string name, string adapter) => ModelPrefix + StripAdapterName(name, adapter);
+
         /// <summary>A key without PEFT's prefix (readers accept both forms).</summary>
         public static string WithoutPrefix(string key) => key.StartsWith(Prefix, StringComparison.Ordinal) ? key[Prefix.Length..] : key;
     }

@@ -57,6 +57,8 @@ namespace Peft.Runtime.IO
                 foreach (var (path, layer) in unit.Sites)
                     foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                         tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
+                foreach (var (key, tensor) in SharedTensors(unit))
+                    tensors.Add(new(key, tensor.detach()));
                 foreach (var (name, tensor) in TrainableModuleTensors(core))
                     tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
 
@@ -85,6 +87,29 @@ namespace Peft.Runtime.IO
                 finally
                 {
                     if (File.Exists(configTemp)) File.Delete(configTemp);
+                }
+            }
+        }
+
+        /// <summary>The tensors the unit's layers share (VeRA's projections), each once, keyed <c>base_model.&lt;name&gt;</c>.</summary>
+        private static IEnumerable<(string Key, Tensor Tensor)> SharedTensors(Unit unit)
+        {
+            var seen = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var (path, layer) in unit.Sites)
+            {
+                if (layer is not ISharedAdapterTensors shared) continue;
+                foreach (var (name, tensor) in shared.SharedTensors(unit.Adapter))
+                {
+                    string key = AdapterKeys.SharedKey(name, unit.Adapter);
+                    if (seen.TryGetValue(key, out var first))
+                    {
+                        if (!ReferenceEquals(first, tensor) && first.Handle != tensor.Handle)
+                            throw new InvalidOperationException(
+                                $"layer '{path}': adapter '{unit.Adapter}' holds its own '{name}' instead of the model's shared one; attach the model (PeftModelCore.Attach) before saving");
+                        continue;
+                    }
+                    seen.Add(key, tensor);
+                    yield return (key, tensor);
                 }
             }
         }
@@ -186,11 +211,23 @@ namespace Peft.Runtime.IO
             foreach (var (path, layer) in unit.Sites)
             {
                 // The layer checks these against itself when they are applied (all or none, in Load).
-                settings.Add((layer, unit.Adapter, AdapterConfig.SettingsFor(config, path, configPath)));
+                var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
+                settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
                     string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
                     copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                }
+                if (layer is ISharedAdapterTensors shared)
+                {
+                    bool inFile = shared.FileHoldsSharedTensors(layerSettings);
+                    foreach (var (name, tensor) in shared.SharedTensors(unit.Adapter))
+                    {
+                        string key = AdapterKeys.SharedKey(name, unit.Adapter); // not under base_model.model.
+                        if (used.Contains(key)) continue; // shared: loaded once
+                        if (inFile) copies.Add((tensor, Take(byKey, used, key, tensor, weightsPath, shownKey: key)));
+                        else if (byKey.ContainsKey(key)) used.Add(key); // PEFT ignores them too when the config says they are not saved
+                    }
                 }
             }
 
@@ -202,17 +239,18 @@ namespace Peft.Runtime.IO
             var unknown = byKey.Keys.Where(k => !used.Contains(k)).ToList();
             if (unknown.Count > 0)
                 throw new InvalidDataException(
-                    $"{weightsPath}: key '{AdapterKeys.Prefix}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
+                    $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
             return new LoadPlan(file, settings, copies);
         }
 
-        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file)
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)
         {
+            shownKey ??= AdapterKeys.Prefix + key;
             if (!byKey.TryGetValue(key, out var source))
-                throw new InvalidDataException($"{file}: key '{AdapterKeys.Prefix}{key}' is missing (the model expects shape {Shape(target)})");
+                throw new InvalidDataException($"{file}: key '{shownKey}' is missing (the model expects shape {Shape(target)})");
             if (!source.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"{file}: key '{AdapterKeys.Prefix}{key}' has shape {Shape(source)}, but the model's parameter has shape {Shape(target)}");
+                throw new InvalidDataException($"{file}: key '{shownKey}' has shape {Shape(source)}, but the model's parameter has shape {Shape(target)}");
             used.Add(key);
             return source;
         }

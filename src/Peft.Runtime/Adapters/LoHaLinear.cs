@@ -1,0 +1,191 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// LoHa on a <c>Linear</c> layer: y = xWᵀ + b + x·ΔWᵀ with ΔW = (W1a·W1b) ⊙ (W2a·W2b) · α/r, W1a, W2a [out, r],
+    /// W1b, W2b [r, in], held under PEFT's parameter-dict names <c>hada_w1_a.&lt;adapter&gt;</c>, <c>hada_w1_b</c>,
+    /// <c>hada_w2_a</c>, <c>hada_w2_b</c>.
+    /// </summary>
+    public sealed class LoHaLinear : AdapterLayerBase
+    {
+        private readonly AdapterParameterDict hada_w1_a = new();
+        private readonly AdapterParameterDict hada_w1_b = new();
+        private readonly AdapterParameterDict hada_w2_a = new();
+        private readonly AdapterParameterDict hada_w2_b = new();
+        private readonly Dictionary<string, LoHaOptions> _lohaOptions = new(StringComparer.Ordinal);
+
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
+        public LoHaLinear(string site, Linear baseLayer, string adapter, LoHaOptions options) : base(site, baseLayer)
+        {
+            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
+            register_module("hada_w1_a", hada_w1_a);
+            register_module("hada_w1_b", hada_w1_b);
+            register_module("hada_w2_a", hada_w2_a);
+            register_module("hada_w2_b", hada_w2_b);
+            AddAdapter(adapter, options);
+        }
+
+        /// <summary>The base layer's input size.</summary>
+        public long InFeatures { get; }
+
+        /// <summary>The base layer's output size.</summary>
+        public long OutFeatures { get; }
+
+        /// <inheritdoc />
+        public override string PeftType => "LOHA";
+
+        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        public LoHaOptions Options(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _lohaOptions[adapter];
+        }
+
+        /// <summary>W1a of an adapter ([out, r]).</summary>
+        public Parameter W1A(string adapter) => hada_w1_a[adapter];
+
+        /// <summary>W1b of an adapter ([r, in]).</summary>
+        public Parameter W1B(string adapter) => hada_w1_b[adapter];
+
+        /// <summary>W2a of an adapter ([out, r]).</summary>
+        public Parameter W2A(string adapter) => hada_w2_a[adapter];
+
+        /// <summary>W2b of an adapter ([r, in]); starts at zero.</summary>
+        public Parameter W2B(string adapter) => hada_w2_b[adapter];
+
+        /// <summary>Adds a named adapter; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, LoHaOptions options)
+        {
+            LoHa.Validate(Site, options, InFeatures, OutFeatures);
+            RegisterAdapterName(adapter);
+            var weight = BaseWeight;
+            Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
+            var w1a = Make(OutFeatures, options.Rank);
+            var w1b = Make(options.Rank, InFeatures);
+            var w2a = Make(OutFeatures, options.Rank);
+            var w2b = Make(options.Rank, InFeatures);
+            using (no_grad())
+            {
+                // PEFT's reset_adapter_parameters: Kaiming-uniform (a = √5) for three factors, W2b zero.
+                nn.init.kaiming_uniform_(w1a, a: Math.Sqrt(5));
+                nn.init.kaiming_uniform_(w1b, a: Math.Sqrt(5));
+                nn.init.kaiming_uniform_(w2a, a: Math.Sqrt(5));
+                nn.init.zeros_(w2b);
+            }
+            hada_w1_a.Add(adapter, w1a);
+            hada_w1_b.Add(adapter, w1b);
+            hada_w2_a.Add(adapter, w2a);
+            hada_w2_b.Add(adapter, w2b);
+            _lohaOptions[adapter] = options;
+        }
+
+        /// <inheritdoc />
+        public override Tensor forward(Tensor input)
+        {
+            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
+            var result = BaseLayer.forward(input);
+            foreach (var adapter in UnmergedActiveAdapters)
+            {
+                var options = _lohaOptions[adapter];
+                if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
+                var delta = DeltaWeight(adapter);
+                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: true);
+                result = result.add(nn.functional.linear(input, delta));
+            }
+            return result;
+        }
+
+        /// <inheritdoc />
+        public override Tensor DeltaWeight(string adapter)
+        {
+            RequireAdapter(adapter);
+            var product = matmul(W1A(adapter), W1B(adapter)).mul(matmul(W2A(adapter), W2B(adapter)));
+            return product.mul(_lohaOptions[adapter].Scaling);
+        }
+
+        /// <inheritdoc />
+        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        {
+            RequireAdapter(adapter);
+            yield return ($"hada_w1_a.{adapter}", W1A(adapter));
+            yield return ($"hada_w1_b.{adapter}", W1B(adapter));
+            yield return ($"hada_w2_a.{adapter}", W2A(adapter));
+            yield return ($"hada_w2_b.{adapter}", W2B(adapter));
+        }
+
+        /// <inheritdoc />
+        public override AdapterSettings Settings(string adapter)
+        {
+            var o = Options(adapter);
+            return new LoHaSettings(o.Rank, o.Alpha, o.RankDropout, o.ModuleDropout);
+        }
+
+        /// <inheritdoc />
+        public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            var current = Options(adapter);
+            if (settings is not LoHaSettings loha)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoHa adapter; the file describes a {settings.PeftType} adapter");
+            if (loha.Rank != current.Rank)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {loha.Rank}");
+            _lohaOptions[adapter] = current with { Alpha = loha.Alpha, RankDropout = loha.RankDropout, ModuleDropout = loha.ModuleDropout };
+        }
+
+        /// <inheritdoc />
+        protected override void RemoveAdapterParameters(string adapter)
+        {
+            hada_w1_a.Remove(adapter);
+            hada_w1_b.Remove(adapter);
+            hada_w2_a.Remove(adapter);
+            hada_w2_b.Remove(adapter);
+            _lohaOptions.Remove(adapter);
+        }
+    }
+
+    /// <summary>The entry point generated code calls for <c>[LoHa]</c>.</summary>
+    public static class LoHa
+    {
+        /// <summary>
+        /// Wraps <paramref name="layer"/> in a <see cref="LoHaLinear"/> with adapter <paramref name="adapter"/>, or adds
+        /// the adapter to it if it already is one. Checks the options against the layer's real shape, with the
+        /// analyzers' wording.
+        /// </summary>
+        /// <param name="layer">The member's current value: a <c>Linear</c>, or a <see cref="LoHaLinear"/> already.</param>
+        /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
+        /// <param name="adapter">The adapter name.</param>
+        /// <param name="options">The declared options.</param>
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoHaOptions options)
+        {
+            switch (layer)
+            {
+                case LoHaLinear existing:
+                    existing.AddAdapter(adapter, options);
+                    return existing;
+                case Linear linear:
+                    return new LoHaLinear(site, linear, adapter, options);
+                case null:
+                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
+                default:
+                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "LoHa", layer.GetType().Name));
+            }
+        }
+
+        internal static void Validate(string site, LoHaOptions options, long inFeatures, long outFeatures)
+        {
+            if (options.Rank < 1)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoHa", options.Rank));
+            long max = Math.Min(inFeatures, outFeatures);
+            if (options.Rank > max)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "LoHa", options.Rank, inFeatures, outFeatures, max));
+            if (!(options.RankDropout >= 0 && options.RankDropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "rank dropout", options.RankDropout));
+            if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "module dropout", options.ModuleDropout));
+        }
+    }
+}

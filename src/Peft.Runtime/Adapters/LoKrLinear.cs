@@ -1,0 +1,289 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// LoKr on a <c>Linear</c> layer: y = xWᵀ + b + x·ΔWᵀ with ΔW = kron(W1, W2) · α/r, out = a·b and in = c·d split by
+    /// PEFT's <c>factorization</c>, W1 [a, c] (<c>lokr_w1</c>, or <c>lokr_w1_a</c> [a, r] · <c>lokr_w1_b</c> [r, c] with
+    /// decompose_both) and W2 [b, d] (<c>lokr_w2</c>, or <c>lokr_w2_a</c> [b, r] · <c>lokr_w2_b</c> [r, d] when
+    /// r &lt; max(b, d) / 2), each a parameter dict keyed by adapter name as in PEFT.
+    /// </summary>
+    public sealed class LoKrLinear : AdapterLayerBase
+    {
+        private readonly AdapterParameterDict lokr_w1 = new();
+        private readonly AdapterParameterDict lokr_w1_a = new();
+        private readonly AdapterParameterDict lokr_w1_b = new();
+        private readonly AdapterParameterDict lokr_w2 = new();
+        private readonly AdapterParameterDict lokr_w2_a = new();
+        private readonly AdapterParameterDict lokr_w2_b = new();
+        private readonly Dictionary<string, LoKrOptions> _lokrOptions = new(StringComparer.Ordinal);
+
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
+        public LoKrLinear(string site, Linear baseLayer, string adapter, LoKrOptions options) : base(site, baseLayer)
+        {
+            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
+            register_module("lokr_w1", lokr_w1);
+            register_module("lokr_w1_a", lokr_w1_a);
+            register_module("lokr_w1_b", lokr_w1_b);
+            register_module("lokr_w2", lokr_w2);
+            register_module("lokr_w2_a", lokr_w2_a);
+            register_module("lokr_w2_b", lokr_w2_b);
+            AddAdapter(adapter, options);
+        }
+
+        /// <summary>The base layer's input size.</summary>
+        public long InFeatures { get; }
+
+        /// <summary>The base layer's output size.</summary>
+        public long OutFeatures { get; }
+
+        /// <inheritdoc />
+        public override string PeftType => "LOKR";
+
+        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        public LoKrOptions Options(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _lokrOptions[adapter];
+        }
+
+        /// <summary>How an adapter's factors are shaped: out = a·b, in = c·d, and which of W1, W2 are low-rank.</summary>
+        public LoKr.Layout Layout(string adapter) => LoKr.LayoutFor(Options(adapter), InFeatures, OutFeatures);
+
+        /// <summary>The left Kronecker factor W1 [a, c] of an adapter (the product W1a·W1b when it is low-rank).</summary>
+        public Tensor W1(string adapter) =>
+            lokr_w1.Contains(adapter) ? lokr_w1[adapter] : matmul(lokr_w1_a[adapter], lokr_w1_b[adapter]);
+
+        /// <summary>The right Kronecker factor W2 [b, d] of an adapter (the product W2a·W2b when it is low-rank).</summary>
+        public Tensor W2(string adapter) =>
+            lokr_w2.Contains(adapter) ? lokr_w2[adapter] : matmul(lokr_w2_a[adapter], lokr_w2_b[adapter]);
+
+        /// <summary>Adds a named adapter; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, LoKrOptions options)
+        {
+            LoKr.Validate(Site, options, InFeatures, OutFeatures);
+            var layout = LoKr.LayoutFor(options, InFeatures, OutFeatures);
+            RegisterAdapterName(adapter);
+            var weight = BaseWeight;
+            Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
+            using (no_grad())
+            {
+                // PEFT's reset_adapter_parameters: W1 (or W1a) zero, everything else Kaiming-uniform with a = √5.
+                if (layout.LowRankW1)
+                {
+                    var a = Make(layout.OutA, options.Rank);
+                    var b = Make(options.Rank, layout.InC);
+                    nn.init.zeros_(a);
+                    nn.init.kaiming_uniform_(b, a: Math.Sqrt(5));
+                    lokr_w1_a.Add(adapter, a);
+                    lokr_w1_b.Add(adapter, b);
+                }
+                else
+                {
+                    var w1 = Make(layout.OutA, layout.InC);
+                    nn.init.zeros_(w1);
+                    lokr_w1.Add(adapter, w1);
+                }
+                if (layout.LowRankW2)
+                {
+                    var a = Make(layout.OutB, options.Rank);
+                    var b = Make(options.Rank, layout.InD);
+                    nn.init.kaiming_uniform_(a, a: Math.Sqrt(5));
+                    nn.init.kaiming_uniform_(b, a: Math.Sqrt(5));
+                    lokr_w2_a.Add(adapter, a);
+                    lokr_w2_b.Add(adapter, b);
+                }
+                else
+                {
+                    var w2 = Make(layout.OutB, layout.InD);
+                    nn.init.kaiming_uniform_(w2, a: Math.Sqrt(5));
+                    lokr_w2.Add(adapter, w2);
+                }
+            }
+            _lokrOptions[adapter] = options;
+        }
+
+        /// <inheritdoc />
+        public override Tensor forward(Tensor input)
+        {
+            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
+            var result = BaseLayer.forward(input);
+            foreach (var adapter in UnmergedActiveAdapters)
+            {
+                var options = _lokrOptions[adapter];
+                if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
+                var delta = DeltaWeight(adapter);
+                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: false);
+                result = result.add(nn.functional.linear(input, delta));
+            }
+            return result;
+        }
+
+        /// <inheritdoc />
+        public override Tensor DeltaWeight(string adapter)
+        {
+            RequireAdapter(adapter);
+            return kron(W1(adapter), W2(adapter).contiguous()).mul(_lokrOptions[adapter].Scaling);
+        }
+
+        /// <inheritdoc />
+        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        {
+            RequireAdapter(adapter);
+            if (lokr_w1.Contains(adapter)) yield return ($"lokr_w1.{adapter}", lokr_w1[adapter]);
+            if (lokr_w1_a.Contains(adapter)) yield return ($"lokr_w1_a.{adapter}", lokr_w1_a[adapter]);
+            if (lokr_w1_b.Contains(adapter)) yield return ($"lokr_w1_b.{adapter}", lokr_w1_b[adapter]);
+            if (lokr_w2.Contains(adapter)) yield return ($"lokr_w2.{adapter}", lokr_w2[adapter]);
+            if (lokr_w2_a.Contains(adapter)) yield return ($"lokr_w2_a.{adapter}", lokr_w2_a[adapter]);
+            if (lokr_w2_b.Contains(adapter)) yield return ($"lokr_w2_b.{adapter}", lokr_w2_b[adapter]);
+        }
+
+        /// <inheritdoc />
+        public override AdapterSettings Settings(string adapter)
+        {
+            var o = Options(adapter);
+            return new LoKrSettings(o.Rank, o.Alpha, o.DecomposeFactor, o.DecomposeBoth, o.RankDropout, o.ModuleDropout);
+        }
+
+        /// <inheritdoc />
+        public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            var current = Options(adapter);
+            if (settings is not LoKrSettings lokr)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoKr adapter; the file describes a {settings.PeftType} adapter");
+            var proposed = current with
+            {
+                Rank = lokr.Rank, Alpha = lokr.Alpha, DecomposeFactor = lokr.DecomposeFactor, DecomposeBoth = lokr.DecomposeBoth,
+                RankDropout = lokr.RankDropout, ModuleDropout = lokr.ModuleDropout,
+            };
+            // The rank and the factorisation may differ as long as they give the same parameter shapes; the scaling
+            // then follows the file's rank, as PEFT computes it.
+            if (proposed.Rank < 1 || proposed.DecomposeFactor == 0 || proposed.DecomposeFactor < -1)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}': the file's LoKr settings are invalid (r {lokr.Rank}, decompose_factor {lokr.DecomposeFactor})");
+            var mine = LoKr.LayoutFor(current, InFeatures, OutFeatures);
+            var theirs = LoKr.LayoutFor(proposed, InFeatures, OutFeatures);
+            if (mine != theirs)
+                throw new InvalidOperationException(
+                    $"{Site}: adapter '{adapter}' is shaped {mine}; the file's settings (r {lokr.Rank}, decompose_factor {lokr.DecomposeFactor}, decompose_both {lokr.DecomposeBoth.ToString().ToLowerInvariant()}) give {theirs}");
+            _lokrOptions[adapter] = proposed;
+        }
+
+        /// <inheritdoc />
+        protected override void RemoveAdapterParameters(string adapter)
+        {
+            lokr_w1.Remove(adapter);
+            lokr_w1_a.Remove(adapter);
+            lokr_w1_b.Remove(adapter);
+            lokr_w2.Remove(adapter);
+            lokr_w2_a.Remove(adapter);
+            lokr_w2_b.Remove(adapter);
+            _lokrOptions.Remove(adapter);
+        }
+    }
+
+    /// <summary>The entry point generated code calls for <c>[LoKr]</c>, and PEFT's factorisation rules.</summary>
+    public static class LoKr
+    {
+        /// <summary>
+        /// How a LoKr adapter is shaped on a layer: out = <see cref="OutA"/>·<see cref="OutB"/>, in =
+        /// <see cref="InC"/>·<see cref="InD"/>, W1 [OutA, InC], W2 [OutB, InD], and which factor is a rank-r product.
+        /// </summary>
+        /// <param name="OutA">The first factor of the out-size (rows of W1).</param>
+        /// <param name="OutB">The second factor of the out-size (rows of W2).</param>
+        /// <param name="InC">The first factor of the in-size (columns of W1).</param>
+        /// <param name="InD">The second factor of the in-size (columns of W2).</param>
+        /// <param name="Rank">The rank of the low-rank factors.</param>
+        /// <param name="LowRankW1">W1 is <c>lokr_w1_a</c>·<c>lokr_w1_b</c> rather than <c>lokr_w1</c>.</param>
+        /// <param name="LowRankW2">W2 is <c>lokr_w2_a</c>·<c>lokr_w2_b</c> rather than <c>lokr_w2</c>.</param>
+        public sealed record Layout(long OutA, long OutB, long InC, long InD, int Rank, bool LowRankW1, bool LowRankW2)
+        {
+            /// <inheritdoc />
+            public override string ToString() =>
+                $"W1 [{OutA}, {InC}]{(LowRankW1 ? $" of rank {Rank}" : "")} ⊗ W2 [{OutB}, {InD}]{(LowRankW2 ? $" of rank {Rank}" : "")}";
+
+            /// <summary>Equal when the parameters they give have the same shapes (the rank counts only where a factor is low-rank).</summary>
+            public bool Equals(Layout? other) =>
+                other is not null && OutA == other.OutA && OutB == other.OutB && InC == other.InC && InD == other.InD
+                && LowRankW1 == other.LowRankW1 && LowRankW2 == other.LowRankW2
+                && (!(LowRankW1 || LowRankW2) || Rank == other.Rank);
+
+            /// <inheritdoc />
+            public override int GetHashCode() => HashCode.Combine(OutA, OutB, InC, InD, LowRankW1, LowRankW2);
+        }
+
+        /// <summary>
+        /// PEFT's (LyCORIS's) <c>factorization(dimension, factor)</c>: two numbers whose product is
+        /// <paramref name="dimension"/>. A positive <paramref name="factor"/> that divides it gives (factor,
+        /// dimension / factor) as is; otherwise the pair closest to the square root whose smaller member is at most the
+        /// factor (any, for -1), the smaller first.
+        /// </summary>
+        public static (long M, long N) Factorization(long dimension, int factor = -1)
+        {
+            if (factor > 0 && dimension % factor == 0) return (factor, dimension / factor);
+            long limit = factor == -1 ? dimension : factor;
+            long m = 1, n = dimension;
+            long length = m + n;
+            while (m < n)
+            {
+                long newM = m + 1;
+                while (dimension % newM != 0) newM++;
+                long newN = dimension / newM;
+                if (newM + newN > length || newM > limit) break;
+                (m, n) = (newM, newN);
+            }
+            return m > n ? (n, m) : (m, n);
+        }
+
+        /// <summary>The shapes PEFT gives a LoKr adapter with <paramref name="options"/> on a Linear(in, out).</summary>
+        public static Layout LayoutFor(LoKrOptions options, long inFeatures, long outFeatures)
+        {
+            var (inM, inN) = Factorization(inFeatures, options.DecomposeFactor);
+            var (outL, outK) = Factorization(outFeatures, options.DecomposeFactor);
+            // PEFT: shape = ((out_l, out_k), (in_m, in_n)); W1 is [out_l, in_m] and W2 [out_k, in_n].
+            bool lowRankW1 = options.DecomposeBoth && options.Rank < Math.Max(outL, inM) / 2.0;
+            bool lowRankW2 = options.Rank < Math.Max(outK, inN) / 2.0;
+            return new Layout(outL, outK, inM, inN, options.Rank, lowRankW1, lowRankW2);
+        }
+
+        /// <summary>
+        /// Wraps <paramref name="layer"/> in a <see cref="LoKrLinear"/> with adapter <paramref name="adapter"/>, or adds
+        /// the adapter to it if it already is one. Checks the options against the layer's real shape, with the
+        /// analyzers' wording.
+        /// </summary>
+        /// <param name="layer">The member's current value: a <c>Linear</c>, or a <see cref="LoKrLinear"/> already.</param>
+        /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
+        /// <param name="adapter">The adapter name.</param>
+        /// <param name="options">The declared options.</param>
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoKrOptions options)
+        {
+            switch (layer)
+            {
+                case LoKrLinear existing:
+                    existing.AddAdapter(adapter, options);
+                    return existing;
+                case Linear linear:
+                    return new LoKrLinear(site, linear, adapter, options);
+                case null:
+                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
+                default:
+                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "LoKr", layer.GetType().Name));
+            }
+        }
+
+        internal static void Validate(string site, LoKrOptions options, long inFeatures, long outFeatures)
+        {
+            if (options.Rank < 1)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoKr", options.Rank));
+            if (options.DecomposeFactor == 0 || options.DecomposeFactor < -1)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.LoKrDecomposeFactor, site, options.DecomposeFactor, inFeatures, outFeatures));
+            if (!(options.RankDropout >= 0 && options.RankDropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "rank dropout", options.RankDropout));
+            if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "module dropout", options.ModuleDropout));
+        }
+    }
+}

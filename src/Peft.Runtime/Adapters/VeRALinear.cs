@@ -1,0 +1,238 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// VeRA on a <c>Linear</c> layer: y = xWᵀ + b + λ_b ⊙ ((λ_d ⊙ (dropout(x)·A[:, :in]ᵀ))·B[:out]ᵀ), with PEFT's
+    /// trainable parameter dicts <c>vera_lambda_b.&lt;adapter&gt;</c> [out] and <c>vera_lambda_d.&lt;adapter&gt;</c> [r] and
+    /// the frozen, shared buffers <c>vera_A.&lt;adapter&gt;</c> [r, in_max] and <c>vera_B.&lt;adapter&gt;</c> [out_max, r].
+    /// </summary>
+    /// <remarks>
+    /// A layer on its own draws projections of its own size from the seed. When the model is attached
+    /// (<see cref="IModelAwareAdapter"/>), every VeRA layer of an adapter is given the same projections, drawn at the
+    /// largest in- and out-size among them, so each layer's slices equal PEFT's. The projections are saved once for
+    /// the model, as <c>base_model.vera_A</c> and <c>base_model.vera_B</c> (<see cref="ISharedAdapterTensors"/>).
+    /// </remarks>
+    public sealed class VeRALinear : AdapterLayerBase, IModelAwareAdapter, ISharedAdapterTensors
+    {
+        private readonly AdapterParameterDict vera_lambda_b = new();
+        private readonly AdapterParameterDict vera_lambda_d = new();
+        private VeRAProjectionDict _projA = new();
+        private VeRAProjectionDict _projB = new();
+        private bool _projectionsShared;
+        private readonly Dictionary<string, VeRAOptions> _veraOptions = new(StringComparer.Ordinal);
+
+        /// <summary>PEFT's <c>d_initial</c>: the value λ_d starts at.</summary>
+        public const double InitialLambdaD = 0.1;
+
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
+        public VeRALinear(string site, Linear baseLayer, string adapter, VeRAOptions options) : base(site, baseLayer)
+        {
+            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
+            register_module("vera_lambda_b", vera_lambda_b);
+            register_module("vera_lambda_d", vera_lambda_d);
+            register_module("vera_A", _projA);
+            register_module("vera_B", _projB);
+            AddAdapter(adapter, options);
+        }
+
+        /// <summary>The base layer's input size.</summary>
+        public long InFeatures { get; }
+
+        /// <summary>The base layer's output size.</summary>
+        public long OutFeatures { get; }
+
+        /// <inheritdoc />
+        public override string PeftType => "VERA";
+
+        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        public VeRAOptions Options(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _veraOptions[adapter];
+        }
+
+        /// <summary>λ_b of an adapter ([out]); starts at zero.</summary>
+        public Parameter LambdaB(string adapter) => vera_lambda_b[adapter];
+
+        /// <summary>λ_d of an adapter ([r]); starts at 0.1.</summary>
+        public Parameter LambdaD(string adapter) => vera_lambda_d[adapter];
+
+        /// <summary>The frozen projection A of an adapter: [r, in_max] once the model is attached, [r, in] before.</summary>
+        public Tensor ProjectionA(string adapter) => _projA[adapter];
+
+        /// <summary>The frozen projection B of an adapter: [out_max, r] once the model is attached, [out, r] before.</summary>
+        public Tensor ProjectionB(string adapter) => _projB[adapter];
+
+        internal VeRAProjectionDict ProjectionDictA => _projA;
+
+        internal VeRAProjectionDict ProjectionDictB => _projB;
+
+        /// <summary>Adds a named adapter with projections of this layer's own size drawn from its seed.</summary>
+        public void AddAdapter(string adapter, VeRAOptions options)
+        {
+            VeRA.Validate(Site, options);
+            if (_projectionsShared) Privatize(); // the next attach (PeftModelCore.Refresh) shares again, at the new sizes
+            RegisterAdapterName(adapter);
+            var weight = BaseWeight;
+            var lambdaB = new Parameter(zeros(OutFeatures, dtype: weight.dtype, device: weight.device));
+            var lambdaD = new Parameter(full(options.Rank, InitialLambdaD, dtype: weight.dtype, device: weight.device));
+            vera_lambda_b.Add(adapter, lambdaB);
+            vera_lambda_d.Add(adapter, lambdaD);
+            _veraOptions[adapter] = options;
+            var (a, b) = VeRAProjections.Draw(options.ProjectionSeed, options.Rank, InFeatures, OutFeatures);
+            _projA.Add(adapter, a.to(weight.dtype, weight.device).DetachFromDisposeScope());
+            _projB.Add(adapter, b.to(weight.dtype, weight.device).DetachFromDisposeScope());
+        }
+
+        /// <summary>Gives this layer dictionaries of its own again, holding the same projection tensors for its adapters.</summary>
+        private void Privatize()
+        {
+            var a = new VeRAProjectionDict();
+            var b = new VeRAProjectionDict();
+            foreach (var name in AdapterNames)
+            {
+                a.Add(name, _projA[name]);
+                b.Add(name, _projB[name]);
+            }
+            UseProjections(a, b);
+            _projectionsShared = false;
+        }
+
+        /// <summary>Registers the model's shared projection dictionaries in place of this layer's own.</summary>
+        internal void UseProjections(VeRAProjectionDict a, VeRAProjectionDict b)
+        {
+            PeftModelCore.ReplaceSubmodule(this, "vera_A", a);
+            PeftModelCore.ReplaceSubmodule(this, "vera_B", b);
+            (_projA, _projB) = (a, b);
+            _projectionsShared = true;
+        }
+
+        /// <inheritdoc />
+        public void OnModelAttached(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers) => VeRAProjections.Share(layers);
+
+        /// <inheritdoc />
+        public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
+        {
+            RequireAdapter(adapter);
+            yield return ($"vera_A.{adapter}", _projA[adapter]);
+            yield return ($"vera_B.{adapter}", _projB[adapter]);
+        }
+
+        /// <inheritdoc />
+        public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRASettings { SaveProjection: true };
+
+        private (Tensor A, Tensor B) Sliced(string adapter) =>
+            (_projA[adapter].narrow(1, 0, InFeatures), _projB[adapter].narrow(0, 0, OutFeatures));
+
+        /// <inheritdoc />
+        public override Tensor forward(Tensor input)
+        {
+            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
+            var result = BaseLayer.forward(input);
+            foreach (var adapter in UnmergedActiveAdapters)
+            {
+                var options = _veraOptions[adapter];
+                var (a, b) = Sliced(adapter);
+                var x = options.Dropout > 0 && training ? nn.functional.dropout(input, options.Dropout, training: true) : input;
+                var hidden = nn.functional.linear(x, a).mul(LambdaD(adapter));
+                result = result.add(nn.functional.linear(hidden, b).mul(LambdaB(adapter)));
+            }
+            return result;
+        }
+
+        /// <inheritdoc />
+        public override Tensor DeltaWeight(string adapter)
+        {
+            RequireAdapter(adapter);
+            var (a, b) = Sliced(adapter);
+            return matmul(LambdaB(adapter).unsqueeze(-1).mul(b), LambdaD(adapter).unsqueeze(-1).mul(a));
+        }
+
+        /// <inheritdoc />
+        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        {
+            RequireAdapter(adapter);
+            yield return ($"vera_lambda_b.{adapter}", LambdaB(adapter));
+            yield return ($"vera_lambda_d.{adapter}", LambdaD(adapter));
+        }
+
+        /// <inheritdoc />
+        public override AdapterSettings Settings(string adapter)
+        {
+            var o = Options(adapter);
+            return new VeRASettings(o.Rank, o.ProjectionSeed, SaveProjection: true, o.Dropout, InitialLambdaD);
+        }
+
+        /// <inheritdoc />
+        public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            var current = Options(adapter);
+            if (settings is not VeRASettings vera)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a VeRA adapter; the file describes a {settings.PeftType} adapter");
+            if (vera.Rank != current.Rank)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {vera.Rank}");
+            // Without saved projections PEFT redraws them from the seed; ours were drawn from our seed.
+            if (!vera.SaveProjection && vera.ProjectionSeed != current.ProjectionSeed)
+                throw new InvalidOperationException(
+                    $"{Site}: adapter '{adapter}' draws its projections with seed {current.ProjectionSeed}; the file holds no projections (save_projection: false) and was trained with projection_prng_key {vera.ProjectionSeed}; declare ProjectionSeed = {vera.ProjectionSeed}");
+            // With saved projections the file's replace ours, so its seed is the one that describes them.
+            _veraOptions[adapter] = current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed };
+        }
+
+        /// <inheritdoc />
+        protected override void RemoveAdapterParameters(string adapter)
+        {
+            vera_lambda_b.Remove(adapter);
+            vera_lambda_d.Remove(adapter);
+            _veraOptions.Remove(adapter);
+            // Other layers may use the shared projections: this layer leaves them and keeps its others to itself
+            // until the next attach shares again.
+            if (_projectionsShared) Privatize();
+            _projA.Remove(adapter);
+            _projB.Remove(adapter);
+        }
+    }
+
+    /// <summary>The entry point generated code calls for <c>[VeRA]</c>.</summary>
+    public static class VeRA
+    {
+        /// <summary>
+        /// Wraps <paramref name="layer"/> in a <see cref="VeRALinear"/> with adapter <paramref name="adapter"/>, or adds
+        /// the adapter to it if it already is one. Checks the options, with the analyzers' wording. The projections
+        /// become shared across the model's VeRA layers when the model is attached.
+        /// </summary>
+        /// <param name="layer">The member's current value: a <c>Linear</c>, or a <see cref="VeRALinear"/> already.</param>
+        /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
+        /// <param name="adapter">The adapter name.</param>
+        /// <param name="options">The declared options.</param>
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, VeRAOptions options)
+        {
+            switch (layer)
+            {
+                case VeRALinear existing:
+                    existing.AddAdapter(adapter, options);
+                    return existing;
+                case Linear linear:
+                    return new VeRALinear(site, linear, adapter, options);
+                case null:
+                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
+                default:
+                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "VeRA", layer.GetType().Name));
+            }
+        }
+
+        internal static void Validate(string site, VeRAOptions options)
+        {
+            // No upper bound: VeRA's rank routinely exceeds the layer's sizes (only λ_d grows with it).
+            if (options.Rank < 1)
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "VeRA", options.Rank));
+            if (!(options.Dropout >= 0 && options.Dropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+        }
+    }
+}

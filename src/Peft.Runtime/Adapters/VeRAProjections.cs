@@ -1,0 +1,125 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Adapters
+{
+    /// <summary>
+    /// VeRA's frozen projections keyed by adapter name, as buffers (PEFT's <c>BufferDict</c> <c>vera_A</c> / <c>vera_B</c>).
+    /// Once the model is attached, one instance of each is registered in every VeRA layer, so moving the model moves
+    /// the shared projections once and a loaded projection reaches every layer.
+    /// </summary>
+    public sealed class VeRAProjectionDict : nn.Module
+    {
+        /// <summary>Creates an empty dictionary.</summary>
+        public VeRAProjectionDict() : base("VeRAProjectionDict") { }
+
+        /// <summary>The projection of adapter <paramref name="adapter"/>.</summary>
+        public Tensor this[string adapter] => _internal_buffers[adapter].Item1;
+
+        /// <summary>Whether the adapter has a projection here.</summary>
+        public bool Contains(string adapter) => _internal_buffers.ContainsKey(adapter);
+
+        /// <summary>The adapters with a projection here.</summary>
+        public IEnumerable<string> Adapters => _internal_buffers.Keys;
+
+        /// <summary>Adds the adapter's projection as a persistent buffer.</summary>
+        public void Add(string adapter, Tensor projection) => register_buffer(adapter, projection);
+
+        /// <summary>Unregisters the adapter's projection, if any; the tensor is left alone, since other layers may share it.</summary>
+        public void Remove(string adapter)
+        {
+            if (_internal_buffers.ContainsKey(adapter)) _internal_buffers.Remove(adapter);
+        }
+
+        /// <inheritdoc />
+        protected override void RegisterComponents() { } // registered one by one in Add
+    }
+
+    /// <summary>How VeRA draws its projections and shares them across the layers of a model.</summary>
+    public static class VeRAProjections
+    {
+        /// <summary>
+        /// Draws A [rank, inFeatures] and then B [outFeatures, rank] from a CPU generator seeded with
+        /// <paramref name="seed"/>, each uniform in ±√3·√2/√fan_in (fan_in: inFeatures for A, rank for B), in float32 —
+        /// PEFT's <c>_kaiming_init</c> with <c>torch.Generator(device="cpu").manual_seed(projection_prng_key)</c>, which
+        /// libtorch's CPU generator (Mersenne Twister) reproduces draw for draw.
+        /// </summary>
+        public static (Tensor A, Tensor B) Draw(int seed, int rank, long inFeatures, long outFeatures)
+        {
+            // Python turns a negative key into its 64-bit two's complement before seeding.
+            using var generator = new Generator(unchecked((ulong)(long)seed));
+            using (no_grad())
+            {
+                var a = empty(rank, inFeatures, dtype: float32).uniform_(-Bound(inFeatures), Bound(inFeatures), generator);
+                var b = empty(outFeatures, rank, dtype: float32).uniform_(-Bound(rank), Bound(rank), generator);
+                return (a, b);
+            }
+        }
+
+        /// <summary>PEFT's bound: √3 · (√2 / √fan_in), computed in that order in double precision as Python does.</summary>
+        internal static double Bound(long fanIn) => Math.Sqrt(3.0) * (Math.Sqrt(2) / Math.Sqrt(fanIn));
+
+        /// <summary>
+        /// Gives every VeRA layer of <paramref name="layers"/> one shared pair of projection dictionaries holding, per
+        /// adapter, A [r, in_max] and B [out_max, r] over the layers that hold the adapter, as PEFT sizes them. An adapter
+        /// whose layers already share projections of that size keeps them (drawn before, or loaded); the others are
+        /// drawn from their seed. Idempotent.
+        /// </summary>
+        internal static void Share(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers)
+        {
+            var vera = layers.Where(l => l.Layer is VeRALinear).Select(l => (l.Path, Layer: (VeRALinear)l.Layer)).ToList();
+            if (vera.Count == 0) return;
+
+            bool oneDict = vera.All(v => ReferenceEquals(v.Layer.ProjectionDictA, vera[0].Layer.ProjectionDictA)
+                                         && ReferenceEquals(v.Layer.ProjectionDictB, vera[0].Layer.ProjectionDictB));
+            var shared = new List<(string Adapter, Tensor A, Tensor B)>();
+            bool drawn = false;
+            foreach (var adapter in vera.SelectMany(v => v.Layer.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
+            {
+                var sites = vera.Where(v => v.Layer.AdapterNames.Contains(adapter)).ToList();
+                var first = sites[0].Layer.Options(adapter);
+                foreach (var (path, layer) in sites.Skip(1))
+                {
+                    var o = layer.Options(adapter);
+                    if (o.Rank != first.Rank || o.ProjectionSeed != first.ProjectionSeed)
+                        throw new InvalidOperationException(PeftMessages.Format(PeftMessages.VeRASharedMismatch,
+                            layer.Site, adapter, o.Rank, o.ProjectionSeed, first.Rank, first.ProjectionSeed, sites[0].Layer.Site));
+                }
+                long inMax = sites.Max(s => s.Layer.InFeatures);
+                long outMax = sites.Max(s => s.Layer.OutFeatures);
+
+                var a = sites[0].Layer.ProjectionA(adapter);
+                var b = sites[0].Layer.ProjectionB(adapter);
+                bool keep = sites.All(s => ReferenceEquals(s.Layer.ProjectionA(adapter), a) && ReferenceEquals(s.Layer.ProjectionB(adapter), b))
+                            && a.shape.SequenceEqual(new[] { (long)first.Rank, inMax })
+                            && b.shape.SequenceEqual(new[] { outMax, (long)first.Rank });
+                if (!keep)
+                {
+                    var merged = sites.FirstOrDefault(s => s.Layer.MergedAdapters.Contains(adapter));
+                    if (merged.Layer is not null)
+                        throw new InvalidOperationException(
+                            $"{merged.Layer.Site}: VeRA adapter '{adapter}' is merged, but its shared projections must be drawn anew for the model's layers; unmerge it first");
+                    var device = sites[0].Layer.ProjectionA(adapter).device;
+                    var dtype = sites[0].Layer.ProjectionA(adapter).dtype;
+                    var (newA, newB) = Draw(first.ProjectionSeed, first.Rank, inMax, outMax);
+                    (a, b) = (newA.to(dtype, device), newB.to(dtype, device));
+                    drawn = true;
+                }
+                shared.Add((adapter, a, b));
+            }
+            if (oneDict && !drawn) return;
+
+            var dictA = new VeRAProjectionDict();
+            var dictB = new VeRAProjectionDict();
+            foreach (var (adapter, a, b) in shared)
+            {
+                dictA.Add(adapter, a.DetachFromDisposeScope());
+                dictB.Add(adapter, b.DetachFromDisposeScope());
+            }
+            foreach (var (_, layer) in vera) layer.UseProjections(dictA, dictB);
+        }
+    }
+}
