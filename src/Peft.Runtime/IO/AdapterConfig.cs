@@ -109,8 +109,10 @@ namespace Peft.Runtime.IO
             }
             if (node is not JsonObject config)
                 throw new InvalidDataException($"{path}: expected a JSON object");
-            if (config["peft_type"] is not JsonValue type || !type.TryGetValue<string>(out _))
+            if (config["peft_type"] is null)
                 throw new InvalidDataException($"{path}: the required field 'peft_type' is missing");
+            if (config["peft_type"] is not JsonValue type || !type.TryGetValue<string>(out _))
+                throw new InvalidDataException($"{path}: field 'peft_type' must be a string such as \"LORA\", got {config["peft_type"]!.ToJsonString()}");
             return config;
         }
 

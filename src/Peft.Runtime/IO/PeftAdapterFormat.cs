@@ -148,7 +148,6 @@ namespace Peft.Runtime.IO
 
         private static void Apply(List<LoadPlan> plans)
         {
-
             var previous = new List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)>();
             try
             {
@@ -156,7 +155,15 @@ namespace Peft.Runtime.IO
                     foreach (var (layer, adapter, settings) in plan.Settings)
                     {
                         previous.Add((layer, adapter, layer.Settings(adapter)));
-                        layer.ApplySettings(adapter, settings);
+                        try
+                        {
+                            layer.ApplySettings(adapter, settings);
+                        }
+                        catch (InvalidOperationException ex)
+                        {
+                            // The layer names itself and the values; the file is named here.
+                            throw new InvalidOperationException($"{plan.ConfigPath}: {ex.Message}", ex);
+                        }
                     }
             }
             catch
@@ -172,6 +179,7 @@ namespace Peft.Runtime.IO
         }
 
         private sealed record LoadPlan(
+            string ConfigPath,
             SafetensorsFile File,
             List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
             List<(Tensor Target, Tensor Source)> Copies);
@@ -241,7 +249,7 @@ namespace Peft.Runtime.IO
                 throw new InvalidDataException(
                     $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
-            return new LoadPlan(file, settings, copies);
+            return new LoadPlan(configPath, file, settings, copies);
         }
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)
