@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,50 +45,85 @@ namespace Peft.Runtime.IO
             return units;
         }
 
-        /// <summary>Writes every adapter of the model. Each file is written to a temporary name and renamed.</summary>
+        /// <summary>
+        /// Writes every adapter of the model, all or nothing: every file is first written beside its final name, then
+        /// one journaled commit renames them all (see <see cref="SaveJournal"/>). A process killed at any moment leaves
+        /// the previous save or this one, whole; the next load or save finishes a commit that was under way.
+        /// </summary>
         public static void Save(PeftModelCore core, string directory)
         {
             var units = Units(core, directory);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
-            foreach (var unit in units)
+            using var scope = NewDisposeScope();
+            // Everything that can fail on the model's side fails here, before any file is touched.
+            var contents = units.Select(unit => (Unit: unit, Tensors: UnitTensors(core, unit), Config: UnitConfig(core, unit))).ToList();
+
+            Directory.CreateDirectory(directory);
+            SaveJournal.Recover(directory);
+            foreach (var unit in units) SaveJournal.DeleteLeftovers(unit.Folder);
+
+            string id = Guid.NewGuid().ToString("N");
+            var renames = new List<(string Staged, string Final)>();
+            try
             {
-                using var scope = NewDisposeScope();
-                var tensors = new List<KeyValuePair<string, Tensor>>();
-                foreach (var (path, layer) in unit.Sites)
-                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
-                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
-                foreach (var (key, tensor) in SharedTensors(unit))
-                    tensors.Add(new(key, tensor.detach()));
-                foreach (var (name, tensor) in TrainableModuleTensors(core))
-                    tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
+                foreach (var (unit, tensors, config) in contents)
+                {
+                    Directory.CreateDirectory(unit.Folder);
+                    string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
+                    string configPath = Path.Combine(unit.Folder, AdapterConfig.FileName);
+                    renames.Add((SaveJournal.StagedPath(weightsPath, id), weightsPath));
+                    Safetensors.Write(renames[^1].Staged, tensors, FileMetadata); // atomic and flushed
+                    renames.Add((SaveJournal.StagedPath(configPath, id), configPath));
+                    AtomicFile.Write(renames[^1].Staged, stream => stream.Write(Encoding.UTF8.GetBytes(config)));
+                }
+                SaveJournal.Reached("staged");
+            }
+            catch
+            {
+                // Before the commit point: the previous save is untouched; take back what this one staged.
+                foreach (var (staged, _) in renames) TryDelete(staged);
+                throw;
+            }
+            SaveJournal.Commit(directory, renames);
+        }
 
-                JsonObject config;
-                try
-                {
-                    config = AdapterConfig.Build(
-                        unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
-                        core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
-                }
-                catch (InvalidOperationException ex)
-                {
-                    throw new InvalidOperationException($"{core.ModelName}: cannot save adapter '{unit.Adapter}': {ex.Message}", ex);
-                }
+        private static List<KeyValuePair<string, Tensor>> UnitTensors(PeftModelCore core, Unit unit)
+        {
+            var tensors = new List<KeyValuePair<string, Tensor>>();
+            foreach (var (path, layer) in unit.Sites)
+                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                    tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
+            foreach (var (key, tensor) in SharedTensors(unit))
+                tensors.Add(new(key, tensor.detach()));
+            foreach (var (name, tensor) in TrainableModuleTensors(core))
+                tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
+            return tensors;
+        }
 
-                Directory.CreateDirectory(unit.Folder);
-                string weightsPath = Path.Combine(unit.Folder, WeightsFileName);
-                string configPath = Path.Combine(unit.Folder, AdapterConfig.FileName);
-                string configTemp = configPath + ".tmp-" + Guid.NewGuid().ToString("N");
-                try
-                {
-                    File.WriteAllText(configTemp, AdapterConfig.Serialize(config));
-                    Safetensors.Write(weightsPath, tensors, FileMetadata); // itself atomic
-                    File.Move(configTemp, configPath, overwrite: true);
-                }
-                finally
-                {
-                    if (File.Exists(configTemp)) File.Delete(configTemp);
-                }
+        private static string UnitConfig(PeftModelCore core, Unit unit)
+        {
+            try
+            {
+                return AdapterConfig.Serialize(AdapterConfig.Build(
+                    unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
+                    core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType));
+            }
+            catch (InvalidOperationException ex)
+            {
+                throw new InvalidOperationException($"{core.ModelName}: cannot save adapter '{unit.Adapter}': {ex.Message}", ex);
+            }
+        }
+
+        private static void TryDelete(string path)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The save's own exception matters more; the next save removes leftovers.
             }
         }
 
@@ -129,6 +165,7 @@ namespace Peft.Runtime.IO
         public static void Load(PeftModelCore core, string directory)
         {
             if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such adapter directory");
+            SaveJournal.Recover(directory); // a save killed after its commit point is finished first
             var units = Units(core, directory).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
             if (units.Count == 0)
                 throw new FileNotFoundException(
