@@ -176,8 +176,11 @@ namespace Peft.Runtime.IO
             var copies = new List<(Tensor, Tensor)>();
             foreach (var (path, layer) in unit.Sites)
             {
-                // The layer checks these against itself when they are applied (all or none, in Load).
-                settings.Add((layer, unit.Adapter, AdapterConfig.SettingsFor(config, path, configPath)));
+                // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
+                // missing key) and again when they are applied (all or none, in Load).
+                var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
+                (layer as Adapters.AdapterLayerBase)?.ValidateSettings(unit.Adapter, layerSettings);
+                settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
                     string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
