@@ -24,6 +24,7 @@ namespace Peft.Runtime.Adapters
         private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
         private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal);
         private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a LoRA one.</summary>
         public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
@@ -110,7 +111,11 @@ namespace Peft.Runtime.Adapters
                         break;
                 }
                 RegisterAdapterName(adapter); // the last check: nothing below fails
-                if (residual is not null) weight.copy_(residual);
+                if (residual is not null)
+                {
+                    weight.copy_(residual);
+                    _initialFactors[adapter] = (a.weight!.detach().clone().DetachFromDisposeScope(), b.weight!.detach().clone().DetachFromDisposeScope());
+                }
             }
             catch
             {
@@ -298,6 +303,36 @@ namespace Peft.Runtime.Adapters
             lora_magnitude_vector.Remove(adapter);
             if (_doraMerges.Remove(adapter, out var record)) record.Dispose();
             _options.Remove(adapter);
+            if (_initialFactors.Remove(adapter, out var initial))
+            {
+                initial.A.Dispose();
+                initial.B.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// The adapter as a plain LoRA relative to the <b>original</b> base weight, PEFT's conversion of PiSSA / OLoRA
+        /// (<c>save_pretrained(path_initial_model_for_weight_conversion=...)</c>): with A₀, B₀ the factors the init
+        /// started from, A' = [A; A₀] ([2r, in]), B' = [B, −B₀] ([out, 2r]), rank 2r and alpha 2·alpha (alpha·√2 with
+        /// rsLoRA), so s'·B'·A' = s·(B·A − B₀·A₀): the residual base plus the adapter equals the original weight plus
+        /// this update. Adapters whose init left the base alone are returned as they are. DoRA adapters with such an
+        /// init cannot be converted (the magnitude rescales the residual, which a plain LoRA cannot express).
+        /// </summary>
+        /// <returns>The tensors by in-memory name (as <see cref="AdapterParameters"/> names them) and the settings.</returns>
+        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRASettings Settings) AsPlainLoRA(string adapter)
+        {
+            var settings = (LoRASettings)Settings(adapter);
+            if (!_initialFactors.TryGetValue(adapter, out var initial))
+                return (AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), settings);
+            if (IsDora(adapter))
+                throw new InvalidOperationException(
+                    $"{Site}: DoRA adapter '{adapter}' was initialised with {settings.Init}; it cannot be saved as a plain LoRA on the original base weight, only relative to the residual");
+            using var scope = NewDisposeScope();
+            var a = cat(new[] { LoraA(adapter).detach(), initial.A }, 0).MoveToOuterDisposeScope();
+            var b = cat(new[] { LoraB(adapter).detach(), initial.B.neg() }, 1).MoveToOuterDisposeScope();
+            double alpha = settings.UseRsLora ? settings.Alpha * Math.Sqrt(2) : settings.Alpha * 2;
+            return (new List<(string, Tensor)> { ($"lora_A.{adapter}.weight", a), ($"lora_B.{adapter}.weight", b) },
+                    settings with { Rank = 2 * settings.Rank, Alpha = alpha, Init = LoRAInit.Default });
         }
     }
 
@@ -339,7 +374,7 @@ namespace Peft.Runtime.Adapters
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Init))
-                throw new ArgumentException($"{site}: {method} init {(int)options.Init} is not a LoRAInit value");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
         }
     }
 }

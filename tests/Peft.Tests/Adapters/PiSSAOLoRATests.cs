@@ -212,6 +212,60 @@ public class PiSSAOLoRATests
         TensorAssert.Equal(before, q3.LoraA("default"));
     }
 
+    [Theory]
+    [InlineData(LoRAInit.PiSSA, false)]
+    [InlineData(LoRAInit.OLoRA, false)]
+    [InlineData(LoRAInit.OLoRA, true)]
+    public void CanBeSavedAsAPlainLoRAOnTheOriginalBase(LoRAInit init, bool rs)
+    {
+        // PEFT's conversion: A' = [A; A₀], B' = [B, −B₀], r and alpha doubled (alpha·√2 with rsLoRA).
+        using var scope = NewDisposeScope();
+        using var folder = new TempFolder();
+        manual_seed(13);
+        var w = randn(16, 16) * 0.3;
+        var b = randn(16);
+        var options = new LoRAOptions { Rank = 4, Alpha = 8, UseRsLora = rs, Init = init };
+        var (root, core, q) = Model(w, b, options);
+        var a0 = q.LoraA("default").detach().clone();
+        var b0 = q.LoraB("default").detach().clone();
+        using (no_grad())
+        {
+            q.LoraA("default").add_(randn_like(q.LoraA("default")) * 0.1);
+            q.LoraB("default").add_(randn_like(q.LoraB("default")) * 0.1);
+        }
+        PeftAdapterFormat.Save(core, folder.Path, relativeToOriginalBase: true);
+
+        var config = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(folder.Path, AdapterConfig.FileName)))!;
+        Assert.Equal(8, config["r"]!.GetValue<int>());
+        Assert.Equal(rs ? 8 * Math.Sqrt(2) : 16, config["lora_alpha"]!.GetValue<double>(), 12);
+        Assert.True(config["init_lora_weights"]!.GetValue<bool>());
+        using (var file = Safetensors.Read(Path.Combine(folder.Path, PeftAdapterFormat.WeightsFileName)))
+        {
+            var tensors = file.Tensors.ToDictionary(t => t.Key, t => t.Value);
+            TensorAssert.Equal(cat(new[] { q.LoraA("default"), a0 }, 0), tensors["base_model.model.q.lora_A.weight"]);
+            TensorAssert.Equal(cat(new[] { q.LoraB("default"), -b0 }, 1), tensors["base_model.model.q.lora_B.weight"]);
+        }
+
+        // A plain LoRA of rank 8 on the original weight now computes what the residual model computes.
+        var (plainRoot, plainCore, _) = Model(w, b, new LoRAOptions { Rank = 8, Alpha = 1 });
+        plainCore.LoadAdapters(folder.Path);
+        var x = randn(5, 16);
+        TensorAssert.Close(root.forward(x), plainRoot.forward(x), rtol: 1e-5, atol: 1e-5);
+    }
+
+    [Fact]
+    public void ADoRAAdapterOnAResidualInitCannotBeSavedAsAPlainLoRA()
+    {
+        using var folder = new TempFolder();
+        var root = nn.Sequential(("q", DoRA.Wrap(nn.Linear(8, 8), "T.q", "default", new DoRAOptions { Rank = 2, Init = LoRAInit.PiSSA })));
+        var core = PeftModelCore.Attach(root, new PeftModelInfo("T", Array.Empty<AdapterSiteInfo>(), Array.Empty<string>(), Array.Empty<PeftModelInfo>()));
+        var ex = Assert.Throws<InvalidOperationException>(() => PeftAdapterFormat.Save(core, folder.Path, relativeToOriginalBase: true));
+        Assert.StartsWith("T.q: DoRA adapter 'default' was initialised with PiSSA", ex.Message);
+        Assert.False(File.Exists(Path.Combine(folder.Path, AdapterConfig.FileName)));
+        core.SaveAdapters(folder.Path); // relative to the residual, as PEFT saves it
+        Assert.True(File.Exists(Path.Combine(folder.Path, AdapterConfig.FileName)));
+    }
+
     [Fact]
     public void AnOLoRAFileWithAnotherScalingIsRefused()
     {
