@@ -45,7 +45,15 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>Writes every adapter of the model. Each file is written to a temporary name and renamed.</summary>
-        public static void Save(PeftModelCore core, string directory)
+        /// <param name="core">The model.</param>
+        /// <param name="directory">The adapter directory.</param>
+        /// <param name="relativeToOriginalBase">
+        /// Adapters whose init replaced the base weight by a residual (PiSSA, OLoRA) are by default saved relative to
+        /// that residual, as PEFT does; with true they are saved as plain LoRA adapters on the original base weight
+        /// (rank and alpha doubled), PEFT's <c>path_initial_model_for_weight_conversion</c>. See
+        /// <see cref="Adapters.LoRALinear.AsPlainLoRA"/>.
+        /// </param>
+        public static void Save(PeftModelCore core, string directory, bool relativeToOriginalBase = false)
         {
             var units = Units(core, directory);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
@@ -54,9 +62,19 @@ namespace Peft.Runtime.IO
             {
                 using var scope = NewDisposeScope();
                 var tensors = new List<KeyValuePair<string, Tensor>>();
+                var settings = new List<(string Path, AdapterSettings Settings)>();
                 foreach (var (path, layer) in unit.Sites)
-                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
-                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
+                {
+                    IReadOnlyList<(string Name, Tensor Tensor)> layerTensors;
+                    AdapterSettings layerSettings;
+                    if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
+                        (layerTensors, layerSettings) = lora.AsPlainLoRA(unit.Adapter);
+                    else
+                        (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
+                    foreach (var (name, tensor) in layerTensors)
+                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor));
+                    settings.Add((path, layerSettings));
+                }
                 foreach (var (key, tensor) in SharedTensors(unit))
                     tensors.Add(new(key, tensor.detach()));
                 foreach (var (name, tensor) in TrainableModuleTensors(core))
@@ -65,9 +83,7 @@ namespace Peft.Runtime.IO
                 JsonObject config;
                 try
                 {
-                    config = AdapterConfig.Build(
-                        unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
-                        core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
+                    config = AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType);
                 }
                 catch (InvalidOperationException ex)
                 {
@@ -210,8 +226,17 @@ namespace Peft.Runtime.IO
             var copies = new List<(Tensor, Tensor)>();
             foreach (var (path, layer) in unit.Sites)
             {
-                // The layer checks these against itself when they are applied (all or none, in Load).
+                // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
+                // missing key) and again when they are applied (all or none, in Load).
                 var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
+                try
+                {
+                    (layer as Adapters.AdapterLayerBase)?.ValidateSettings(unit.Adapter, layerSettings);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    throw new InvalidDataException($"{configPath}: layer '{path}': {ex.Message}", ex);
+                }
                 settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
