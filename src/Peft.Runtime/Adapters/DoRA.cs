@@ -48,21 +48,8 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, DoRAOptions options)
-        {
-            switch (layer)
-            {
-                case LoRALinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new LoRALinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "DoRA", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, DoRAOptions options) =>
+            AdapterWrap.Linear<LoRALinear>(layer, site, "DoRA", existing => existing.AddAdapter(adapter, options), linear => new LoRALinear(site, linear, adapter, options));
 
         /// <summary>The L2 norm of each row of <paramref name="weight"/> ([out, in] → [out]), as PEFT's <c>get_weight_norm</c>.</summary>
         public static Tensor RowNorm(Tensor weight) => linalg.vector_norm(weight, 2, new long[] { 1 });
