@@ -13,5 +13,24 @@ namespace Peft
         /// PEFT's <c>"gaussian"</c>: A ~ N(0, 1/r), B is zero. The layer still starts equal to the base layer.
         /// </summary>
         Gaussian = 1,
+
+        /// <summary>
+        /// PiSSA (Meng et al., 2024, "PiSSA: Principal Singular Values and Singular Vectors Adaptation of Large
+        /// Language Models"), PEFT's <c>"pissa"</c>: with the SVD W = U·diag(S)·Vᵀ (in float32) and S_r = S[:r] / s,
+        /// A = diag(√S_r)·Vᵀ[:r] and B = U[:, :r]·diag(√S_r), so the adapter starts as the rank-r principal part of W,
+        /// and the base weight becomes the residual W − s·B·A. The layer starts equal to the original layer; the
+        /// <b>base weight is changed</b>, so a file saved with it is relative to that residual (PEFT's default too) and
+        /// loads only onto an adapter declared with PiSSA on the same base weights.
+        /// </summary>
+        PiSSA = 2,
+
+        /// <summary>
+        /// OLoRA (Büyükakyüz, 2024, "OLoRA: Orthonormal Low-Rank Adaptation of Large Language Models"), PEFT's
+        /// <c>"olora"</c>: with the QR decomposition W = Q·R (in float32), A = R[:r] and B = Q[:, :r], and the base
+        /// weight becomes the residual W − s·B·A. The layer starts equal to the original layer; the <b>base weight is
+        /// changed</b>, so a file saved with it is relative to that residual and loads only onto an adapter declared
+        /// with OLoRA, the same rank and scaling, on the same base weights.
+        /// </summary>
+        OLoRA = 3,
     }
 }

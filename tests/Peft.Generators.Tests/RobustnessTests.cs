@@ -72,7 +72,7 @@ namespace Peft.Generators.Tests
             ["field list with several variables"] = ($"partial class A : {M} {{ [LoRA(4)] {M} q = Linear(4, 4), k = Linear(4, 8), v; public A() : base(\"a\") {{ v = Linear(2, 2); }} public override Tensor forward(Tensor x) => x; }}", true),
             ["conflicting constructor shapes"] = ($"partial class A : {M} {{ [LoRA(4)] {M} q; public A() : base(\"a\") {{ q = Linear(4, 4); }} public A(int n) : base(\"a\") {{ q = Linear(n, 4); }} public override Tensor forward(Tensor x) => x; }}", true),
             ["abstract property"] = ($"abstract partial class A : {M} {{ [LoRA(4)] public abstract {M} Q {{ get; set; }} protected A() : base(\"a\") {{ }} }}", true),
-            ["attribute class missing entirely"] = ($"partial class A : {M} {{ [DoRA(4)] {M} q = Linear(4, 4); public A() : base(\"a\") {{ }} public override Tensor forward(Tensor x) => x; }}", false),
+            ["attribute class missing entirely"] = ($"partial class A : {M} {{ [NoSuchAdapter(4)] {M} q = Linear(4, 4); public A() : base(\"a\") {{ }} public override Tensor forward(Tensor x) => x; }}", false),
             ["empty file"] = ("", false),
             ["only garbage"] = ("[[[LoRA(4)]]] partial class : : {", false),
         };

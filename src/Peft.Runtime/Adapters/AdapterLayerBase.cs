@@ -94,6 +94,18 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public abstract void ApplySettings(string adapter, AdapterSettings settings);
 
+        /// <summary>
+        /// Throws, naming this layer, if settings read from a file do not fit the adapter; changes nothing. Loading
+        /// calls it before any key is read, so a wrong kind of adapter is reported as such. This check: the same PEFT
+        /// type; a method with more to check (rank, variant) overrides it and calls it from its ApplySettings.
+        /// </summary>
+        public virtual void ValidateSettings(string adapter, AdapterSettings settings)
+        {
+            RequireAdapter(adapter);
+            if (settings.PeftType != PeftType)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a {PeftType} adapter; the file describes a {settings.PeftType} adapter");
+        }
+
         /// <summary>Applies the adapter's change to copies of the base weight and bias, in place.</summary>
         protected virtual void MergeInto(Tensor weight, Tensor? bias, string adapter) => weight.add_(DeltaWeight(adapter).to(weight.dtype));
 
@@ -107,7 +119,7 @@ namespace Peft.Runtime.Adapters
         public void ValidateMerge(IReadOnlyList<string> adapters)
         {
             using var scope = NewDisposeScope();
-            _ = ComputeMerged(adapters);
+            _ = ComputeMerged(adapters.Where(a => !_merged.Contains(a)).ToList()); // what Merge would compute
         }
 
         /// <inheritdoc />

@@ -220,21 +220,8 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.v</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, BoneOptions options)
-        {
-            switch (layer)
-            {
-                case BoneLinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new BoneLinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "Bone", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, BoneOptions options) =>
+            AdapterWrap.Linear<BoneLinear>(layer, site, "Bone", existing => existing.AddAdapter(adapter, options), linear => new BoneLinear(site, linear, adapter, options));
 
         internal static void Validate(string site, BoneOptions options, long inFeatures, long outFeatures)
         {

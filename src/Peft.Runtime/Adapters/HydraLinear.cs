@@ -223,21 +223,8 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, HydraOptions options)
-        {
-            switch (layer)
-            {
-                case HydraLinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new HydraLinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "Hydra", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, HydraOptions options) =>
+            AdapterWrap.Linear<HydraLinear>(layer, site, "Hydra", existing => existing.AddAdapter(adapter, options), linear => new HydraLinear(site, linear, adapter, options));
 
         internal static void Validate(string site, HydraOptions options, long inFeatures, long outFeatures)
         {

@@ -142,20 +142,7 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, IA3Options options)
-        {
-            switch (layer)
-            {
-                case IA3Linear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new IA3Linear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "IA3", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, IA3Options options) =>
+            AdapterWrap.Linear<IA3Linear>(layer, site, "IA3", existing => existing.AddAdapter(adapter, options), linear => new IA3Linear(site, linear, adapter, options));
     }
 }

@@ -159,21 +159,8 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoHaOptions options)
-        {
-            switch (layer)
-            {
-                case LoHaLinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new LoHaLinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "LoHa", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoHaOptions options) =>
+            AdapterWrap.Linear<LoHaLinear>(layer, site, "LoHa", existing => existing.AddAdapter(adapter, options), linear => new LoHaLinear(site, linear, adapter, options));
 
         internal static void Validate(string site, LoHaOptions options, long inFeatures, long outFeatures)
         {

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,21 +9,35 @@ namespace Peft.Runtime.Adapters
 {
     /// <summary>
     /// LoRA on a <c>Linear</c> layer: y = xWᵀ + b + s·(dropout(x)·Aᵀ)·Bᵀ, A [r, in], B [out, r], with PEFT's
-    /// parameter names <c>lora_A.&lt;adapter&gt;.weight</c> and <c>lora_B.&lt;adapter&gt;.weight</c>.
+    /// parameter names <c>lora_A.&lt;adapter&gt;.weight</c> and <c>lora_B.&lt;adapter&gt;.weight</c>. An adapter may
+    /// also be a DoRA adapter (PEFT's <c>use_dora</c>), which adds a magnitude vector
+    /// <c>lora_magnitude_vector.&lt;adapter&gt;.weight</c> [out]; see <see cref="DoRA"/> for its formula.
     /// </summary>
+    /// <remarks>
+    /// Adapters initialised with <see cref="LoRAInit.PiSSA"/> or <see cref="LoRAInit.OLoRA"/> replace the base weight
+    /// by the residual W − s·B₀·A₀ when they are added, as PEFT does; deleting such an adapter leaves the residual.
+    /// </remarks>
     public sealed class LoRALinear : AdapterLayerBase
     {
         private readonly AdapterModuleDict<Linear> lora_A = new();
         private readonly AdapterModuleDict<Linear> lora_B = new();
+        private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
         private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
 
-        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
-        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : base(site, baseLayer)
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a LoRA one.</summary>
+        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
+
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one.</summary>
+        public LoRALinear(string site, Linear baseLayer, string adapter, DoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
+
+        private LoRALinear(string site, Linear baseLayer) : base(site, baseLayer)
         {
             (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
             register_module("lora_A", lora_A);
             register_module("lora_B", lora_B);
-            AddAdapter(adapter, options);
+            register_module("lora_magnitude_vector", lora_magnitude_vector);
         }
 
         /// <summary>The base layer's input size.</summary>
@@ -34,11 +49,18 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public override string PeftType => "LORA";
 
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        /// <summary>The options of adapter <paramref name="adapter"/> (for a DoRA adapter, its rank, alpha, dropout, scaling and init).</summary>
         public LoRAOptions Options(string adapter)
         {
             RequireAdapter(adapter);
             return _options[adapter];
+        }
+
+        /// <summary>Whether adapter <paramref name="adapter"/> is a DoRA adapter (has a magnitude vector).</summary>
+        public bool IsDora(string adapter)
+        {
+            RequireAdapter(adapter);
+            return lora_magnitude_vector.Contains(adapter);
         }
 
         /// <summary>The A factor of an adapter ([r, in]).</summary>
@@ -47,47 +69,170 @@ namespace Peft.Runtime.Adapters
         /// <summary>The B factor of an adapter ([out, r]).</summary>
         public Parameter LoraB(string adapter) => lora_B[adapter].weight!;
 
-        /// <summary>Adds a named adapter; it is checked against the layer's shape first.</summary>
-        public void AddAdapter(string adapter, LoRAOptions options)
+        /// <summary>The magnitude vector m of a DoRA adapter ([out]).</summary>
+        public Parameter Magnitude(string adapter) =>
+            IsDora(adapter) ? lora_magnitude_vector[adapter].Weight : throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoRA adapter; only DoRA adapters have a magnitude vector");
+
+        /// <summary>Adds a named LoRA adapter; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, LoRAOptions options) => AddAdapterCore(adapter, options, dora: false);
+
+        /// <summary>Adds a named DoRA adapter; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, DoRAOptions options) => AddAdapterCore(adapter, options.ToLoRAOptions(), dora: true);
+
+        private void AddAdapterCore(string adapter, LoRAOptions options, bool dora)
         {
-            LoRA.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            LoRA.Validate(Site, dora ? "DoRA" : "LoRA", options, InFeatures, OutFeatures);
             var weight = BaseWeight;
             var a = nn.Linear(InFeatures, options.Rank, hasBias: false, device: weight.device, dtype: weight.dtype);
             var b = nn.Linear(options.Rank, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
-            using (no_grad())
+            try
             {
-                if (options.Init == LoRAInit.Gaussian)
-                    nn.init.normal_(a.weight!, 0, 1.0 / options.Rank);
-                else
-                    nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
-                nn.init.zeros_(b.weight!);
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                Tensor? residual = null;
+                switch (options.Init)
+                {
+                    case LoRAInit.PiSSA:
+                    case LoRAInit.OLoRA:
+                        var (initA, initB, rest) = options.Init == LoRAInit.PiSSA
+                            ? LoRAInitialization.PiSSA(weight, options.Rank, options.Scaling)
+                            : LoRAInitialization.OLoRA(weight, options.Rank, options.Scaling);
+                        a.weight!.copy_(initA);
+                        b.weight!.copy_(initB);
+                        residual = rest;
+                        break;
+                    case LoRAInit.Gaussian:
+                        nn.init.normal_(a.weight!, 0, 1.0 / options.Rank);
+                        nn.init.zeros_(b.weight!);
+                        break;
+                    default:
+                        nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
+                        nn.init.zeros_(b.weight!);
+                        break;
+                }
+                RegisterAdapterName(adapter); // the last check: nothing below fails
+                if (residual is not null)
+                {
+                    weight.copy_(residual);
+                    _initialFactors[adapter] = (a.weight!.detach().clone().DetachFromDisposeScope(), b.weight!.detach().clone().DetachFromDisposeScope());
+                }
+            }
+            catch
+            {
+                a.Dispose();
+                b.Dispose();
+                throw;
             }
             lora_A.Add(adapter, a);
             lora_B.Add(adapter, b);
             _options[adapter] = options;
+            if (dora)
+            {
+                // m starts as the row norms of W + s·B·A (after any residual init), so the layer starts at its base.
+                Tensor initial;
+                using (var scope = NewDisposeScope())
+                using (no_grad())
+                    initial = DoRA.RowNorm(weight.add(LoRADelta(adapter))).DetachFromDisposeScope();
+                lora_magnitude_vector.Add(adapter, new DoRAMagnitude(initial));
+            }
         }
 
-        /// <inheritdoc />
+        /// <summary>s·B·A, the low-rank part of an adapter ([out, in]).</summary>
+        private Tensor LoRADelta(string adapter) => matmul(LoraB(adapter), LoraA(adapter)).mul(_options[adapter].Scaling);
+
+        /// <summary>DoRA's g = m / n with n = ‖W + s·B·A‖ per row from the live base weight, without gradient through n.</summary>
+        private Tensor DoraFactor(string adapter, Tensor weight)
+        {
+            using var scope = NewDisposeScope(); // frees the dense [out, in] temporaries at once
+            Tensor norm;
+            using (no_grad()) norm = DoRA.RowNorm(weight.detach().add(LoRADelta(adapter)));
+            return DoRA.Factor(Magnitude(adapter), norm).MoveToOuterDisposeScope();
+        }
+
+        /// <summary>
+        /// The base output plus each active, unmerged adapter in order. A LoRA adapter adds s·B·A·drop(x). A DoRA
+        /// adapter rescales the weight the adapters before it amount to (W alone when it is the first, as PEFT's
+        /// formula has it): with W̃ that weight, n = ‖W̃ + s·B·A‖ per row (no gradient) and g = m / n, it adds
+        /// (g − 1) ⊙ drop(x)W̃ᵀ + g ⊙ s·B·A·drop(x). Merging folds the adapters in the same order, so the merged layer
+        /// computes what this forward computes.
+        /// </summary>
         public override Tensor forward(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
+            var adapters = UnmergedActiveAdapters.ToList();
+            int lastDora = adapters.FindLastIndex(a => lora_magnitude_vector.Contains(a));
             var result = BaseLayer.forward(input);
-            foreach (var adapter in UnmergedActiveAdapters)
+            Tensor? weight = null;     // W̃ once an adapter precedes a DoRA adapter; null: the base weight
+            bool resultIsExact = true; // result − b == x·W̃ᵀ (no dropout so far), so DoRA needs no second matmul
+            for (int i = 0; i < adapters.Count; i++)
             {
+                var adapter = adapters[i];
                 var options = _options[adapter];
-                var x = options.Dropout > 0 && training ? nn.functional.dropout(input, options.Dropout, training: true) : input;
+                bool drop = options.Dropout > 0 && training;
+                var x = drop ? nn.functional.dropout(input, options.Dropout, training: true) : input;
                 var update = nn.functional.linear(nn.functional.linear(x, LoraA(adapter)), LoraB(adapter));
-                result = result.add(update, alpha: options.Scaling);
+                if (!lora_magnitude_vector.Contains(adapter))
+                {
+                    result = result.add(update, alpha: options.Scaling);
+                    if (i < lastDora) weight = (weight ?? BaseWeight).add(LoRADelta(adapter));
+                }
+                else
+                {
+                    var w = weight ?? BaseWeight;
+                    var factor = DoraFactor(adapter, w);
+                    var projected = !drop && resultIsExact
+                        ? (BaseBias is { } bias ? result.sub(bias) : result)
+                        : nn.functional.linear(x, w);
+                    result = result.add(DoRA.OutputTerm(factor, projected, update, options.Scaling));
+                    if (i < lastDora) weight = factor.unsqueeze(1).mul(w.add(LoRADelta(adapter)));
+                }
+                resultIsExact &= !drop;
             }
             return result;
         }
 
-        /// <inheritdoc />
+        /// <summary>
+        /// The change the adapter makes to the base weight: s·B·A for LoRA; for DoRA g[:, None] ⊙ (W + s·B·A) − W with
+        /// W the current base weight, as if it were the only adapter applied (so it is only defined while the DoRA
+        /// adapter is not merged).
+        /// </summary>
         public override Tensor DeltaWeight(string adapter)
         {
             RequireAdapter(adapter);
-            return matmul(LoraB(adapter), LoraA(adapter)).mul(_options[adapter].Scaling);
+            if (!lora_magnitude_vector.Contains(adapter)) return LoRADelta(adapter);
+            if (MergedAdapters.Contains(adapter))
+                throw new InvalidOperationException($"{Site}: DoRA adapter '{adapter}' is merged; its delta weight depends on the unmerged base weight, so unmerge it first");
+            using var scope = NewDisposeScope();
+            var weight = BaseWeight.detach();
+            var factor = DoraFactor(adapter, weight);
+            return factor.unsqueeze(1).mul(weight.add(LoRADelta(adapter))).sub(weight).MoveToOuterDisposeScope();
+        }
+
+        /// <inheritdoc />
+        protected override void MergeInto(Tensor weight, Tensor? bias, string adapter)
+        {
+            if (!lora_magnitude_vector.Contains(adapter))
+            {
+                base.MergeInto(weight, bias, adapter);
+                return;
+            }
+            // n is taken from the weight being merged into and g is kept for unmerge (the bias is not rescaled).
+            var record = DoRA.MergeInPlace(weight, LoRADelta(adapter), Magnitude(adapter));
+            if (_doraMerges.Remove(adapter, out var previous)) previous.Dispose();
+            _doraMerges[adapter] = record;
+        }
+
+        /// <inheritdoc />
+        protected override void UnmergeFrom(Tensor weight, Tensor? bias, string adapter)
+        {
+            if (!lora_magnitude_vector.Contains(adapter))
+            {
+                base.UnmergeFrom(weight, bias, adapter);
+                return;
+            }
+            if (!_doraMerges.Remove(adapter, out var record))
+                throw new InvalidOperationException($"{Site}: DoRA adapter '{adapter}' has no record of its merge");
+            using (record) DoRA.UnmergeInPlace(weight, LoRADelta(adapter), record);
         }
 
         /// <inheritdoc />
@@ -96,35 +241,98 @@ namespace Peft.Runtime.Adapters
             RequireAdapter(adapter);
             yield return ($"lora_A.{adapter}.weight", LoraA(adapter));
             yield return ($"lora_B.{adapter}.weight", LoraB(adapter));
+            if (lora_magnitude_vector.Contains(adapter))
+                yield return ($"lora_magnitude_vector.{adapter}.weight", lora_magnitude_vector[adapter].Weight);
         }
 
         /// <inheritdoc />
         public override AdapterSettings Settings(string adapter)
         {
             var o = Options(adapter);
-            return new LoRASettings(o.Rank, o.Alpha, o.Dropout, o.UseRsLora, UseDora: false, o.Init);
+            return new LoRASettings(o.Rank, o.Alpha, o.Dropout, o.UseRsLora, UseDora: IsDora(adapter), o.Init);
+        }
+
+        /// <summary>
+        /// Checks that a file's settings fit the adapter: a LoRA config, <c>use_dora</c> matching the adapter's kind,
+        /// the same rank, and, where an init changed the base weight (PiSSA, OLoRA), the same init (and for OLoRA the
+        /// same scaling), since the file's factors are relative to that residual base weight.
+        /// </summary>
+        public override void ValidateSettings(string adapter, AdapterSettings settings)
+        {
+            var current = Options(adapter);
+            bool dora = IsDora(adapter);
+            string kind = dora ? "DoRA" : "LoRA";
+            if (settings is not LoRASettings lora || lora.UseDora != dora)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a {kind} adapter; the file describes {Describe(settings)}");
+            if (lora.Rank != current.Rank)
+                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
+            bool changesBase = LoRAInitialization.ChangesBaseWeight(current.Init) || LoRAInitialization.ChangesBaseWeight(lora.Init);
+            if (changesBase && lora.Init != current.Init)
+                throw new InvalidOperationException(
+                    $"{Site}: adapter '{adapter}' was initialised with {current.Init}; the file's adapter with {lora.Init} " +
+                    "(PiSSA and OLoRA replace the base weight by a residual, so the factors only fit the same init)");
+            if (current.Init == LoRAInit.OLoRA)
+            {
+                double scaling = (current with { Alpha = lora.Alpha, UseRsLora = lora.UseRsLora }).Scaling;
+                if (scaling != current.Scaling)
+                    throw new InvalidOperationException(
+                        $"{Site}: OLoRA adapter '{adapter}' has scaling {current.Scaling}; the file's has {scaling} (its residual base weight W − s·B₀·A₀ depends on it)");
+            }
         }
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
-            var current = Options(adapter);
-            if (settings is not LoRASettings lora || lora.UseDora)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoRA adapter; the file describes {Describe(settings)}");
-            if (lora.Rank != current.Rank)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
-            _options[adapter] = current with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora };
+            ValidateSettings(adapter, settings);
+            var lora = (LoRASettings)settings;
+            _options[adapter] = _options[adapter] with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora };
         }
 
-        internal static string Describe(AdapterSettings settings) =>
-            settings is LoRASettings { UseDora: true } ? "a DoRA adapter" : $"a {settings.PeftType} adapter";
+        internal static string Describe(AdapterSettings settings) => settings switch
+        {
+            LoRASettings { UseDora: true } => "a DoRA adapter (use_dora: true)",
+            LoRASettings => "a LoRA adapter (use_dora: false)",
+            _ => $"a {settings.PeftType} adapter",
+        };
 
         /// <inheritdoc />
         protected override void RemoveAdapterParameters(string adapter)
         {
             lora_A.Remove(adapter);
             lora_B.Remove(adapter);
+            lora_magnitude_vector.Remove(adapter);
+            if (_doraMerges.Remove(adapter, out var record)) record.Dispose();
             _options.Remove(adapter);
+            if (_initialFactors.Remove(adapter, out var initial))
+            {
+                initial.A.Dispose();
+                initial.B.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// The adapter as a plain LoRA relative to the <b>original</b> base weight, PEFT's conversion of PiSSA / OLoRA
+        /// (<c>save_pretrained(path_initial_model_for_weight_conversion=...)</c>): with A₀, B₀ the factors the init
+        /// started from, A' = [A; A₀] ([2r, in]), B' = [B, −B₀] ([out, 2r]), rank 2r and alpha 2·alpha (alpha·√2 with
+        /// rsLoRA), so s'·B'·A' = s·(B·A − B₀·A₀): the residual base plus the adapter equals the original weight plus
+        /// this update. Adapters whose init left the base alone are returned as they are. DoRA adapters with such an
+        /// init cannot be converted (the magnitude rescales the residual, which a plain LoRA cannot express).
+        /// </summary>
+        /// <returns>The tensors by in-memory name (as <see cref="AdapterParameters"/> names them) and the settings.</returns>
+        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRASettings Settings) AsPlainLoRA(string adapter)
+        {
+            var settings = (LoRASettings)Settings(adapter);
+            if (!_initialFactors.TryGetValue(adapter, out var initial))
+                return (AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), settings);
+            if (IsDora(adapter))
+                throw new InvalidOperationException(
+                    $"{Site}: DoRA adapter '{adapter}' was initialised with {settings.Init}; it cannot be saved as a plain LoRA on the original base weight, only relative to the residual");
+            using var scope = NewDisposeScope();
+            var a = cat(new[] { LoraA(adapter).detach(), initial.A }, 0).MoveToOuterDisposeScope();
+            var b = cat(new[] { LoraB(adapter).detach(), initial.B.neg() }, 1).MoveToOuterDisposeScope();
+            double alpha = settings.UseRsLora ? settings.Alpha * Math.Sqrt(2) : settings.Alpha * 2;
+            return (new List<(string, Tensor)> { ($"lora_A.{adapter}.weight", a), ($"lora_B.{adapter}.weight", b) },
+                    settings with { Rank = 2 * settings.Rank, Alpha = alpha, Init = LoRAInit.Default });
         }
     }
 
@@ -140,31 +348,20 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoRAOptions options)
-        {
-            switch (layer)
-            {
-                case LoRALinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new LoRALinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "LoRA", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, LoRAOptions options) =>
+            AdapterWrap.Linear<LoRALinear>(layer, site, "LoRA", existing => existing.AddAdapter(adapter, options), linear => new LoRALinear(site, linear, adapter, options));
 
-        internal static void Validate(string site, LoRAOptions options, long inFeatures, long outFeatures)
+        internal static void Validate(string site, string method, LoRAOptions options, long inFeatures, long outFeatures)
         {
             if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoRA", options.Rank));
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, method, options.Rank));
             long max = Math.Min(inFeatures, outFeatures);
             if (options.Rank > max)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "LoRA", options.Rank, inFeatures, outFeatures, max));
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, method, options.Rank, inFeatures, outFeatures, max));
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            if (!Enum.IsDefined(options.Init))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
         }
     }
 }

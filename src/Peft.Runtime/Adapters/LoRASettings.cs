@@ -25,7 +25,8 @@ namespace Peft.Runtime.Adapters
             config["use_dora"] = UseDora;
             config["fan_in_fan_out"] = false;
             config["bias"] = "none";
-            config["init_lora_weights"] = Init == LoRAInit.Gaussian ? JsonValue.Create("gaussian") : JsonValue.Create(true);
+            // PEFT writes true for its default init and a string for the others ("gaussian", "pissa", "olora").
+            config["init_lora_weights"] = Init == LoRAInit.Default ? JsonValue.Create(true) : JsonValue.Create(LoRAInitialization.ConfigValue(Init));
         }
 
         /// <summary>Reads the fields of a LoRA config that apply to the layer at <paramref name="modulePath"/>.</summary>
@@ -37,8 +38,28 @@ namespace Peft.Runtime.Adapters
             bool useRsLora = config["use_rslora"]?.GetValue<bool>() ?? false;
             bool useDora = config["use_dora"]?.GetValue<bool>() ?? false;
             double dropout = config["lora_dropout"]?.GetValue<double>() ?? 0;
-            var init = config["init_lora_weights"] is JsonValue v && v.TryGetValue<string>(out var s) && s == "gaussian" ? LoRAInit.Gaussian : LoRAInit.Default;
-            return new LoRASettings(rank, alpha, dropout, useRsLora, useDora, init);
+            return new LoRASettings(rank, alpha, dropout, useRsLora, useDora, ReadInit(config, file));
+        }
+
+        /// <summary>
+        /// PEFT's <c>init_lora_weights</c>: <c>true</c> / <c>false</c> and inits that leave the base weight alone
+        /// (<c>"eva"</c>, <c>"orthogonal"</c>, ...) read as <see cref="LoRAInit.Default"/> (after loading, only the
+        /// factors matter); <c>"pissa"</c> and <c>"pissa_niter_N"</c> as PiSSA, <c>"olora"</c> as OLoRA. Inits that
+        /// change the base weight in a way this library does not reproduce (<c>"corda"</c>, <c>"loftq"</c>,
+        /// <c>"lora_ga"</c>) are refused: their factors fit only that changed base weight.
+        /// </summary>
+        private static LoRAInit ReadInit(JsonObject config, string file)
+        {
+            if (config["init_lora_weights"] is not JsonValue v || !v.TryGetValue<string>(out var text)) return LoRAInit.Default;
+            string init = text.ToLowerInvariant();
+            if (init == "gaussian") return LoRAInit.Gaussian;
+            if (init.StartsWith("pissa", System.StringComparison.Ordinal)) return LoRAInit.PiSSA;
+            if (init == "olora") return LoRAInit.OLoRA;
+            if (init.StartsWith("corda", System.StringComparison.Ordinal) || init == "loftq" || init == "lora_ga")
+                throw new System.IO.InvalidDataException(
+                    $"{file}: init_lora_weights '{text}' changes the base weights in a way PeftDsl does not reproduce; " +
+                    "convert the adapter to a plain LoRA in PEFT (save_pretrained with path_initial_model_for_weight_conversion)");
+            return LoRAInit.Default;
         }
     }
 }

@@ -210,21 +210,8 @@ namespace Peft.Runtime.Adapters
         /// <param name="site">Class and member, e.g. <c>Demo.Block.q</c>.</param>
         /// <param name="adapter">The adapter name.</param>
         /// <param name="options">The declared options.</param>
-        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, VeRAOptions options)
-        {
-            switch (layer)
-            {
-                case VeRALinear existing:
-                    existing.AddAdapter(adapter, options);
-                    return existing;
-                case Linear linear:
-                    return new VeRALinear(site, linear, adapter, options);
-                case null:
-                    throw new InvalidOperationException($"{site}: the member is null when RegisterComponents() runs; assign the layer first (a field initializer or the constructor)");
-                default:
-                    throw new InvalidOperationException(PeftMessages.Format(PeftMessages.UnsupportedLayer, site, "VeRA", layer.GetType().Name));
-            }
-        }
+        public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, VeRAOptions options) =>
+            AdapterWrap.Linear<VeRALinear>(layer, site, "VeRA", existing => existing.AddAdapter(adapter, options), linear => new VeRALinear(site, linear, adapter, options));
 
         internal static void Validate(string site, VeRAOptions options)
         {

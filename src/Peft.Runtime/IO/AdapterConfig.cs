@@ -38,16 +38,7 @@ namespace Peft.Runtime.IO
             var config = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
             var shared = new JsonObject();
             first.WriteSharedFields(shared);
-            foreach (var (path, settings) in sites.Skip(1))
-            {
-                // One config per adapter: a field without a per-layer pattern must read the same on every layer.
-                var other = new JsonObject();
-                settings.WriteSharedFields(other);
-                if (!JsonNode.DeepEquals(shared, other))
-                    throw new InvalidOperationException(
-                        $"layers '{sites[0].Path}' and '{path}' of one {first.PeftType} adapter differ in fields its adapter_config.json holds once " +
-                        $"({shared.ToJsonString()} vs {other.ToJsonString()}); give them different adapter names");
-            }
+            RequireSameSharedFields(sites, shared);
             first.WriteLayerListFields(shared, sites);
             foreach (var (key, value) in shared) config[key] = value?.DeepClone();
 
@@ -75,6 +66,27 @@ namespace Peft.Runtime.IO
             var result = new JsonObject();
             foreach (var (key, value) in config) result[key] = value;
             return result;
+        }
+
+        /// <summary>
+        /// PEFT's config holds one value of each shared field for all layers of an adapter (one <c>use_dora</c>, one
+        /// <c>lora_dropout</c>, ...): a layer that differs cannot be written, and is refused rather than lost.
+        /// </summary>
+        private static void RequireSameSharedFields(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, JsonObject first)
+        {
+            foreach (var (path, settings) in sites.Skip(1))
+            {
+                if (settings.PeftType != sites[0].Settings.PeftType)
+                    throw new InvalidOperationException(
+                        $"layer '{path}' is {settings.PeftType} but layer '{sites[0].Path}' is {sites[0].Settings.PeftType}; one adapter config holds one PEFT type");
+                var fields = new JsonObject();
+                settings.WriteSharedFields(fields);
+                foreach (var (key, value) in fields)
+                    if (!JsonNode.DeepEquals(value, first[key]))
+                        throw new InvalidOperationException(
+                            $"layer '{path}' has {key} = {value?.ToJsonString() ?? "null"} but layer '{sites[0].Path}' has {first[key]?.ToJsonString() ?? "null"}; " +
+                            $"PEFT's adapter_config.json holds one {key} for every layer of an adapter, so give these layers separate adapter names");
+            }
         }
 
         /// <summary>PEFT's pattern dictionary for a per-layer field, if it has one.</summary>

@@ -8,14 +8,23 @@ namespace Peft.Runtime.IO
         /// <summary>The prefix PEFT puts before every module path.</summary>
         public const string Prefix = "base_model.model.";
 
+        /// <summary>PEFT's container of DoRA magnitude vectors.</summary>
+        public const string DoraMagnitude = "lora_magnitude_vector";
+
         /// <summary>
         /// Removes the adapter name where PEFT keeps it in memory: second to last for module dicts
         /// (<c>lora_A.default.weight</c> → <c>lora_A.weight</c>), last for parameter dicts
-        /// (<c>lora_magnitude_vector.default</c> → <c>lora_magnitude_vector</c>).
+        /// (<c>hada_w1_a.default</c> → <c>hada_w1_a</c>); DoRA's <c>lora_magnitude_vector.default.weight</c> →
+        /// <c>lora_magnitude_vector</c>, as PEFT saves it.
         /// </summary>
         public static string StripAdapterName(string inMemoryName, string adapter)
         {
             var parts = inMemoryName.Split('.');
+            // DoRA's magnitude lives in memory as lora_magnitude_vector.<adapter>.weight (a module dict since a PEFT refactor)
+            // but PEFT still saves it under its older parameter-dict key, lora_magnitude_vector, without ".weight"
+            // (LoraModel._get_adapter_state_dict / _remap_adapter_state_dict_for_load).
+            if (parts.Length >= 3 && parts[^3] == DoraMagnitude && parts[^2] == adapter && parts[^1] == "weight")
+                return string.Join('.', parts[..^2]);
             if (parts.Length >= 2 && parts[^2] == adapter)
                 return string.Join('.', parts[..^2]) + "." + parts[^1];
             if (parts.Length >= 2 && parts[^1] == adapter)

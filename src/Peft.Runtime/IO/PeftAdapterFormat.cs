@@ -50,14 +50,22 @@ namespace Peft.Runtime.IO
         /// one journaled commit renames them all (see <see cref="SaveJournal"/>). A process killed at any moment leaves
         /// the previous save or this one, whole; the next load or save finishes a commit that was under way.
         /// </summary>
-        public static void Save(PeftModelCore core, string directory)
+        /// <param name="core">The model.</param>
+        /// <param name="directory">The adapter directory.</param>
+        /// <param name="relativeToOriginalBase">
+        /// Adapters whose init replaced the base weight by a residual (PiSSA, OLoRA) are by default saved relative to
+        /// that residual, as PEFT does; with true they are saved as plain LoRA adapters on the original base weight
+        /// (rank and alpha doubled), PEFT's <c>path_initial_model_for_weight_conversion</c>. See
+        /// <see cref="Adapters.LoRALinear.AsPlainLoRA"/>.
+        /// </param>
+        public static void Save(PeftModelCore core, string directory, bool relativeToOriginalBase = false)
         {
             var units = Units(core, directory);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
             using var scope = NewDisposeScope();
             // Everything that can fail on the model's side fails here, before any file is touched.
-            var contents = units.Select(unit => (Unit: unit, Tensors: UnitTensors(core, unit), Config: UnitConfig(core, unit))).ToList();
+            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase)).ToList();
 
             Directory.CreateDirectory(directory);
             SaveJournal.Recover(directory);
@@ -88,26 +96,31 @@ namespace Peft.Runtime.IO
             SaveJournal.Commit(directory, renames);
         }
 
-        private static List<KeyValuePair<string, Tensor>> UnitTensors(PeftModelCore core, Unit unit)
+        /// <summary>One adapter folder's tensors and serialised config.</summary>
+        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase)
         {
             var tensors = new List<KeyValuePair<string, Tensor>>();
+            var settings = new List<(string Path, AdapterSettings Settings)>();
             foreach (var (path, layer) in unit.Sites)
-                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
-                    tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), parameter.detach()));
+            {
+                IReadOnlyList<(string Name, Tensor Tensor)> layerTensors;
+                AdapterSettings layerSettings;
+                if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
+                    (layerTensors, layerSettings) = lora.AsPlainLoRA(unit.Adapter);
+                else
+                    (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
+                foreach (var (name, tensor) in layerTensors)
+                    tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor));
+                settings.Add((path, layerSettings));
+            }
             foreach (var (key, tensor) in SharedTensors(unit))
                 tensors.Add(new(key, tensor.detach()));
             foreach (var (name, tensor) in TrainableModuleTensors(core))
                 tensors.Add(new(AdapterKeys.FileKey("", name), tensor.detach()));
-            return tensors;
-        }
 
-        private static string UnitConfig(PeftModelCore core, Unit unit)
-        {
             try
             {
-                return AdapterConfig.Serialize(AdapterConfig.Build(
-                    unit.Sites.Select(s => (s.Path, s.Layer.Settings(unit.Adapter))).ToList(),
-                    core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType)));
             }
             catch (InvalidOperationException ex)
             {
@@ -192,15 +205,7 @@ namespace Peft.Runtime.IO
                     foreach (var (layer, adapter, settings) in plan.Settings)
                     {
                         previous.Add((layer, adapter, layer.Settings(adapter)));
-                        try
-                        {
-                            layer.ApplySettings(adapter, settings);
-                        }
-                        catch (InvalidOperationException ex)
-                        {
-                            // The layer names itself and the values; the file is named here.
-                            throw new InvalidOperationException($"{plan.ConfigPath}: {ex.Message}", ex);
-                        }
+                        layer.ApplySettings(adapter, settings);
                     }
             }
             catch
@@ -216,7 +221,6 @@ namespace Peft.Runtime.IO
         }
 
         private sealed record LoadPlan(
-            string ConfigPath,
             SafetensorsFile File,
             List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
             List<(Tensor Target, Tensor Source)> Copies);
@@ -255,8 +259,17 @@ namespace Peft.Runtime.IO
             var copies = new List<(Tensor, Tensor)>();
             foreach (var (path, layer) in unit.Sites)
             {
-                // The layer checks these against itself when they are applied (all or none, in Load).
+                // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
+                // missing key) and again when they are applied (all or none, in Load).
                 var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
+                try
+                {
+                    (layer as Adapters.AdapterLayerBase)?.ValidateSettings(unit.Adapter, layerSettings);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    throw new InvalidDataException($"{configPath}: layer '{path}': {ex.Message}", ex);
+                }
                 settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
@@ -286,7 +299,7 @@ namespace Peft.Runtime.IO
                 throw new InvalidDataException(
                     $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
-            return new LoadPlan(configPath, file, settings, copies);
+            return new LoadPlan(file, settings, copies);
         }
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)

@@ -9,6 +9,12 @@ namespace Peft.Tests.EndToEnd;
 [PeftModel]
 public sealed partial class Family : Module<Tensor, Tensor>
 {
+    [DoRA(4, Alpha = 8, Name = "dora")] // PEFT's config holds use_dora once per adapter
+    private Module<Tensor, Tensor> dora = Linear(16, 16);
+
+    [LoRA(4, Alpha = 8, Init = LoRAInit.PiSSA, Name = "pissa")]
+    private Module<Tensor, Tensor> pissa = Linear(16, 16);
+
     [Bone(4)]
     private Module<Tensor, Tensor> bone = Linear(16, 16);
 
@@ -37,7 +43,7 @@ public sealed partial class Family : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        foreach (var layer in new[] { bone, bat, hydra, vera, loha, lokr, ia3, ia3ff })
+        foreach (var layer in new[] { dora, pissa, bone, bat, hydra, vera, loha, lokr, ia3, ia3ff })
             x = functional.tanh(layer.forward(x));
         return x;
     }

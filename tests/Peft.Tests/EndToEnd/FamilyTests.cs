@@ -17,14 +17,15 @@ public sealed class FamilyTests
     {
         var model = new Family();
         Assert.Equal(
-            new[] { "bone:MISS", "bat:MISS", "hydra:HYDRA", "vera:VERA", "loha:LOHA", "lokr:LOKR", "ia3:IA3", "ia3ff:IA3" },
+            new[] { "dora:LORA", "pissa:LORA", "bone:MISS", "bat:MISS", "hydra:HYDRA", "vera:VERA", "loha:LOHA", "lokr:LOKR", "ia3:IA3", "ia3ff:IA3" },
             model.AdapterLayers.Select(l => $"{l.Path}:{l.Layer.PeftType}"));
-        Assert.IsType<BoneLinear>(model.AdapterLayers[0].Layer);
-        Assert.IsType<HydraLinear>(model.AdapterLayers[2].Layer);
-        Assert.IsType<VeRALinear>(model.AdapterLayers[3].Layer);
-        Assert.IsType<LoHaLinear>(model.AdapterLayers[4].Layer);
-        Assert.IsType<LoKrLinear>(model.AdapterLayers[5].Layer);
-        Assert.IsType<IA3Linear>(model.AdapterLayers[6].Layer);
+        Assert.True(((LoRALinear)model.AdapterLayers[0].Layer).IsDora("dora"));
+        Assert.IsType<BoneLinear>(model.AdapterLayers[2].Layer);
+        Assert.IsType<HydraLinear>(model.AdapterLayers[4].Layer);
+        Assert.IsType<VeRALinear>(model.AdapterLayers[5].Layer);
+        Assert.IsType<LoHaLinear>(model.AdapterLayers[6].Layer);
+        Assert.IsType<LoKrLinear>(model.AdapterLayers[7].Layer);
+        Assert.IsType<IA3Linear>(model.AdapterLayers[8].Layer);
         Assert.All(model.named_parameters().Where(p => p.name.Contains("base_layer")), p => Assert.False(p.parameter.requires_grad));
     }
 
@@ -69,6 +70,8 @@ public sealed class FamilyTests
             foreach (var type in new[] { "hydra", "vera", "loha", "lokr", "ia3" })
                 Assert.True(File.Exists(Path.Combine(dir, "default_" + type, "adapter_config.json")), type);
             Assert.Contains("\"bat\"", File.ReadAllText(Path.Combine(dir, "bat", "adapter_config.json")));
+            Assert.Contains("\"use_dora\": true", File.ReadAllText(Path.Combine(dir, "dora", "adapter_config.json")));
+            Assert.Contains("\"pissa\"", File.ReadAllText(Path.Combine(dir, "pissa", "adapter_config.json")));
 
             manual_seed(77);
             var fresh = new Family();
@@ -90,9 +93,9 @@ public sealed class FamilyTests
     public void PeftInfoRecordsEachMethodAndShape()
     {
         var sites = Family.PeftInfo.Sites;
-        Assert.Equal(new[] { "Bone", "Bone", "Hydra", "VeRA", "LoHa", "LoKr", "IA3", "IA3" }, sites.Select(s => s.Method));
+        Assert.Equal(new[] { "DoRA", "LoRA", "Bone", "Bone", "Hydra", "VeRA", "LoHa", "LoKr", "IA3", "IA3" }, sites.Select(s => s.Method));
         Assert.All(sites, s => Assert.Equal((16L, 16L), (s.InFeatures!.Value, s.OutFeatures!.Value)));
-        Assert.Equal("block: 4, Variant = BoneVariant.Bat", sites[1].Options);
-        Assert.Equal("bat", sites[1].Adapter);
+        Assert.Equal("block: 4, Variant = BoneVariant.Bat", sites[3].Options);
+        Assert.Equal("bat", sites[3].Adapter);
     }
 }
