@@ -1,27 +1,58 @@
 using System;
-using System.Diagnostics;
+using System.Collections.Generic;
+using System.CommandLine;
 using System.IO;
 using System.Linq;
-using Peft.Runtime;
+using Peft.Runtime.Training;
+using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Peft.Samples.TinyLm;
 
 /// <summary>
-/// Pre-trains a tiny character-level transformer on a toy grammar with counting runs, then fine-tunes only LoRA
-/// adapters (and the output head) on a new sentence form ("after seven comes eight."), scoring its completions; merges them and saves them in Hugging Face PEFT's format.
-/// Usage: dotnet run --project samples/Peft.Samples.TinyLm -c Release [-- --pretrain-steps N --finetune-steps N --out DIR]
+/// Pre-trains a tiny character-level transformer on a toy grammar with counting runs, then fine-tunes only adapters
+/// (LoRA by default; DoRA or Bone with --method) and the output head on a sentence form it never saw ("after seven
+/// comes eight."), showing completions before and after, loss plots, a merge check, and the adapter saved in Hugging
+/// Face PEFT's format.
 /// </summary>
 public static class Program
 {
     public static int Main(string[] args)
     {
-        int pretrainSteps = IntOption(args, "--pretrain-steps", 300);
-        int finetuneSteps = IntOption(args, "--finetune-steps", 400);
-        string outDir = StringOption(args, "--out", Path.Combine("out", "tinylm-lora"));
-        const int context = 32, batch = 32;
+        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA or Bone", DefaultValueFactory = _ => AdapterMethod.LoRA };
+        var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
+        var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
+        var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
+        var output = new Option<string>("--out") { Description = "Folder for the loss plots and the saved adapter", DefaultValueFactory = _ => Path.Combine("out", "tinylm") };
+        foreach (var option in new Option[] { steps, pretrainSteps })
+            option.Validators.Add(result => { if (result.GetValueOrDefault<int>() < 1) result.AddError($"{option.Name} must be at least 1"); });
+        rank.Validators.Add(result => { if (result.GetValueOrDefault<int?>() is < 1) result.AddError("--rank must be at least 1"); });
 
+        var command = new RootCommand("PeftDsl sample: pre-train a tiny transformer, then fine-tune adapters on a new sentence form")
+        {
+            method, steps, pretrainSteps, rank, output,
+        };
+        command.SetAction(parsed =>
+        {
+            try
+            {
+                Run(parsed.GetValue(method), parsed.GetValue(steps), parsed.GetValue(pretrainSteps), parsed.GetValue(rank), parsed.GetValue(output)!);
+                return 0;
+            }
+            catch (Exception ex) when (ex is NonFiniteLossException or ArgumentException or InvalidOperationException)
+            {
+                // The runtime's messages name the layer, the value and the fix; show them, not a stack trace.
+                AnsiConsole.MarkupLine($"[red]{Markup.Escape(ex.Message)}[/]");
+                return 1;
+            }
+        });
+        return command.Parse(args).Invoke();
+    }
+
+    private static void Run(AdapterMethod method, int finetuneSteps, int pretrainSteps, int? rank, string outDir)
+    {
+        const int context = 32;
         manual_seed(7);
         set_num_threads(Math.Max(1, Environment.ProcessorCount));
         var random = new Random(7);
@@ -29,96 +60,94 @@ public static class Program
         string grammar = ToyCorpora.Grammar(6000, seed: 2);
         string successors = ToyCorpora.SuccessorText(numbers, 3000, seed: 3);
         var tokenizer = new CharTokenizer(new[] { grammar, successors });
+        Directory.CreateDirectory(outDir);
 
-        var model = new TinyTransformer(tokenizer.VocabularySize, context);
-        Console.WriteLine($"TinyTransformer: {model.TotalParameters():N0} parameters, LoRA on {model.AdapterLayers.Count} layers: {string.Join(", ", model.AdapterLayers.Select(l => l.Path))}");
+        AnsiConsole.Write(new Rule("[bold]PeftDsl · TinyLm[/]").LeftJustified());
+        var model = new TinyTransformer(tokenizer.VocabularySize, context, method);
+        AnsiConsole.MarkupLine($"TinyTransformer: {model.TotalParameterCount:N0} parameters; {method} on {model.AdapterLayers.Count} layers: " +
+            Markup.Escape(string.Join(", ", model.AdapterLayers.Select(l => l.Path))));
+        AnsiConsole.Write(ParameterTable(tokenizer.VocabularySize, context, method, rank));
 
         // 1. Pre-train the base model: adapters off, every base weight trainable.
         model.DisableAdapters();
         model.UnfreezeBaseModel();
-        Train(model, model.parameters(), tokenizer.Encode(grammar), pretrainSteps, 3e-3, "pre-train on the toy grammar", tokenizer, context, batch, random);
+        var pretrain = Training.Run(model, model.parameters(), tokenizer.Encode(grammar), tokenizer, "pre-train on the toy grammar", pretrainSteps, 3e-3, random);
+        string pretrainPlot = LossPlot.Write(Path.Combine(outDir, "pretrain-loss.png"), "Pre-training the base model", new[] { pretrain });
+        AnsiConsole.MarkupLine($"  loss {pretrain.Losses[0]:F2} → {pretrain.FinalLoss():F2}; plot: [link]{Markup.Escape(pretrainPlot)}[/]");
 
-        // 2. Fine-tune: the base frozen again, only adapters and the [Trainable] head learn.
-        model.FreezeBaseModel();
+        // 2. Fine-tune: fresh adapters on the pre-trained base, the base frozen again; only adapters and the head learn.
+        AdapterSetup.Recreate(model, rank);
         model.EnableAdapters();
-        long trainable = model.TrainableParameterCount, total = model.TotalParameters();
-        Console.WriteLine($"\nTrainable: {trainable:N0} of {total:N0} parameters ({100.0 * trainable / total:F1} %): LoRA A/B + head");
-        Console.WriteLine($"Completions of \"after N comes\" before fine-tuning: {Accuracy(model, tokenizer, numbers):P0} correct");
-        Show(model, tokenizer, numbers.Take(3));
-        Train(model, model.TrainableParameters(), tokenizer.Encode(successors), finetuneSteps, 3e-3, "LoRA fine-tune on \"after seven comes eight.\"", tokenizer, context, batch, random);
-        Console.WriteLine($"Completions of \"after N comes\" after fine-tuning: {Accuracy(model, tokenizer, numbers):P0} correct");
-        Show(model, tokenizer, numbers.Take(3));
+        long trainable = model.TrainableParameterCount;
+        AnsiConsole.MarkupLine($"\nTrainable now: [bold]{trainable:N0}[/] of {model.TotalParameterCount:N0} parameters ({100.0 * trainable / model.TotalParameterCount:F1} %): " +
+            $"{model.AdapterParameterCount:N0} in {method} adapters + the head");
+        var shown = new[] { 0, 6, 11, 16 };
+        var before = shown.ToDictionary(n => n, n => Generation.Complete(model, tokenizer, ToyCorpora.Prompt(n)));
+        double accuracyBefore = Generation.SuccessorAccuracy(model, tokenizer, numbers);
+
+        var finetune = Training.Run(model, model.TrainableParameters(), tokenizer.Encode(successors), tokenizer,
+            $"{method} fine-tune on \"after seven comes eight.\"", finetuneSteps, 3e-3, random);
+        string finetunePlot = LossPlot.Write(Path.Combine(outDir, $"finetune-{method.ToString().ToLowerInvariant()}-loss.png"), $"{method} fine-tuning", new[] { finetune });
+        AnsiConsole.MarkupLine($"  loss {finetune.Losses[0]:F2} → {finetune.FinalLoss():F2}; plot: [link]{Markup.Escape(finetunePlot)}[/]");
+        double accuracyAfter = Generation.SuccessorAccuracy(model, tokenizer, numbers);
+
+        var completions = new Table().Title($"Completions of \"after N comes\" ({numbers.Count} prompts)")
+            .AddColumns("prompt", "before fine-tuning", "after fine-tuning", "expected");
+        foreach (var n in shown)
+        {
+            string after = Generation.Complete(model, tokenizer, ToyCorpora.Prompt(n));
+            completions.AddRow(Markup.Escape(ToyCorpora.Prompt(n)), Markup.Escape(before[n]),
+                after == ToyCorpora.Answer(n) ? $"[green]{Markup.Escape(after)}[/]" : $"[red]{Markup.Escape(after)}[/]", Markup.Escape(ToyCorpora.Answer(n)));
+        }
+        completions.AddRow("[bold]all prompts correct[/]", $"[bold]{accuracyBefore:P0}[/]", $"[bold]{accuracyAfter:P0}[/]", "");
+        AnsiConsole.Write(completions);
 
         // 3. Merge: the merged model computes the same function.
-        model.eval();
-        using var probe = tensor(tokenizer.Encode(ToyCorpora.Sentence(numbers[0]))).unsqueeze(0);
-        using var unmerged = model.forward(probe).detach();
-        model.MergeAdapters();
-        using var merged = model.forward(probe).detach();
-        Console.WriteLine($"\nMerged vs unmerged logits: max |diff| = {(merged - unmerged).abs().max().item<float>():E2}");
-        model.UnmergeAdapters();
+        using (var probe = tensor(tokenizer.Encode(ToyCorpora.Sentence(numbers[0]))).unsqueeze(0))
+        {
+            using var unmerged = model.forward(probe).detach();
+            model.MergeAdapters();
+            using var merged = model.forward(probe).detach();
+            AnsiConsole.MarkupLine($"Merged vs unmerged logits: max |diff| = {(merged - unmerged).abs().max().item<float>():E2}");
+            model.UnmergeAdapters();
+        }
 
         // 4. Save in PEFT's format: PeftModel.from_pretrained(base, dir) reads these files.
-        model.SaveAdapters(outDir);
-        Console.WriteLine($"Saved adapter to {Path.GetFullPath(outDir)}:");
-        foreach (var file in Directory.GetFiles(outDir).OrderBy(f => f)) Console.WriteLine($"  {Path.GetFileName(file)} ({new FileInfo(file).Length:N0} bytes)");
-        return 0;
+        string adapterDir = Path.Combine(outDir, $"adapter-{method.ToString().ToLowerInvariant()}");
+        model.SaveAdapters(adapterDir);
+        AnsiConsole.MarkupLine($"Saved the adapter to {Markup.Escape(Path.GetFullPath(adapterDir))}:");
+        foreach (var file in Directory.GetFiles(adapterDir).OrderBy(f => f, StringComparer.Ordinal))
+            AnsiConsole.MarkupLine($"  {Markup.Escape(Path.GetFileName(file))} ({new FileInfo(file).Length:N0} bytes)");
     }
 
-    private static void Train(TinyTransformer model, System.Collections.Generic.IEnumerable<TorchSharp.Modules.Parameter> parameters, long[] data, int steps, double lr,
-        string title, CharTokenizer tokenizer, int context, int batch, Random random)
+    /// <summary>What each method would train on this model, at the same rank: built, counted, discarded.</summary>
+    private static Table ParameterTable(int vocab, int context, AdapterMethod chosen, int? rank)
     {
-        Console.WriteLine($"\n{title}: {steps} steps");
-        model.train();
-        var optimizer = optim.AdamW(parameters, lr);
-        var clock = Stopwatch.StartNew();
-        double smoothed = double.NaN;
-        for (int step = 1; step <= steps; step++)
+        var table = new Table().Title("Trainable parameters per method (adapters on q and v of 2 blocks, plus the head)")
+            .AddColumns("method", "declared as", "adapter", "+ head", "trainable", "of the model");
+        foreach (var method in Enum.GetValues<AdapterMethod>())
         {
             using var scope = NewDisposeScope();
-            var (inputs, targets) = tokenizer.Batch(data, batch, context, random);
-            var logits = model.forward(inputs);
-            var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1));
-            optimizer.zero_grad();
-            loss.backward();
-            optimizer.step();
-            double value = loss.item<float>();
-            if (!double.IsFinite(value)) throw new InvalidOperationException($"{title}: the loss became {value} at step {step}; stopping before the weights are corrupted");
-            smoothed = double.IsNaN(smoothed) ? value : 0.9 * smoothed + 0.1 * value;
-            if (step == 1 || step % 50 == 0 || step == steps)
-                Console.WriteLine($"  step {step,4}  loss {smoothed:F3}  ({batch * context * step / clock.Elapsed.TotalSeconds:N0} tokens/s)");
+            var model = new TinyTransformer(vocab, context, method);
+            try
+            {
+                if (rank is not null) AdapterSetup.Recreate(model, rank);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                table.AddRow(method.ToString(), "", $"[red]{Markup.Escape(ex.Message)}[/]", "", "", "");
+                continue;
+            }
+            long adapters = model.AdapterParameterCount, all = model.TrainableParameterCount;
+            string declared = method switch
+            {
+                AdapterMethod.LoRA => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
+                AdapterMethod.DoRA => $"[[DoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
+                _ => $"[[Bone({rank ?? 8})]]",
+            };
+            string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();
+            table.AddRow(name, declared, $"{adapters:N0}", $"{all - adapters:N0}", $"{all:N0}", $"{100.0 * all / model.TotalParameterCount:F1} %");
         }
-        model.eval();
+        return table;
     }
-
-    private static string Complete(TinyTransformer model, CharTokenizer tokenizer, string prompt, int maxChars = 12)
-    {
-        using var _ = no_grad();
-        var ids = tokenizer.Encode(prompt).ToList();
-        for (int i = 0; i < maxChars; i++)
-        {
-            using var scope = NewDisposeScope();
-            var window = ids.Skip(Math.Max(0, ids.Count - model.Context)).ToArray();
-            long next = model.forward(tensor(window).unsqueeze(0))[0, -1].argmax().item<long>();
-            ids.Add(next);
-            if (tokenizer.Decode(new[] { next }) == ".") break;
-        }
-        return tokenizer.Decode(ids.Skip(prompt.Length));
-    }
-
-    private static double Accuracy(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IReadOnlyList<int> numbers) =>
-        numbers.Count(n => Complete(model, tokenizer, ToyCorpora.Prompt(n)) == ToyCorpora.Answer(n)) / (double)numbers.Count;
-
-    private static void Show(TinyTransformer model, CharTokenizer tokenizer, System.Collections.Generic.IEnumerable<int> numbers)
-    {
-        foreach (var n in numbers) Console.WriteLine($"  \"{ToyCorpora.Prompt(n)}\" → \"{Complete(model, tokenizer, ToyCorpora.Prompt(n))}\"");
-    }
-
-    private static int IntOption(string[] args, string name, int fallback) =>
-        Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
-
-    private static string StringOption(string[] args, string name, string fallback) =>
-        Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-
-    private static long TotalParameters(this TinyTransformer model) => model.parameters().Sum(p => p.numel());
 }

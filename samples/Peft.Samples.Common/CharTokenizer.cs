@@ -4,7 +4,7 @@ using System.Linq;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Samples.TinyLm;
+namespace Peft.Samples;
 
 /// <summary>One token per character.</summary>
 public sealed class CharTokenizer

@@ -3,7 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text;
 
-namespace Peft.Samples.TinyLm;
+namespace Peft.Samples;
 
 /// <summary>
 /// The sample's data, generated here so the task is measurable: a toy English grammar with counting runs to
