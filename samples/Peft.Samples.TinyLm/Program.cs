@@ -66,7 +66,11 @@ public static class Program
         var model = new TinyTransformer(tokenizer.VocabularySize, context, method);
         AnsiConsole.MarkupLine($"TinyTransformer: {model.TotalParameterCount:N0} parameters; {method} on {model.AdapterLayers.Count} layers: " +
             Markup.Escape(string.Join(", ", model.AdapterLayers.Select(l => l.Path))));
-        AnsiConsole.Write(ParameterTable(tokenizer.VocabularySize, context, method, rank));
+        var (table, problems) = ParameterTable(tokenizer.VocabularySize, context, method, rank);
+        AnsiConsole.Write(table);
+        foreach (var (other, problem) in problems.Where(p => p.Key != method))
+            AnsiConsole.MarkupLine($"[red]{other}: {Markup.Escape(problem)}[/]");
+        if (problems.TryGetValue(method, out var refused)) throw new ArgumentException(refused); // before the pre-training, not after
 
         // 1. Pre-train the base model: adapters off, every base weight trainable.
         model.DisableAdapters();
@@ -121,8 +125,9 @@ public static class Program
     }
 
     /// <summary>What each method would train on this model, at the same rank: built, counted, discarded.</summary>
-    private static Table ParameterTable(int vocab, int context, AdapterMethod chosen, int? rank)
+    private static (Table Table, Dictionary<AdapterMethod, string> Problems) ParameterTable(int vocab, int context, AdapterMethod chosen, int? rank)
     {
+        var problems = new Dictionary<AdapterMethod, string>();
         var table = new Table().Title("Trainable parameters per method (adapters on q and v of 2 blocks, plus the head)")
             .AddColumns("method", "declared as", "adapter", "+ head", "trainable", "of the model");
         foreach (var method in Enum.GetValues<AdapterMethod>())
@@ -135,7 +140,8 @@ public static class Program
             }
             catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
             {
-                table.AddRow(method.ToString(), "", $"[red]{Markup.Escape(ex.Message)}[/]", "", "", "");
+                table.AddRow(method.ToString(), "", "[red]does not fit[/]", "", "", "");
+                problems[method] = ex.Message;
                 continue;
             }
             long adapters = model.AdapterParameterCount, all = model.TrainableParameterCount;
@@ -148,6 +154,6 @@ public static class Program
             string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();
             table.AddRow(name, declared, $"{adapters:N0}", $"{all - adapters:N0}", $"{all:N0}", $"{100.0 * all / model.TotalParameterCount:F1} %");
         }
-        return table;
+        return (table, problems);
     }
 }
