@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -72,15 +73,17 @@ namespace Peft.Runtime.Adapters
         public override Tensor forward(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
-            var result = BaseLayer.forward(input);
+            Tensor? result = null;
             foreach (var adapter in UnmergedActiveAdapters)
             {
                 var options = _options[adapter];
-                var x = options.Dropout > 0 && training ? nn.functional.dropout(input, options.Dropout, training: true) : input;
-                var update = nn.functional.linear(nn.functional.linear(x, LoraA(adapter)), LoraB(adapter));
-                result = result.add(update, alpha: options.Scaling);
+                double dropout = training ? options.Dropout : 0;
+                // One fused autograd function per adapter (Kernels/LoRAFunction); the first also computes the base.
+                result = result is null
+                    ? LoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), options.Scaling, dropout)
+                    : LoRAFunction.AddTo(result, input, LoraA(adapter), LoraB(adapter), options.Scaling, dropout);
             }
-            return result;
+            return result ?? BaseLayer.forward(input);
         }
 
         /// <inheritdoc />
