@@ -11,18 +11,21 @@ namespace Peft.Runtime.Kernels
     /// The whole LoRA layer as one autograd function: y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ, with W and b frozen.
     /// </summary>
     /// <remarks>
-    /// <para>Forward computes the thin product u = (x ⊙ keep)·Aᵀ ([n, r]) and accumulates b + (s / (1 − p))·u·Bᵀ and
-    /// then x·Wᵀ into one output buffer with <c>addmm_</c>; it saves only x (which the frozen layer keeps anyway), u
-    /// and a 64-bit dropout seed: never a dropped copy of x nor a mask.</para>
-    /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10, regenerated in backward from the seed). Since p is
-    /// small, the mask is never applied densely: x·Aᵀ, xᵀ·g and g·A are computed on the whole tensors by libtorch,
-    /// then corrected at the dropped positions only (about p·n·d of them, r multiply-adds each).</para>
-    /// <para>Backward computes dX = dY·W + (s / (1 − p))·((dY·B)·A) ⊙ keep in one buffer, and dA, dB; never dW or
-    /// db. When no gradient is needed (inference, <c>no_grad</c>) the same arithmetic runs without an autograd node,
-    /// so results are identical. Inputs the raw loops cannot read (other dtypes, non-contiguous, non-CPU) and
-    /// unfrozen base parameters take the composed TorchSharp ops, with the same mask on CPU.</para>
+    /// <para>Forward computes the thin product u = (x ⊙ keep)·Aᵀ ([n, r]) and y = b + (s / (1 − p))·u·Bᵀ in one pass
+    /// over x (<see cref="LoRAKernels"/>), then libtorch's GEMM adds x·Wᵀ into y in place (<c>addmm_</c>, β = 1). It
+    /// saves only x (the input itself, no copy), u and a 64-bit dropout seed: never a dropped copy of x nor a mask.</para>
+    /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10), applied in registers while x is read and
+    /// regenerated in backward from the seed.</para>
+    /// <para>Backward computes g = (s / (1 − p))·dY·B and dB in one pass over dY, dA and the low-rank part of dX,
+    /// (g·A) ⊙ keep, in one pass over x, then libtorch adds dY·W into the same dX buffer: dX is computed once through
+    /// both paths, and there is never a gradient for W or b. When no gradient is needed (inference, <c>no_grad</c>)
+    /// the same arithmetic runs without an autograd node, so results are identical. Inputs the raw loops cannot read
+    /// (other dtypes, non-contiguous, non-CPU) and an unfrozen base take the composed TorchSharp ops, with the same
+    /// mask on CPU.</para>
     /// <para>With <c>create_graph</c>, backward recomputes the layer with differentiable ops and the same mask, so
-    /// second derivatives are right (this needs x saved, i.e. A trainable).</para>
+    /// second derivatives are right (this needs x saved, i.e. A trainable). An error inside a custom backward cannot
+    /// travel back through libtorch's engine in TorchSharp 0.107 (it ends the process), so the usual mistake of running
+    /// backward twice over a freed graph, an exception with built-in layers, aborts with libtorch's message here.</para>
     /// </remarks>
     public sealed class LoRAFunction : torch.autograd.SingleTensorFunction<LoRAFunction>
     {
@@ -188,33 +191,42 @@ namespace Peft.Runtime.Kernels
             return grads.ToList();
         }
 
-        private static void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u, Tensor?[] grads)
+        private static unsafe void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u, Tensor?[] grads)
         {
-            long n = args.Rows, d = args.In, o = args.Out;
+            long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var dY = gradOutput.reshape(n, o);
             if (!dY.is_contiguous()) dY = dY.contiguous();
-            float c = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f);
-
-            // g = (s / (1 − p))·dY·B: the gradient reaching the thin product, before the mask.
-            var g = dY.mm(b).mul_(c);
-            if (args.NeedB)
-                grads[BIndex] = dY.t().mm(u!).mul_(c);
-            Tensor? dAt = null, dX = null;
-            if (args.NeedA)
-                dAt = x!.reshape(n, d).t().mm(g); // [in, r]: xᵀ·g, made (x ⊙ keep)ᵀ·g by the correction
-            if (args.NeedInput)
+            var dA = args.NeedA ? torch.zeros(r, d, dtype: ScalarType.Float32) : null;
+            var dBt = args.NeedB ? torch.zeros(r, o, dtype: ScalarType.Float32) : null;
+            var dX = args.NeedInput ? torch.empty(args.InputShape, dtype: ScalarType.Float32) : null;
+            if (n > 0)
             {
-                dX = torch.empty(args.InputShape, dtype: ScalarType.Float32);
-                var dX2 = dX.view(n, d);
-                dX2.addmm_(g, a, beta: 0, alpha: 1);          // (g·A), made (g·A) ⊙ keep by the correction
-                if (weight is not null)
-                    dX2.addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
+                using var bt = b.t().contiguous();
+                var problem = Problem(args, args.NeedA ? x! : null, a, bt);
+                float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
+                float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
+                float* dBp = dBt is null ? null : TensorData.Floats(dBt);
+                LoRAKernels.Backward(problem, dYp, up, dXp, dAp, dBp, 0, n);
+                if (dX is not null && weight is not null)
+                    dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             }
-            if (args.Mask.DropsAny && (dAt is not null || dX is not null))
-                CorrectBackward(args, x, g, a, dAt, dX);
-            if (dAt is not null) grads[AIndex] = dAt.t();
-            if (dX is not null) grads[InputIndex] = dX;
+            grads[InputIndex] = dX;
+            grads[AIndex] = dA;
+            grads[BIndex] = dBt?.t();
         }
+
+        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
+        {
+            X = x is null ? null : TensorData.Floats(x),
+            A = TensorData.Floats(a),
+            Bt = TensorData.Floats(bt),
+            Rows = args.Rows,
+            In = checked((int)args.In),
+            Out = checked((int)args.Out),
+            Rank = checked((int)a.shape[0]),
+            Scale = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f),
+            Mask = args.Mask,
+        };
 
         // create_graph: recompute the layer with differentiable ops (the same mask, materialised) and differentiate
         // that, so second derivatives are right. Rare (gradient penalties); speed is not the point here.
@@ -235,62 +247,25 @@ namespace Peft.Runtime.Kernels
             if (args.NeedB) grads[BIndex] = result[k];
         }
 
-        private static unsafe void CorrectBackward(Args args, Tensor? x, Tensor g, Tensor a, Tensor? dAt, Tensor? dX)
-        {
-            using var at = a.t().contiguous();
-            var visitor = new DropBackwardVisitor
-            {
-                X = x is null ? null : TensorData.Floats(x),
-                G = TensorData.Floats(g),
-                At = TensorData.Floats(at),
-                DAt = dAt is null ? null : TensorData.Floats(dAt),
-                DX = dX is null ? null : TensorData.Floats(dX),
-                Cols = args.In,
-                Rank = (int)a.shape[0],
-            };
-            args.Mask.ForEachDropped(0, args.Rows, args.In, ref visitor);
-        }
-
-        // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), all in one output buffer.
+        // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), all in one output buffer: the thin
+        // half by LoRAKernels (one pass over x, mask in registers), then libtorch's GEMM adds x·Wᵀ in place.
         private static unsafe (Tensor Y, Tensor U) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
         {
-            long n = args.Rows, d = args.In, o = args.Out;
-            using var x2 = x.view(n, d);
-            var u = x2.mm(a.t());
-            float c = args.Scaling;
-            if (args.Mask.DropsAny)
-            {
-                using var at = a.t().contiguous();
-                var visitor = new DropForwardVisitor
-                {
-                    X = TensorData.Floats(x2), U = TensorData.Floats(u), At = TensorData.Floats(at), Cols = d, Rank = (int)a.shape[0],
-                };
-                args.Mask.ForEachDropped(0, n, d, ref visitor);
-                c *= args.Mask.KeepScale;
-            }
+            long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var outShape = args.InputShape.ToArray();
             outShape[^1] = o;
             var y = torch.empty(outShape, dtype: ScalarType.Float32);
-            using var y2 = y.view(n, o);
-            using var bt = b.t();
-            if (previous is not null)
-            {
-                using var p2 = previous.reshape(n, o);
-                y2.copy_(p2);
-                y2.addmm_(u, bt, beta: 1, alpha: c);
-            }
-            else if (bias is not null)
-            {
-                using var expanded = bias.expand(n, o);
-                y2.copy_(expanded);
-                y2.addmm_(u, bt, beta: 1, alpha: c);
-            }
-            else
-            {
-                y2.addmm_(u, bt, beta: 0, alpha: c);
-            }
+            var u = torch.empty(n, r, dtype: ScalarType.Float32);
+            if (n == 0) return (y, u);
+            using var x2 = x.view(n, d);
+            using var bt = b.t().contiguous();
+            using var prev = previous?.reshape(n, o).contiguous();
+            var problem = Problem(args, x2, a, bt);
+            float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
+            LoRAKernels.Forward(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), 0, n);
             if (weight is not null)
             {
+                using var y2 = y.view(n, o);
                 using var wt = weight.t();
                 y2.addmm_(x2, wt, beta: 1, alpha: 1);
             }

@@ -1,5 +1,4 @@
 using System;
-using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -34,12 +33,6 @@ namespace Peft.Runtime.Kernels
             }
             return (c0, c1, c2, c3);
         }
-    }
-
-    /// <summary>Called for each dropped element of a row-major [rows, cols] array, in increasing order.</summary>
-    internal interface IDroppedVisitor
-    {
-        void Visit(long row, long col);
     }
 
     /// <summary>
@@ -248,42 +241,24 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>
-        /// Calls <paramref name="visitor"/> for every dropped element of rows [<paramref name="rowBegin"/>,
-        /// <paramref name="rowEnd"/>) of a row-major array with <paramref name="cols"/> columns, in increasing order.
+        /// Bit <c>t mod 64</c> of <c>destination[t / 64]</c> says whether element <c>first + t</c> is dropped, for
+        /// t &lt; <paramref name="count"/> (bits past it are unspecified): one row's bits, aligned to the row's start.
         /// </summary>
-        internal void ForEachDropped<TVisitor>(long rowBegin, long rowEnd, long cols, ref TVisitor visitor)
-            where TVisitor : struct, IDroppedVisitor
+        /// <param name="first">The first element (flattened index).</param>
+        /// <param name="count">How many elements.</param>
+        /// <param name="destination">⌈count / 64⌉ words.</param>
+        /// <param name="scratch">⌈count / 64⌉ + 1 words.</param>
+        internal unsafe void RowBits(long first, int count, ulong* destination, ulong* scratch)
         {
-            if (!DropsAny || rowEnd <= rowBegin || cols <= 0) return;
-            const int Chunk = 64;
-            Span<ulong> bits = stackalloc ulong[Chunk];
-            long begin = rowBegin * cols, end = rowEnd * cols;
-            long firstBlock = begin / BlockElements, endBlock = (end + BlockElements - 1) / BlockElements;
-            long row = rowBegin, rowStart = begin;
-            for (long b0 = firstBlock; b0 < endBlock; b0 += Chunk)
+            int words = (count + BlockElements - 1) / BlockElements;
+            int shift = (int)(first % BlockElements);
+            if (shift == 0)
             {
-                int count = (int)Math.Min(Chunk, endBlock - b0);
-                DroppedBits(b0, bits[..count]);
-                for (int j = 0; j < count; j++)
-                {
-                    ulong m = bits[j];
-                    if (m == 0) continue;
-                    long blockStart = (b0 + j) * BlockElements;
-                    if (blockStart < begin) m &= ~0UL << (int)(begin - blockStart);
-                    if (blockStart + BlockElements > end) m &= (1UL << (int)(end - blockStart)) - 1;
-                    while (m != 0)
-                    {
-                        long e = blockStart + BitOperations.TrailingZeroCount(m);
-                        m &= m - 1;
-                        while (e >= rowStart + cols)
-                        {
-                            rowStart += cols;
-                            row++;
-                        }
-                        visitor.Visit(row, e - rowStart);
-                    }
-                }
+                DroppedBits(first / BlockElements, new Span<ulong>(destination, words));
+                return;
             }
+            DroppedBits(first / BlockElements, new Span<ulong>(scratch, words + 1));
+            for (int w = 0; w < words; w++) destination[w] = (scratch[w] >> shift) | (scratch[w + 1] << (64 - shift));
         }
 
         /// <summary>Writes the scaled mask of elements [0, <paramref name="count"/>): 0 where dropped, 1 / (1 − p) elsewhere.</summary>

@@ -275,23 +275,19 @@ public class DropoutMaskTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new DropoutMask(5, 1.0));
     }
 
-    private struct Collect : IDroppedVisitor
-    {
-        public List<(long, long)> Seen;
-        public void Visit(long row, long col) => Seen.Add((row, col));
-    }
-
-    [Fact]
-    public void ForEachDroppedVisitsExactlyTheDroppedElementsOfTheRowRange()
+    [Theory]
+    [InlineData(0L, 100)]
+    [InlineData(300L, 100)]
+    [InlineData(1L << 33, 70)]
+    [InlineData(63L, 1)]
+    public unsafe void RowBitsAreAlignedToTheRowStart(long first, int count)
     {
         var mask = new DropoutMask(77, 0.2);
-        const long cols = 100;
-        var visitor = new Collect { Seen = new List<(long, long)>() };
-        mask.ForEachDropped(3, 11, cols, ref visitor);
-        var expected = new List<(long, long)>();
-        for (long i = 3; i < 11; i++)
-            for (long j = 0; j < cols; j++)
-                if (mask.IsDropped(i * cols + j)) expected.Add((i, j));
-        Assert.Equal(expected, visitor.Seen);
+        int words = (count + 63) / 64;
+        var bits = new ulong[words];
+        var scratch = new ulong[words + 1];
+        fixed (ulong* b = bits, sc = scratch) mask.RowBits(first, count, b, sc);
+        for (int t = 0; t < count; t++)
+            Assert.Equal(mask.IsDropped(first + t), ((bits[t / 64] >> (t % 64)) & 1) != 0);
     }
 }
