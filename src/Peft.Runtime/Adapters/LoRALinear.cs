@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -160,6 +161,8 @@ namespace Peft.Runtime.Adapters
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
+            if (!adapters.Any(a => lora_magnitude_vector.Contains(a)))
+                return FusedLoRAForward(input, adapters);
             int lastDora = adapters.FindLastIndex(a => lora_magnitude_vector.Contains(a));
             var result = BaseLayer.forward(input);
             Tensor? weight = null;     // W̃ once an adapter precedes a DoRA adapter; null: the base weight
@@ -189,6 +192,21 @@ namespace Peft.Runtime.Adapters
                 resultIsExact &= !drop;
             }
             return result;
+        }
+
+        /// <summary>Plain LoRA adapters only: one fused autograd function per adapter (Kernels/LoRAFunction); the first also computes the base.</summary>
+        private Tensor FusedLoRAForward(Tensor input, List<string> adapters)
+        {
+            Tensor? result = null;
+            foreach (var adapter in adapters)
+            {
+                var options = _options[adapter];
+                double dropout = training ? options.Dropout : 0;
+                result = result is null
+                    ? LoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), options.Scaling, dropout)
+                    : LoRAFunction.AddTo(result, input, LoraA(adapter), LoraB(adapter), options.Scaling, dropout);
+            }
+            return result ?? BaseLayer.forward(input);
         }
 
         /// <summary>

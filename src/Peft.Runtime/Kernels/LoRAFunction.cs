@@ -1,0 +1,350 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Reflection;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Kernels
+{
+    /// <summary>
+    /// The whole LoRA layer as one autograd function: y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ, with W and b frozen.
+    /// </summary>
+    /// <remarks>
+    /// <para>Forward computes the thin product u = (x ⊙ keep)·Aᵀ ([n, r]) and y = b + (s / (1 − p))·u·Bᵀ in one pass
+    /// over x (<see cref="LoRAKernels"/>), then libtorch's GEMM adds x·Wᵀ into y in place (<c>addmm_</c>, β = 1). It
+    /// saves only x (the input itself, no copy), u and a 64-bit dropout seed: never a dropped copy of x nor a mask.</para>
+    /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10), applied in registers while x is read and
+    /// regenerated in backward from the seed.</para>
+    /// <para>Backward computes g = (s / (1 − p))·dY·B and dB in one pass over dY, dA and the low-rank part of dX,
+    /// (g·A) ⊙ keep, in one pass over x, then libtorch adds dY·W into the same dX buffer: dX is computed once through
+    /// both paths, and there is never a gradient for W or b. When no gradient is needed (inference, <c>no_grad</c>)
+    /// the same arithmetic runs without an autograd node, so results are identical. Inputs the raw loops cannot read
+    /// (other dtypes, non-contiguous, non-CPU) and an unfrozen base take the composed TorchSharp ops, with the same
+    /// mask on CPU.</para>
+    /// <para>With <c>create_graph</c>, backward recomputes the layer with differentiable ops and the same mask, so
+    /// second derivatives are right (this needs x saved, i.e. A trainable). An error inside a custom backward cannot
+    /// travel back through libtorch's engine in TorchSharp 0.107 (it ends the process), so the usual mistake of running
+    /// backward twice over a freed graph, an exception with built-in layers, aborts with libtorch's message here.</para>
+    /// </remarks>
+    public sealed class LoRAFunction : torch.autograd.SingleTensorFunction<LoRAFunction>
+    {
+        private const int InputIndex = 0, PreviousIndex = 1, WeightIndex = 2, BiasIndex = 3, AIndex = 4, BIndex = 5, ArgCount = 7;
+
+        private static readonly FieldInfo? ContextNodeField =
+            typeof(torch.autograd.AutogradContext).GetField("_node", BindingFlags.NonPublic | BindingFlags.Instance);
+
+        [ThreadStatic] private static List<Tensor>? _forwardTemporaries;
+        [ThreadStatic] private static torch.autograd.AutogradContext? _forwardContext;
+        [ThreadStatic] private static List<Tensor>? _returnedGradients;
+        [ThreadStatic] private static SaveReport? _lastSave;
+
+        /// <inheritdoc />
+        public override string Name => nameof(LoRAFunction);
+
+        /// <summary>
+        /// y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ for a frozen Linear (<paramref name="weight"/> [out, in],
+        /// <paramref name="bias"/> [out] or null) and one adapter (<paramref name="loraA"/> [r, in],
+        /// <paramref name="loraB"/> [out, r]). <paramref name="input"/> has shape [..., in].
+        /// </summary>
+        /// <param name="input">The layer input.</param>
+        /// <param name="weight">The frozen base weight.</param>
+        /// <param name="bias">The frozen base bias, or null.</param>
+        /// <param name="loraA">LoRA's A factor.</param>
+        /// <param name="loraB">LoRA's B factor.</param>
+        /// <param name="scaling">s: α / r (or α / √r).</param>
+        /// <param name="dropout">Dropout probability on the adapter input, in [0, 1); 0 in evaluation.</param>
+        public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor loraA, Tensor loraB, double scaling, double dropout) =>
+            Apply(input, null, weight, bias, loraA, loraB, scaling, dropout, dropout > 0 ? NextSeed() : 0);
+
+        /// <summary>
+        /// <paramref name="previous"/> + s·(drop(x)·Aᵀ)·Bᵀ: a further adapter on a layer whose base output (with earlier
+        /// adapters) is <paramref name="previous"/> ([..., out]).
+        /// </summary>
+        /// <param name="previous">The layer's output so far.</param>
+        /// <param name="input">The layer input.</param>
+        /// <param name="loraA">LoRA's A factor.</param>
+        /// <param name="loraB">LoRA's B factor.</param>
+        /// <param name="scaling">s: α / r (or α / √r).</param>
+        /// <param name="dropout">Dropout probability on the adapter input, in [0, 1); 0 in evaluation.</param>
+        public static Tensor AddTo(Tensor previous, Tensor input, Tensor loraA, Tensor loraB, double scaling, double dropout) =>
+            Apply(input, previous, null, null, loraA, loraB, scaling, dropout, dropout > 0 ? NextSeed() : 0);
+
+        /// <summary>A fresh dropout seed, drawn from libtorch's default CPU generator so <c>manual_seed</c> reproduces it.</summary>
+        internal static ulong NextSeed()
+        {
+            using var draw = torch.randint(0, long.MaxValue, new long[] { 1 }, dtype: ScalarType.Int64);
+            return (ulong)draw.item<long>();
+        }
+
+        /// <summary>The dropout mask of a call with <paramref name="seed"/>, as a float32 CPU tensor of 0 and 1 / (1 − p).</summary>
+        internal static unsafe Tensor MaskTensor(ulong seed, double p, long[] shape)
+        {
+            var mask = torch.empty(shape, dtype: ScalarType.Float32);
+            long count = mask.numel();
+            if (count > 0) new DropoutMask(seed, p).Fill(TensorData.Floats(mask), count);
+            return mask;
+        }
+
+        /// <summary>What the last fused forward on this thread saved for backward (for tests and benchmarks).</summary>
+        internal static SaveReport? LastSave => _lastSave;
+
+        /// <summary>The fused forward with an explicit dropout seed (tests compare it with a composition using the same mask).</summary>
+        internal static Tensor Apply(Tensor input, Tensor? previous, Tensor? weight, Tensor? bias, Tensor loraA, Tensor loraB,
+            double scaling, double dropout, ulong seed)
+        {
+            ReleaseReturnedGradients();
+            var shape = Validate(input, previous, weight, bias, loraA, loraB, dropout);
+            var mask = new DropoutMask(seed, dropout);
+            if (!CanFuse(input, previous, weight, bias, loraA, loraB))
+                return Composed(input, previous, weight, bias, loraA, loraB, scaling, mask);
+
+            bool needsGraph = is_grad_enabled() &&
+                (input.requires_grad || loraA.requires_grad || loraB.requires_grad || previous?.requires_grad == true);
+            var args = new Args((float)scaling, mask, shape.Rows, shape.In, shape.Out, input.shape,
+                NeedInput: input.requires_grad, NeedPrevious: previous?.requires_grad == true,
+                NeedA: loraA.requires_grad, NeedB: loraB.requires_grad);
+            if (!needsGraph)
+            {
+                using var scope = NewDisposeScope();
+                var (y, _) = Compute(input, previous, weight, bias, loraA, loraB, args);
+                return scope.MoveToOuter(y);
+            }
+
+            var temporaries = _forwardTemporaries = new List<Tensor>();
+            try
+            {
+                var output = apply(input, previous, weight, bias, loraA, loraB, args);
+                if (_lastSave is { } report && _forwardContext is { } ctx)
+                    _lastSave = report with { OutputCacheReleased = ReleaseOutputCache(ctx) };
+                return output;
+            }
+            finally
+            {
+                foreach (var t in temporaries) t.Dispose();
+                _forwardTemporaries = null;
+                _forwardContext = null;
+            }
+        }
+
+        /// <inheritdoc />
+        public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[InputIndex];
+            var previous = vars[PreviousIndex] as Tensor;
+            var weight = vars[WeightIndex] as Tensor;
+            var bias = vars[BiasIndex] as Tensor;
+            var a = (Tensor)vars[AIndex];
+            var b = (Tensor)vars[BIndex];
+            var args = (Args)vars[ArgCount - 1];
+
+            var (y, u) = Compute(x, previous, weight, bias, a, b, args);
+            var temporaries = _forwardTemporaries ?? new List<Tensor>();
+            temporaries.Add(y); // apply wraps its own handle on the same tensor
+            temporaries.Add(u); // the saved variable holds its own reference
+
+            // Only what backward reads: x for dA (the frozen layer keeps it anyway), W and A for dX, B for dY·B, u for dB.
+            var saveX = args.NeedA ? x : null;
+            var saveW = args.NeedInput ? weight : null;
+            var saveU = args.NeedB ? u : null;
+            ctx.save_for_backward(new List<Tensor> { saveX!, saveW!, a, b, saveU! });
+            ctx.save_data("args", args);
+            ctx.set_materialize_grads(false);
+            _forwardContext = ctx;
+            _lastSave = new SaveReport(
+                InputBytes: saveX is null ? 0 : Bytes(saveX),
+                ParameterBytes: (saveW is null ? 0 : Bytes(saveW)) + Bytes(a) + Bytes(b),
+                ActivationBytes: saveU is null ? 0 : Bytes(saveU),
+                OutputCacheReleased: false);
+            return y;
+        }
+
+        /// <inheritdoc />
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
+        {
+            var grads = new Tensor[ArgCount];
+            if (grad_output is null || grad_output.IsInvalid) return grads.ToList();
+            ReleaseReturnedGradients();
+            var args = (Args)ctx.get_data("args");
+            // Exceptions cannot cross libtorch's engine back to the caller (the process would end), so nothing here throws
+            // on purpose: every case is handled.
+            using (var scope = NewDisposeScope())
+            {
+                var saved = ctx.get_saved_variables();
+                Tensor? x = saved[0], weight = saved[1], a = saved[2], b = saved[3], u = saved[4];
+                if (is_grad_enabled() && x is not null)
+                    BackwardWithGraph(args, grad_output, x, weight, a!, b!, grads);
+                else
+                    using (no_grad())
+                        BackwardFused(args, grad_output, x, weight, a!, b!, u, grads);
+                if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
+
+                var returned = _returnedGradients ??= new List<Tensor>();
+                foreach (var t in grads)
+                    if (t is not null)
+                    {
+                        if (!ReferenceEquals(t, grad_output)) scope.Detach(t);
+                        returned.Add(t); // disposed on this thread's next call: libtorch copies the handles first
+                    }
+            }
+            if (!args.NeedPrevious) grad_output.Dispose();
+            return grads.ToList();
+        }
+
+        private static unsafe void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u, Tensor?[] grads)
+        {
+            long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
+            var dY = gradOutput.reshape(n, o);
+            if (!dY.is_contiguous()) dY = dY.contiguous();
+            var dA = args.NeedA ? torch.zeros(r, d, dtype: ScalarType.Float32) : null;
+            var dBt = args.NeedB ? torch.zeros(r, o, dtype: ScalarType.Float32) : null;
+            var dX = args.NeedInput ? torch.empty(args.InputShape, dtype: ScalarType.Float32) : null;
+            if (n > 0)
+            {
+                using var bt = b.t().contiguous();
+                var problem = Problem(args, args.NeedA ? x! : null, a, bt);
+                float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
+                float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
+                float* dBp = dBt is null ? null : TensorData.Floats(dBt);
+                LoRAKernels.Backward(problem, dYp, up, dXp, dAp, dBp, 0, n);
+                if (dX is not null && weight is not null)
+                    dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
+            }
+            grads[InputIndex] = dX;
+            grads[AIndex] = dA;
+            grads[BIndex] = dBt?.t();
+        }
+
+        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
+        {
+            X = x is null ? null : TensorData.Floats(x),
+            A = TensorData.Floats(a),
+            Bt = TensorData.Floats(bt),
+            Rows = args.Rows,
+            In = checked((int)args.In),
+            Out = checked((int)args.Out),
+            Rank = checked((int)a.shape[0]),
+            Scale = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f),
+            Mask = args.Mask,
+        };
+
+        // create_graph: recompute the layer with differentiable ops (the same mask, materialised) and differentiate
+        // that, so second derivatives are right. Rare (gradient penalties); speed is not the point here.
+        private static void BackwardWithGraph(Args args, Tensor gradOutput, Tensor x, Tensor? weight, Tensor a, Tensor b, Tensor?[] grads)
+        {
+            var dropped = args.Mask.DropsAny ? x.mul(MaskTensor(args.Mask.Seed, args.Mask.Probability, x.shape)) : x;
+            var y = nn.functional.linear(nn.functional.linear(dropped, a), b).mul(args.Scaling);
+            if (args.NeedInput && weight is not null) y = y.add(nn.functional.linear(x, weight));
+            var inputs = new List<Tensor>();
+            if (args.NeedInput) inputs.Add(x);
+            if (args.NeedA) inputs.Add(a);
+            if (args.NeedB) inputs.Add(b);
+            if (inputs.Count == 0) return;
+            var result = torch.autograd.grad(new[] { y }, inputs, new[] { gradOutput }, retain_graph: true, create_graph: true, allow_unused: true);
+            int k = 0;
+            if (args.NeedInput) grads[InputIndex] = result[k++];
+            if (args.NeedA) grads[AIndex] = result[k++];
+            if (args.NeedB) grads[BIndex] = result[k];
+        }
+
+        // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), all in one output buffer: the thin
+        // half by LoRAKernels (one pass over x, mask in registers), then libtorch's GEMM adds x·Wᵀ in place.
+        private static unsafe (Tensor Y, Tensor U) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
+        {
+            long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
+            var outShape = args.InputShape.ToArray();
+            outShape[^1] = o;
+            var y = torch.empty(outShape, dtype: ScalarType.Float32);
+            var u = torch.empty(n, r, dtype: ScalarType.Float32);
+            if (n == 0) return (y, u);
+            using var x2 = x.view(n, d);
+            using var bt = b.t().contiguous();
+            using var prev = previous?.reshape(n, o).contiguous();
+            var problem = Problem(args, x2, a, bt);
+            float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
+            LoRAKernels.Forward(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), 0, n);
+            if (weight is not null)
+            {
+                using var y2 = y.view(n, o);
+                using var wt = weight.t();
+                y2.addmm_(x2, wt, beta: 1, alpha: 1);
+            }
+            return (y, u);
+        }
+
+        // The reference semantics with TorchSharp ops: for dtypes, layouts and devices the raw loops do not handle, and
+        // for an unfrozen base. On CPU the mask is the same Philox mask; elsewhere libtorch's own dropout.
+        private static Tensor Composed(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double scaling, DropoutMask mask)
+        {
+            using var scope = NewDisposeScope();
+            Tensor dropped = x;
+            if (mask.DropsAny && x.device_type == DeviceType.CPU)
+                dropped = x.mul(MaskTensor(mask.Seed, mask.Probability, x.shape).to(x.dtype));
+            else if (mask.DropsAny)
+                dropped = nn.functional.dropout(x, mask.Probability, training: true);
+            var update = nn.functional.linear(nn.functional.linear(dropped, a), b);
+            var baseOut = previous ?? nn.functional.linear(x, weight!, bias);
+            return scope.MoveToOuter(baseOut.add(update, alpha: scaling));
+        }
+
+        private static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
+            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
+            && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
+            && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
+            && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
+
+        private static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
+        {
+            if (!(dropout >= 0 && dropout < 1))
+                throw new ArgumentOutOfRangeException(nameof(dropout), dropout, "LoRA dropout must lie in [0, 1)");
+            if ((previous is null) == (weight is null))
+                throw new ArgumentException("LoRAFunction needs either the base weight or the previous output, not both.");
+            if (x.dim() < 1) throw new ArgumentException("LoRAFunction needs an input of shape [..., in].");
+            long d = x.shape[^1];
+            if (a.dim() != 2 || b.dim() != 2 || a.shape[1] != d || b.shape[1] != a.shape[0])
+                throw new ArgumentException($"LoRA factors do not fit: input [..., {d}], A [{string.Join(", ", a.shape)}], B [{string.Join(", ", b.shape)}].");
+            long o = b.shape[0];
+            if (weight is not null && (weight.dim() != 2 || weight.shape[0] != o || weight.shape[1] != d))
+                throw new ArgumentException($"The base weight [{string.Join(", ", weight.shape)}] does not fit input [..., {d}] and B [{o}, {a.shape[0]}].");
+            if (bias is not null && (bias.dim() != 1 || bias.shape[0] != o))
+                throw new ArgumentException($"The base bias [{string.Join(", ", bias.shape)}] does not fit {o} outputs.");
+            if (previous is not null && !previous.shape.SequenceEqual(x.shape.Take(x.shape.Length - 1).Append(o)))
+                throw new ArgumentException($"The previous output [{string.Join(", ", previous.shape)}] does not fit input [{string.Join(", ", x.shape)}] and {o} outputs.");
+            return (x.numel() / Math.Max(1, d), d, o);
+        }
+
+        // TorchSharp 0.107's Node keeps an empty_like of every output, to materialise missing output gradients with
+        // zeros, for as long as the graph lives: an [n, out] buffer per call. This function turns materialisation off
+        // (its backward handles a missing gradient), so that cache is dead weight: release it. Returns whether it could.
+        private static bool ReleaseOutputCache(torch.autograd.AutogradContext ctx)
+        {
+            var node = ContextNodeField?.GetValue(ctx);
+            var cacheField = node?.GetType().GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance);
+            if (cacheField?.GetValue(node) is not List<Tensor> cache) return false;
+            foreach (var t in cache) t?.Dispose();
+            cache.Clear();
+            return true;
+        }
+
+        // Gradients handed to libtorch are copied by it as soon as backward returns; their managed handles are
+        // released on this thread's next call rather than left to the finalizer, so their memory is not held.
+        private static void ReleaseReturnedGradients()
+        {
+            var returned = _returnedGradients;
+            if (returned is null || returned.Count == 0) return;
+            foreach (var t in returned) t.Dispose();
+            returned.Clear();
+        }
+
+        private static long Bytes(Tensor t) => t.numel() * t.element_size();
+
+        internal sealed record Args(float Scaling, DropoutMask Mask, long Rows, long In, long Out, long[] InputShape,
+            bool NeedInput, bool NeedPrevious, bool NeedA, bool NeedB);
+
+        /// <summary>
+        /// What one fused forward saved for backward: the input itself (shared with the frozen layer, no copy),
+        /// parameters (no copy), and activations of its own (the thin [n, r] product).
+        /// </summary>
+        internal sealed record SaveReport(long InputBytes, long ParameterBytes, long ActivationBytes, bool OutputCacheReleased);
+    }
+}

@@ -1,0 +1,34 @@
+using System;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Kernels
+{
+    /// <summary>Raw element pointers of contiguous CPU float32 tensors, for the kernels' hand-written loops.</summary>
+    internal static unsafe class TensorData
+    {
+        // The address of the tensor's first element, storage offset included (storage<T>().data_ptr() ignores it).
+        [DllImport("LibTorchSharp")]
+        private static extern IntPtr THSTensor_data(IntPtr handle);
+
+        /// <summary>Whether the kernels' raw loops can read <paramref name="t"/>: a contiguous float32 CPU tensor.</summary>
+        internal static bool IsDenseCpuFloat(Tensor t) =>
+            t.dtype == ScalarType.Float32 && t.device_type == DeviceType.CPU && t.is_contiguous();
+
+        /// <summary>The first element of <paramref name="t"/>, which must be a contiguous float32 CPU tensor.</summary>
+        internal static float* Floats(Tensor t)
+        {
+            if (!IsDenseCpuFloat(t))
+                throw new InvalidOperationException("The kernel needs a contiguous float32 CPU tensor.");
+            if (t.numel() == 0) return null;
+            IntPtr data = THSTensor_data(t.Handle);
+            if (data == IntPtr.Zero)
+            {
+                torch.CheckForErrors();
+                throw new InvalidOperationException("libtorch returned no data pointer for a non-empty tensor.");
+            }
+            return (float*)data;
+        }
+    }
+}
