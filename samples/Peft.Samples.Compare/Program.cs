@@ -58,7 +58,9 @@ public static class Program
     {
         const int context = 32;
         manual_seed(7);
-        set_num_threads(Math.Max(1, Environment.ProcessorCount));
+        // One intra-op thread: for a model this small libtorch's thread pool gains little on an idle machine and, on a
+        // busy one (CI, shared cores), its spin-waiting threads make each step many times slower.
+        set_num_threads(1);
         var numbers = ToyCorpora.SuccessorNumbers;
         string grammar = ToyCorpora.Grammar(6000, seed: 2);
         string successors = ToyCorpora.SuccessorText(numbers, 3000, seed: 3);
@@ -110,8 +112,9 @@ public static class Program
         }
         AnsiConsole.WriteLine();
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine("trainable: adapters + the output head; final loss: mean of the last 25 steps; correct: greedy completions of all");
-        AnsiConsole.MarkupLine($"{numbers.Count} \"after N comes\" prompts; ms/step: median wall time of a training step (forward, backward, AdamW).");
+        AnsiConsole.MarkupLine("[grey]trainable: adapters + the output head. final loss: mean of the last 25 steps.[/]");
+        AnsiConsole.MarkupLine($"[grey]correct: greedy completions of the {numbers.Count} \"after N comes\" prompts.[/]");
+        AnsiConsole.MarkupLine("[grey]ms/step: median wall time of one step (batch, forward, backward, AdamW).[/]");
         AnsiConsole.MarkupLine($"Loss curves: [link]{Markup.Escape(plot)}[/]; adapters saved under {Markup.Escape(Path.GetFullPath(outDir))}");
     }
 }

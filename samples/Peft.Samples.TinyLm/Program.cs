@@ -54,7 +54,9 @@ public static class Program
     {
         const int context = 32;
         manual_seed(7);
-        set_num_threads(Math.Max(1, Environment.ProcessorCount));
+        // One intra-op thread: for a model this small libtorch's thread pool gains little on an idle machine and, on a
+        // busy one (CI, shared cores), its spin-waiting threads make each step many times slower.
+        set_num_threads(1);
         var random = new Random(7);
         var numbers = ToyCorpora.SuccessorNumbers;
         string grammar = ToyCorpora.Grammar(6000, seed: 2);
