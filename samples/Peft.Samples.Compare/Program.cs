@@ -45,7 +45,7 @@ public static class Program
             }
             catch (Exception ex) when (ex is NonFiniteLossException or ArgumentException or InvalidOperationException)
             {
-                AnsiConsole.MarkupLine($"[red]{Markup.Escape(ex.Message)}[/]");
+                Console.Error.WriteLine(ex.Message);
                 return 1;
             }
         });

@@ -43,7 +43,7 @@ public static class Program
             catch (Exception ex) when (ex is NonFiniteLossException or ArgumentException or InvalidOperationException)
             {
                 // The runtime's messages name the layer, the value and the fix; show them, not a stack trace.
-                AnsiConsole.MarkupLine($"[red]{Markup.Escape(ex.Message)}[/]");
+                Console.Error.WriteLine(ex.Message);
                 return 1;
             }
         });
@@ -132,6 +132,7 @@ public static class Program
         var problems = new Dictionary<AdapterMethod, string>();
         var table = new Table().Title("Trainable parameters per method (adapters on q and v of 2 blocks, plus the head)")
             .AddColumns("method", "declared as", "adapter", "+ head", "trainable", "of the model");
+        table.Columns[1].NoWrap();
         foreach (var method in Enum.GetValues<AdapterMethod>())
         {
             using var scope = NewDisposeScope();

@@ -9,7 +9,7 @@ using System.Xml.Linq;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace Peft.Package.Tests;
+namespace Peft.Integration.Tests;
 
 /// <summary>
 /// <c>dotnet pack</c> makes one package, Peft, that a fresh application outside the repository can use alone: it
@@ -20,9 +20,12 @@ public sealed class PackageTests : IDisposable
     private readonly ITestOutputHelper _output;
     private readonly string _work = Path.Combine(Path.GetTempPath(), "peft-pack-" + Guid.NewGuid().ToString("N")[..12]);
 
+    private readonly DotnetCli _cli;
+
     public PackageTests(ITestOutputHelper output)
     {
         _output = output;
+        _cli = new DotnetCli(output);
         Directory.CreateDirectory(_work);
     }
 
@@ -37,7 +40,7 @@ public sealed class PackageTests : IDisposable
     public void AFreshConsumerOfThePackedPackageBuildsWithTheGeneratorAndRunsALoRAFineTune()
     {
         var clock = Stopwatch.StartNew();
-        string repo = RepositoryRoot();
+        string repo = DotnetCli.RepositoryRoot();
         var props = XDocument.Load(Path.Combine(repo, "Directory.Build.props"));
         string prefix = props.Descendants("VersionPrefix").Single().Value;
         string torchSharp = XDocument.Load(Path.Combine(repo, "Directory.Packages.props")).Descendants("PackageVersion")
@@ -50,7 +53,7 @@ public sealed class PackageTests : IDisposable
         string copy = Path.Combine(_work, "repo");
         CopySources(repo, copy);
         string feed = Path.Combine(_work, "feed");
-        Dotnet(copy, 240, "pack", Path.Combine("src", "Peft.Runtime", "Peft.Runtime.csproj"), "-c", "Release", "-o", feed,
+        _cli.Run(copy, 240, "pack", Path.Combine("src", "Peft.Runtime", "Peft.Runtime.csproj"), "-c", "Release", "-o", feed,
             "--version-suffix", suffix, "--disable-build-servers", "-nodeReuse:false");
         _output.WriteLine($"packed in {clock.Elapsed.TotalSeconds:F0} s");
         CheckPackage(Path.Combine(feed, $"Peft.{version}.nupkg"), version, torchSharp, hasCodeFixes: Directory.Exists(Path.Combine(repo, "src", "Peft.CodeFixes")));
@@ -73,7 +76,7 @@ public sealed class PackageTests : IDisposable
         File.WriteAllText(Path.Combine(consumer, "global.json"), File.ReadAllText(Path.Combine(repo, "global.json")));
         // The feed beside the usual sources; restored packages go to a private folder (the test's Peft versions never
         // reach the machine's cache) that falls back to the machine's cache for TorchSharp.
-        string cache = Dotnet(consumer, 60, "nuget", "locals", "global-packages", "--list").Split(':', 2)[1].Trim();
+        string cache = _cli.Run(consumer, 60, "nuget", "locals", "global-packages", "--list").Split(':', 2)[1].Trim();
         File.WriteAllText(Path.Combine(consumer, "NuGet.config"), $"""
             <?xml version="1.0" encoding="utf-8"?>
             <configuration>
@@ -89,7 +92,7 @@ public sealed class PackageTests : IDisposable
             </configuration>
             """);
 
-        Dotnet(consumer, 240, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false");
+        _cli.Run(consumer, 240, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false");
         _output.WriteLine($"consumer built at {clock.Elapsed.TotalSeconds:F0} s");
         string generated = Path.Combine(consumer, "obj", "Release", "net10.0", "generated", "Peft.Generators", "Peft.Generators.PeftGenerator");
         Assert.True(File.Exists(Path.Combine(generated, "Classifier.Peft.g.cs")),
@@ -97,7 +100,7 @@ public sealed class PackageTests : IDisposable
         Assert.Contains("PeftModelCore.Attach", File.ReadAllText(Path.Combine(generated, "Classifier.Peft.g.cs")));
 
         string adapter = Path.Combine(_work, "adapter");
-        string output = Dotnet(consumer, 180, "run", "--no-build", "-c", "Release", "--", adapter);
+        string output = _cli.Run(consumer, 180, "run", "--no-build", "-c", "Release", "--", adapter);
         _output.WriteLine(output);
         Assert.Contains("sites seen by the compiler: hidden:LoRA", output);
         Assert.Contains("trainable: 1028 of ", output); // LoRA A [8, 32] + B [64, 8], head 64·4 + 4
@@ -136,13 +139,6 @@ public sealed class PackageTests : IDisposable
         Assert.Equal(new[] { "TorchSharp " + torchSharp }, dependencies); // Peft.Dsl ships inside; the backend is the app's choice
     }
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "PeftDsl.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"no PeftDsl.sln above {AppContext.BaseDirectory}");
-    }
-
     /// <summary>src/ without build outputs, and the files at the root that configure its build.</summary>
     private static void CopySources(string repo, string target)
     {
@@ -158,48 +154,5 @@ public sealed class PackageTests : IDisposable
             Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
             file.CopyTo(destination);
         }
-    }
-
-    /// <summary>Runs the dotnet CLI in <paramref name="directory"/> and returns its output; fails the test on a non-zero exit or a timeout.</summary>
-    private string Dotnet(string directory, int timeoutSeconds, params string[] args)
-    {
-        var info = new ProcessStartInfo(DotnetHost())
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args) info.ArgumentList.Add(arg);
-        // The test host runs under `dotnet test`, whose MSBuild settings must not leak into a build of another project.
-        foreach (var key in info.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase) || k.StartsWith("VSTEST", StringComparison.OrdinalIgnoreCase)).ToList())
-            info.Environment.Remove(key);
-        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        info.Environment["DOTNET_NOLOGO"] = "1";
-        info.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
-
-        var clock = Stopwatch.StartNew();
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeoutSeconds * 1000))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"dotnet {string.Join(' ', args)} did not finish within {timeoutSeconds} s");
-        }
-        process.WaitForExit();
-        string output = stdout.Result + stderr.Result;
-        _output.WriteLine($"dotnet {string.Join(' ', args)}: exit {process.ExitCode} after {clock.Elapsed.TotalSeconds:F0} s");
-        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', args)} failed with exit code {process.ExitCode}:\n{Tail(output)}");
-        return output;
-    }
-
-    private static string Tail(string text) => text.Length <= 6000 ? text : "..." + text[^6000..];
-
-    private static string DotnetHost()
-    {
-        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } host && File.Exists(host)) return host;
-        if (Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        return "dotnet";
     }
 }
