@@ -84,4 +84,19 @@ public sealed class AdapterTrainerTests
         AssertUnchanged(snapshot, model);
         Assert.All(model.TrainableParameters(), p => Assert.True(p.grad is null || p.grad.count_nonzero().item<long>() == 0));
     }
+
+    [Fact]
+    public void MaxGradNormClipsTheUpdate()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(32);
+        var model = new Block();
+        var before = model.TrainableParameters().Select(p => p.detach().clone()).ToList();
+        // Plain SGD with lr 1: the update is exactly the (clipped) gradient.
+        var trainer = new AdapterTrainer(model, optim.SGD(model.TrainableParameters(), 1.0)) { MaxGradNorm = 1e-3 };
+        var x = randn(8, 32) * 100;
+        trainer.Step(() => model.forward(x).pow(2).mean());
+        double squared = model.TrainableParameters().Zip(before, (p, b) => (p.detach() - b).pow(2).sum().item<float>()).Sum();
+        Assert.InRange(Math.Sqrt(squared), 1e-4, 1.0001e-3);
+    }
 }
