@@ -27,27 +27,35 @@ namespace Peft.Runtime.IO
         /// adapter name spans methods (LoRA on <c>q</c>, Bone on <c>v</c>, both <c>default</c>), the first method keeps
         /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads.
         /// </summary>
-        private static List<Unit> Units(PeftModelCore core, string directory)
+        /// <param name="core">The model.</param>
+        /// <param name="directory">The folder written or read.</param>
+        /// <param name="only">One adapter whose files sit in <paramref name="directory"/> itself whatever its name (a
+        /// method it spans beyond the first in a subfolder <c>&lt;name&gt;_&lt;type&gt;</c>), or null for all adapters.</param>
+        private static List<Unit> Units(PeftModelCore core, string directory, string? only = null)
         {
             var units = new List<Unit>();
             foreach (var adapter in core.AdapterNames)
             {
+                if (only is not null && adapter != only) continue;
                 var sites = core.AdapterLayers.Where(l => l.Layer.AdapterNames.Contains(adapter)).ToList();
                 var types = sites.Select(s => s.Layer.PeftType).Distinct().ToList();
                 foreach (var type in types)
                 {
                     string name = type == types[0] ? adapter : adapter + "_" + type.ToLowerInvariant();
-                    string folder = name == "default" ? directory : Path.Combine(directory, name);
+                    string folder = name == (only ?? "default") ? directory : Path.Combine(directory, name);
                     units.Add(new Unit(adapter, type, folder, sites.Where(s => s.Layer.PeftType == type).ToList()));
                 }
             }
             return units;
         }
 
-        /// <summary>Writes every adapter of the model. Each file is written to a temporary name and renamed.</summary>
-        public static void Save(PeftModelCore core, string directory)
+        /// <summary>
+        /// Writes every adapter of the model, or only <paramref name="only"/> (then into <paramref name="directory"/>
+        /// itself). Each file is written to a temporary name and renamed.
+        /// </summary>
+        public static void Save(PeftModelCore core, string directory, string? only = null)
         {
-            var units = Units(core, directory);
+            var units = Units(core, directory, only);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
             foreach (var unit in units)
@@ -98,13 +106,14 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>
-        /// Loads every adapter of the model that has a folder under <paramref name="directory"/>. Every key, shape
-        /// and setting is checked before anything is assigned, so a mismatch leaves the model unchanged.
+        /// Loads every adapter of the model that has a folder under <paramref name="directory"/>, or only
+        /// <paramref name="only"/> from <paramref name="directory"/> itself. Every key, shape and setting is checked
+        /// before anything is assigned, so a mismatch leaves the model unchanged.
         /// </summary>
-        public static void Load(PeftModelCore core, string directory)
+        public static void Load(PeftModelCore core, string directory, string? only = null)
         {
             if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such adapter directory");
-            var units = Units(core, directory).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
+            var units = Units(core, directory, only).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
             if (units.Count == 0)
                 throw new FileNotFoundException(
                     $"{directory}: no {AdapterConfig.FileName} for any adapter of {core.ModelName} (adapters: {string.Join(", ", core.AdapterNames)})");
