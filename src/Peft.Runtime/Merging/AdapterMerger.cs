@@ -74,8 +74,17 @@ namespace Peft.Runtime.Merging
             return DeltaMerge.Combine(spec.Method, deltas, spec.EffectiveWeights, spec.Density, generator).MoveToOuterDisposeScope();
         }
 
-        /// <summary>DARE's generator seed for one layer: the spec's seed in the high 32 bits, the layer's position in the low ones.</summary>
-        public static ulong DareSeed(int seed, int position) => ((ulong)(uint)seed << 32) | (uint)position;
+        /// <summary>
+        /// DARE's generator seed for one layer: SplitMix64 of (seed, position). libtorch's CPU generator (mt19937) keeps
+        /// only the low 32 bits of a seed, so the two are mixed rather than placed side by side.
+        /// </summary>
+        public static ulong DareSeed(int seed, int position)
+        {
+            ulong z = unchecked(((ulong)(uint)seed << 32 | (uint)position) + 0x9E3779B97F4A7C15UL);
+            z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+            z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+            return z ^ (z >> 31);
+        }
 
         /// <summary>
         /// The new adapter's factors on one layer, in float64, with scaling 1: B [out, r] · A [r, in] is the combination

@@ -57,7 +57,7 @@ namespace Peft.Runtime.Merging
         /// </summary>
         public static Tensor ElectSign(IReadOnlyList<Tensor> tensors)
         {
-            var total = stack(tensors.ToArray(), 0).sum(0);
+            var total = stack(tensors.ToArray(), 0).sum(dim: 0); // sum(0) would bind to sum(ScalarType)
             return where(total.ge(0), ones_like(total), ones_like(total).neg());
         }
 
