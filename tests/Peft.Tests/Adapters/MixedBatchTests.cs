@@ -24,6 +24,20 @@ public class MixedBatchTests
         return layer;
     }
 
+    /// <summary>DoRA "a" and plain LoRA "b" on one layer: rows of a DoRA adapter rescale their own output only.</summary>
+    private static LoRALinear DoRA()
+    {
+        manual_seed(4);
+        var layer = new LoRALinear("T.k", nn.Linear(6, 5), "a", new DoRAOptions { Rank = 2, Alpha = 4 });
+        layer.AddAdapter("b", new LoRAOptions { Rank = 2, Alpha = 2 });
+        using (no_grad())
+        {
+            foreach (var n in layer.AdapterNames) layer.LoraB(n).normal_(0, 0.5);
+            layer.Magnitude("a").mul_(1.5);
+        }
+        return layer;
+    }
+
     private static BoneLinear Bone(BoneVariant variant)
     {
         manual_seed(2);
@@ -50,12 +64,13 @@ public class MixedBatchTests
 
     public static IEnumerable<object[]> Layers() => new[]
     {
-        new object[] { "LoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
+        new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
     {
         "LoRA" => LoRA(),
+        "DoRA" => DoRA(),
         "Bone" => Bone(BoneVariant.Bone),
         "Bat" => Bone(BoneVariant.Bat),
         "Hydra" => Hydra(),

@@ -43,6 +43,24 @@ public class AdapterMergerTests
     }
 
     [Fact]
+    public void A_DoRA_source_merges_through_its_full_delta_weight()
+    {
+        // DoRA's change g ⊙ (W + sBA) − W is not low-rank, so Linear re-factorises the exact sum at full rank
+        // (min(in, out) = 7): the merged adapter's delta equals Σ wᵢ ΔWᵢ, with no rsLoRA/DoRA scaling slip (PEFT 3761).
+        manual_seed(9);
+        var layer = new LoRALinear("T.q", nn.Linear(10, 7), "a", new DoRAOptions { Rank = 2, Alpha = 4 });
+        layer.AddAdapter("b", new LoRAOptions { Rank = 3, Alpha = 6, UseRsLora = true });
+        using (no_grad())
+        {
+            foreach (var n in new[] { "a", "b" }) layer.LoraB(n).normal_(0, 0.5);
+            layer.Magnitude("a").mul_(1.3);
+        }
+        AdapterMerger.AddMergedAdapter(Sites(layer), new MergeSpec("ab", new[] { "a", "b" }) { Weights = new[] { 0.7, 0.4 } }, "T");
+        TensorAssert.Close(Delta(layer, "a") * 0.7 + Delta(layer, "b") * 0.4, Delta(layer, "ab"), 1e-5, 1e-6);
+        Assert.False(layer.IsDora("ab"));
+    }
+
+    [Fact]
     public void Cat_beyond_full_rank_is_refactorised_exactly_at_full_rank()
     {
         manual_seed(2);
