@@ -26,6 +26,9 @@ namespace Peft
             }
             return best;
         }
+        public const string ProbabilityOutOfRange = "{0}: {1} {2} {3} is outside [0, 1)";
+        public const string LoKrDecomposeFactor = "{0}: LoKr decompose factor {1} must be -1 (factors near the square root) or at least 1 (layer in {2}, out {3})";
+        public const string VeRASharedMismatch = "{0}: VeRA adapter '{1}' has rank {2} and projection seed {3} here but rank {4} and projection seed {5} at {6}; the layers of one VeRA adapter share its projections, so they need one rank and one seed";
 
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
