@@ -150,6 +150,7 @@ namespace Peft.Generators.Diagnostics
         /// <summary>Whether the base class's constructors (in source) call RegisterComponents().</summary>
         public bool BaseReaches(INamedTypeSymbol type, int depth = 0)
         {
+            if (depth > MaxDepth) return true; // too deep to tell (or a cycle): no warning
             if (type.BaseType is not { } baseType || !InSource(baseType)) return false;
             foreach (IMethodSymbol constructor in baseType.InstanceConstructors)
             {
