@@ -102,6 +102,20 @@ namespace Peft.Generators.Tests.Analyzers
         public Task PEFT005_near_miss_rank_at_min_or_unknown_shape() => Expect(
             $"namespace Demo {{ public partial class A : {M} {{ [LoRA(64)] {M} q = Linear(64, 96); [LoRA(128)] {M} k; public A(int n) : base(\"a\") {{ k = Linear(n, 96); RegisterComponents(); }} public override Tensor forward(Tensor x) => x; }} }}");
 
+        [Fact]
+        public Task PEFT004_PEFT005_PEFT007_other_methods() => Expect(
+            A($"[VeRA({{|#0:0|}})] {M} a = Linear(8, 8); [LoHa({{|#1:9|}}, RankDropout = {{|#2:1|}})] {M} b = Linear(8, 16); [LoKr({{|#3:-1|}}, ModuleDropout = {{|#4:-0.5|}})] {M} c = Linear(8, 8); [DoRA({{|#5:9|}})] {M} d = Linear(8, 8);"),
+            At("PEFT004", 0).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.a", "VeRA", 0)),
+            At("PEFT005", 1).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.b", "LoHa", 9, 8, 16, 8)),
+            At("PEFT007", 2).WithMessage(Format(PeftMessages.ProbabilityOutOfRange, "Demo.A.b", "LoHa", "rank dropout", 1.0)),
+            At("PEFT004", 3).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.c", "LoKr", -1)),
+            At("PEFT007", 4).WithMessage(Format(PeftMessages.ProbabilityOutOfRange, "Demo.A.c", "LoKr", "module dropout", -0.5)),
+            At("PEFT005", 5).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.d", "DoRA", 9, 8, 8, 8)));
+
+        [Fact]
+        public Task PEFT005_near_miss_VeRA_and_LoKr_have_no_min_bound() => Expect(
+            A($"[VeRA(64)] {M} a = Linear(8, 8); [LoKr(64)] {M} c = Linear(8, 8); [IA3(FeedForward = true)] {M} d = Linear(8, 8);"));
+
         // ---- PEFT006 -------------------------------------------------------------------------------------------
 
         [Fact]
