@@ -33,6 +33,10 @@ namespace Peft.Generators.Diagnostics
             context.RegisterSymbolAction(AnalyzeType, SymbolKind.NamedType);
         }
 
+        /// <summary>Declared only in PeftDsl's generated files (<c>Namespace.Class.Peft.g.cs</c>).</summary>
+        private static bool IsGeneratedByPeft(ISymbol symbol) =>
+            !symbol.Locations.IsEmpty && symbol.Locations.All(l => l.SourceTree?.FilePath.EndsWith(".Peft.g.cs", System.StringComparison.Ordinal) == true);
+
         private static void AnalyzeType(SymbolAnalysisContext context)
         {
             if (context.Symbol is not INamedTypeSymbol { TypeKind: TypeKind.Class, IsRecord: false, IsStatic: false } type) return;
@@ -57,7 +61,8 @@ namespace Peft.Generators.Diagnostics
                 if (generated.PeftModelOnly && !view.HasPeftModel) continue;
                 foreach (ISymbol declared in type.GetMembers(generated.Name))
                 {
-                    if (declared.IsImplicitlyDeclared) continue;
+                    // The generator's own members, once it has run, are no conflict.
+                    if (declared.IsImplicitlyDeclared || IsGeneratedByPeft(declared)) continue;
                     ownsGenerated = true;
                     string shown = declared is IMethodSymbol ? generated.Name + "()" : generated.Name;
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.OwnGeneratedMember,

@@ -257,6 +257,19 @@ namespace Peft.Generators.Tests.Analyzers
             + $" public abstract partial class B : {M} {{ [LoRA(4)] protected {M} k = Linear(8, 8); protected B() : base(\"b\") {{ }} }}"
             + $" public partial class C : A {{ [LoRA(2)] {M} v = Linear(8, 8); }} }}");
 
+        [Fact]
+        public async Task PEFT014_and_PEFT015_see_through_the_generated_files()
+        {
+            // The compiler analyzes the compilation with the generator's files in it: its own RegisterComponents() is
+            // no PEFT014, and it does not hide a constructor that never calls RegisterComponents() (PEFT015).
+            var diagnostics = await RunAfterGenerator(
+                A($"[LoRA(4)] {M} q = Linear(8, 8);", "[PeftModel]"),
+                $"namespace Demo {{ public partial class B : {M} {{ [LoRA(4)] {M} q = Linear(8, 8); public B() : base(\"b\") {{ }} public override Tensor forward(Tensor x) => x; }} }}");
+            Diagnostic only = Assert.Single(diagnostics);
+            Assert.Equal("PEFT015", only.Id);
+            Assert.Contains("Demo.B", only.GetMessage());
+        }
+
         // ---- PEFT016 -------------------------------------------------------------------------------------------
 
         [Fact]

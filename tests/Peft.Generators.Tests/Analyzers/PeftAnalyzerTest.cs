@@ -74,10 +74,19 @@ namespace Peft.Generators.Tests.Analyzers
         public static DiagnosticResult At(string id, int index, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
             new DiagnosticResult(id, severity).WithLocation(index);
 
-        /// <summary>All diagnostics the analyzers report on a compilation (no framework), for message checks.</summary>
-        public static async Task<ImmutableArray<Diagnostic>> Run(params string[] sources)
+        /// <summary>All PEFT diagnostics the analyzers report on the sources (no framework), for message checks.</summary>
+        public static Task<ImmutableArray<Diagnostic>> Run(params string[] sources) =>
+            Analyze(Harness.Compile(sources.Select(s => Harness.Usings + s).Append(DslStubs.Source()), withStubs: false));
+
+        /// <summary>The same on the compilation as the compiler analyzes it: after the generator has added its files.</summary>
+        public static Task<ImmutableArray<Diagnostic>> RunAfterGenerator(params string[] sources)
         {
-            CSharpCompilation compilation = Harness.Compile(sources.Select(s => Harness.Usings + s).Append(DslStubs.Source()), withStubs: false);
+            var (_, output) = Harness.Run(Harness.Compile(sources.Select(s => Harness.Usings + s)));
+            return Analyze(output);
+        }
+
+        private static async Task<ImmutableArray<Diagnostic>> Analyze(Compilation compilation)
+        {
             var exceptions = new List<string>();
             var options = new CompilationWithAnalyzersOptions(
                 new AnalyzerOptions(ImmutableArray<AdditionalText>.Empty),
