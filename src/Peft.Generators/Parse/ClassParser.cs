@@ -18,7 +18,7 @@ namespace Peft.Generators.Parse
     internal static class ClassParser
     {
         /// <summary>Users see this form of a type's name (messages, <c>PeftInfo.TypeName</c>).</summary>
-        private static readonly SymbolDisplayFormat UserFormat = SymbolDisplayFormat.FullyQualifiedFormat
+        internal static readonly SymbolDisplayFormat UserFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .WithGlobalNamespaceStyle(SymbolDisplayGlobalNamespaceStyle.Omitted)
             .WithMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.UseSpecialTypes);
 
