@@ -22,6 +22,8 @@ namespace Peft.Generators
         {
             foreach (KnownAttribute known in KnownAttributes.All)
             {
+                if (known.Kind == AttributeKind.Merge) continue; // read with its class; never the class's canonical attribute
+
                 IncrementalValuesProvider<ClassModel?> classes = context.SyntaxProvider
                     .ForAttributeWithMetadataName(
                         known.MetadataName,

@@ -25,6 +25,14 @@ namespace Peft.Runtime
         /// <summary>Selects the adapters applied in <c>forward</c>; every name must exist on this layer.</summary>
         void SetActiveAdapters(IReadOnlyList<string> names);
 
+        /// <summary>
+        /// For a mixed batch: the adapter for each row of the input (its first dimension), <c>"__base__"</c> or a name
+        /// this layer lacks for the base output; null (the default) applies the active adapters to every row. While
+        /// set, <c>forward</c> runs each adapter's rows as one sub-batch with that adapter alone, so every row's output
+        /// equals running the row alone with its adapter active.
+        /// </summary>
+        IReadOnlyList<string>? RowAdapters { get; set; }
+
         /// <summary>When true, <c>forward</c> returns the base layer's output (adapters and merges aside).</summary>
         bool AdaptersDisabled { get; set; }
 

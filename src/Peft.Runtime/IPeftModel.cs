@@ -32,6 +32,29 @@ namespace Peft.Runtime
         /// </summary>
         void LoadAdapters(string directory);
 
+        /// <summary>
+        /// Writes one adapter in Hugging Face PEFT's format straight into <paramref name="directory"/> (whatever its name),
+        /// with the <c>[Trainable]</c> modules.
+        /// </summary>
+        void SaveAdapter(string directory, string adapter);
+
+        /// <summary>
+        /// Reads one adapter's files from <paramref name="directory"/> (as <see cref="SaveAdapter"/> or PEFT wrote them)
+        /// into the model's existing adapter <paramref name="adapter"/>; checked first, so a mismatch changes nothing.
+        /// </summary>
+        void LoadAdapter(string directory, string adapter);
+
+        /// <summary>Removes an adapter and its parameters from every layer (refused while it is merged).</summary>
+        void DeleteAdapter(string adapter);
+
+        /// <summary>
+        /// A mixed batch: until the returned scope is disposed, row i of every batch (the first dimension of each adapter
+        /// layer's input) goes through adapter <paramref name="adapterPerRow"/>[i] alone, <c>"__base__"</c> for the base
+        /// model; each adapter's rows run as one sub-batch, and every row's output equals running it alone with its adapter
+        /// active. Refused while adapters are merged.
+        /// </summary>
+        IDisposable MixedBatch(params string[] adapterPerRow);
+
         /// <summary>Selects the adapters applied in <c>forward</c> on every layer that has them.</summary>
         void SetActiveAdapters(params string[] names);
 

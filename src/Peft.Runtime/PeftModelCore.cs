@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using Peft.Runtime.Adapters;
 using Peft.Runtime.IO;
+using Peft.Runtime.Merging;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -15,6 +16,9 @@ namespace Peft.Runtime
     /// </summary>
     public sealed class PeftModelCore : IPeftModel
     {
+        /// <summary>In a mixed batch, the row "adapter" that means none: the base model's output (PEFT's <c>"__base__"</c>).</summary>
+        public const string BaseAdapterName = "__base__";
+
         private readonly nn.Module _root;
         private List<(string Path, IAdapterLayer Layer)> _layers = new();
         private List<string> _trainableModules = new();
@@ -143,6 +147,86 @@ namespace Peft.Runtime
 
         /// <inheritdoc />
         public void LoadAdapters(string directory) => PeftAdapterFormat.Load(this, directory);
+
+        /// <inheritdoc />
+        public void SaveAdapter(string directory, string adapter)
+        {
+            RequireModelAdapter(adapter, nameof(adapter));
+            PeftAdapterFormat.Save(this, directory, adapter);
+        }
+
+        /// <inheritdoc />
+        public void LoadAdapter(string directory, string adapter)
+        {
+            RequireModelAdapter(adapter, nameof(adapter));
+            PeftAdapterFormat.Load(this, directory, adapter);
+        }
+
+        /// <inheritdoc />
+        public void DeleteAdapter(string adapter)
+        {
+            RequireModelAdapter(adapter, nameof(adapter));
+            var holders = _layers.Where(l => l.Layer.AdapterNames.Contains(adapter)).ToList();
+            foreach (var (path, layer) in holders)
+                if (layer.MergedAdapters.Contains(adapter))
+                    throw new InvalidOperationException($"{ModelName}: adapter '{adapter}' is merged into layer '{path}'; unmerge it before deleting it (the model is unchanged)");
+            foreach (var (_, layer) in holders) layer.DeleteAdapter(adapter);
+        }
+
+        /// <summary>
+        /// Creates the adapter <see cref="MergeSpec.Name"/> from the spec's sources on every layer that holds them all
+        /// (only the layers whose path is in <paramref name="paths"/>, when any are given): what the generated
+        /// <c>Merge{Name}()</c> calls. See <see cref="AdapterMerger"/>.
+        /// </summary>
+        public void MergeAdapter(MergeSpec spec, params string[] paths)
+        {
+            var sites = paths.Length == 0 ? _layers : _layers.Where(l => paths.Contains(l.Path)).ToList();
+            AdapterMerger.AddMergedAdapter(sites, spec, ModelName);
+        }
+
+        /// <inheritdoc />
+        public IDisposable MixedBatch(params string[] adapterPerRow)
+        {
+            if (adapterPerRow is null || adapterPerRow.Length == 0)
+                throw new ArgumentException($"{ModelName}: a mixed batch needs one adapter name per row", nameof(adapterPerRow));
+            var known = AdapterNames;
+            foreach (var name in adapterPerRow.Distinct(StringComparer.Ordinal))
+                if (name != BaseAdapterName && !known.Contains(name))
+                    throw new ArgumentException(
+                        $"{ModelName}: no adapter named '{name}' for a mixed batch (the model has: {string.Join(", ", known.Select(a => "'" + a + "'"))}; '{BaseAdapterName}' for none)",
+                        nameof(adapterPerRow));
+            foreach (var (path, layer) in _layers)
+                if (layer.MergedAdapters.Count > 0)
+                    throw new InvalidOperationException($"{ModelName}: layer '{path}' has adapters merged into its base weight; unmerge them before a mixed batch");
+
+            var previous = _layers.Select(l => (l.Layer, l.Layer.RowAdapters)).ToList();
+            var rows = adapterPerRow.ToArray();
+            foreach (var (_, layer) in _layers) layer.RowAdapters = rows;
+            return new Restore(() =>
+            {
+                foreach (var (layer, before) in previous) layer.RowAdapters = before;
+            });
+        }
+
+        private sealed class Restore : IDisposable
+        {
+            private Action? _undo;
+
+            public Restore(Action undo) => _undo = undo;
+
+            public void Dispose()
+            {
+                _undo?.Invoke();
+                _undo = null;
+            }
+        }
+
+        private void RequireModelAdapter(string adapter, string parameter)
+        {
+            var known = AdapterNames;
+            if (!known.Contains(adapter))
+                throw new ArgumentException($"{ModelName}: no adapter named '{adapter}' (the model has: {string.Join(", ", known.Select(a => "'" + a + "'"))})", parameter);
+        }
 
         /// <inheritdoc />
         public void SetActiveAdapters(params string[] names)

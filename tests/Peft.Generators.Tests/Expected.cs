@@ -70,6 +70,20 @@ namespace Peft.Generators.Tests
                     /// <param name="directory">The folder to read.</param>
                     public void LoadAdapters(string directory) => __peftCoreOrThrow.LoadAdapters(directory);
 
+                    /// <summary>Writes one adapter in Hugging Face PEFT's format straight into <paramref name="directory"/>, with the <c>[Trainable]</c> modules.</summary>
+                    /// <param name="directory">The folder that receives the adapter's files, whatever its name.</param>
+                    /// <param name="adapter">The adapter to write.</param>
+                    public void SaveAdapter(string directory, string adapter) => __peftCoreOrThrow.SaveAdapter(directory, adapter);
+
+                    /// <summary>Reads one adapter's files from <paramref name="directory"/> into the model's adapter <paramref name="adapter"/>; on any mismatch the model is left unchanged.</summary>
+                    /// <param name="directory">The folder holding the adapter's files.</param>
+                    /// <param name="adapter">The model's adapter that receives them.</param>
+                    public void LoadAdapter(string directory, string adapter) => __peftCoreOrThrow.LoadAdapter(directory, adapter);
+
+                    /// <summary>Removes an adapter and its parameters from every layer (refused while it is merged).</summary>
+                    /// <param name="adapter">The adapter to remove.</param>
+                    public void DeleteAdapter(string adapter) => __peftCoreOrThrow.DeleteAdapter(adapter);
+
                     /// <summary>Selects the adapters applied in <c>forward</c> on every layer that has them.</summary>
                     /// <param name="names">The adapter names, in the order they apply.</param>
                     public void SetActiveAdapters(params string[] names) => __peftCoreOrThrow.SetActiveAdapters(names);
@@ -79,6 +93,10 @@ namespace Peft.Generators.Tests
 
                     /// <summary>Makes <c>forward</c> return the base model's output.</summary>
                     public void DisableAdapters() => __peftCoreOrThrow.DisableAdapters();
+
+                    /// <summary>Until the returned scope is disposed, row i of each batch goes through adapter <paramref name="adapterPerRow"/>[i] alone (<c>"__base__"</c> for the base model), one sub-batch per adapter.</summary>
+                    /// <param name="adapterPerRow">One adapter name per row of the batch (the first dimension of each adapter layer's input).</param>
+                    public global::System.IDisposable MixedBatch(params string[] adapterPerRow) => __peftCoreOrThrow.MixedBatch(adapterPerRow);
 
                     /// <summary>Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).</summary>
                     public void FreezeBaseModel() => __peftCoreOrThrow.FreezeBaseModel();
@@ -340,6 +358,20 @@ namespace Peft.Generators.Tests
                     /// <param name="directory">The folder to read.</param>
                     public void LoadAdapters(string directory) => __peftCoreOrThrow.LoadAdapters(directory);
 
+                    /// <summary>Writes one adapter in Hugging Face PEFT's format straight into <paramref name="directory"/>, with the <c>[Trainable]</c> modules.</summary>
+                    /// <param name="directory">The folder that receives the adapter's files, whatever its name.</param>
+                    /// <param name="adapter">The adapter to write.</param>
+                    public void SaveAdapter(string directory, string adapter) => __peftCoreOrThrow.SaveAdapter(directory, adapter);
+
+                    /// <summary>Reads one adapter's files from <paramref name="directory"/> into the model's adapter <paramref name="adapter"/>; on any mismatch the model is left unchanged.</summary>
+                    /// <param name="directory">The folder holding the adapter's files.</param>
+                    /// <param name="adapter">The model's adapter that receives them.</param>
+                    public void LoadAdapter(string directory, string adapter) => __peftCoreOrThrow.LoadAdapter(directory, adapter);
+
+                    /// <summary>Removes an adapter and its parameters from every layer (refused while it is merged).</summary>
+                    /// <param name="adapter">The adapter to remove.</param>
+                    public void DeleteAdapter(string adapter) => __peftCoreOrThrow.DeleteAdapter(adapter);
+
                     /// <summary>Selects the adapters applied in <c>forward</c> on every layer that has them.</summary>
                     /// <param name="names">The adapter names, in the order they apply.</param>
                     public void SetActiveAdapters(params string[] names) => __peftCoreOrThrow.SetActiveAdapters(names);
@@ -349,6 +381,10 @@ namespace Peft.Generators.Tests
 
                     /// <summary>Makes <c>forward</c> return the base model's output.</summary>
                     public void DisableAdapters() => __peftCoreOrThrow.DisableAdapters();
+
+                    /// <summary>Until the returned scope is disposed, row i of each batch goes through adapter <paramref name="adapterPerRow"/>[i] alone (<c>"__base__"</c> for the base model), one sub-batch per adapter.</summary>
+                    /// <param name="adapterPerRow">One adapter name per row of the batch (the first dimension of each adapter layer's input).</param>
+                    public global::System.IDisposable MixedBatch(params string[] adapterPerRow) => __peftCoreOrThrow.MixedBatch(adapterPerRow);
 
                     /// <summary>Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).</summary>
                     public void FreezeBaseModel() => __peftCoreOrThrow.FreezeBaseModel();
@@ -408,6 +444,176 @@ namespace Peft.Generators.Tests
                         },
                         __peftTrainableMembers,
                         global::System.Array.Empty<global::Peft.Runtime.PeftModelInfo>());
+                }
+            }
+            """;
+
+        public const string Merged = """
+            // <auto-generated/>
+            #nullable enable
+            namespace Demo
+            {
+                partial class Merged : global::Peft.Runtime.IPeftComponent, global::Peft.Runtime.IPeftModel
+                {
+                    private bool __peftWired;
+                    private global::Peft.Runtime.PeftModelCore? __peftCore;
+
+                    /// <summary>Wires the PeftDsl adapters, registers the components, then freezes everything but adapters and [Trainable] modules.</summary>
+                    protected override void RegisterComponents()
+                    {
+                        if (!__peftWired)
+                        {
+                            __peftWired = true;
+                            this.q = global::Peft.Runtime.Adapters.LoRA.Wrap(this.q, "Demo.Merged.q", "math", new global::Peft.Runtime.Adapters.LoRAOptions { Rank = 4 });
+                            this.q = global::Peft.Runtime.Adapters.LoRA.Wrap(this.q, "Demo.Merged.q", "code", new global::Peft.Runtime.Adapters.LoRAOptions { Rank = 8, Alpha = 16d });
+                        }
+                        base.RegisterComponents();
+                        __peftCore ??= global::Peft.Runtime.PeftModelCore.Attach(this, PeftInfo);
+                    }
+
+                    global::System.Collections.Generic.IReadOnlyList<string> global::Peft.Runtime.IPeftComponent.TrainableMembers => __peftTrainableMembers;
+
+                    private static readonly string[] __peftTrainableMembers = global::System.Array.Empty<string>();
+
+                    void global::Peft.Runtime.IPeftComponent.UnloadAdapterLayers()
+                    {
+                        if (this.q is global::Peft.Runtime.IAdapterLayer __q) { this.q = __q.BaseLayer; global::Peft.Runtime.PeftModelCore.ReplaceSubmodule(this, "q", this.q); }
+                    }
+
+                    /// <summary>What the compiler saw of this class's adapters.</summary>
+                    public static global::Peft.Runtime.PeftModelInfo PeftInfo { get; } = new global::Peft.Runtime.PeftModelInfo(
+                        "Demo.Merged",
+                        new global::Peft.Runtime.AdapterSiteInfo[]
+                        {
+                            new global::Peft.Runtime.AdapterSiteInfo("q", "LoRA", "math", "rank: 4", 128L, 128L),
+                            new global::Peft.Runtime.AdapterSiteInfo("q", "LoRA", "code", "rank: 8, Alpha = 16", 128L, 128L),
+                        },
+                        __peftTrainableMembers,
+                        new global::Peft.Runtime.PeftModelInfo[]
+                        {
+                            global::Demo.Experts.PeftInfo,
+                        });
+
+                    /// <summary>Every adapter layer of the model by its module path (<c>blocks.0.q</c>), in tree order.</summary>
+                    public global::System.Collections.Generic.IReadOnlyList<(string Path, global::Peft.Runtime.IAdapterLayer Layer)> AdapterLayers => __peftCoreOrThrow.AdapterLayers;
+
+                    /// <summary>Folds the active adapters into the base weights (refusing NaN / Inf, naming the layer).</summary>
+                    public void MergeAdapters() => __peftCoreOrThrow.MergeAdapters();
+
+                    /// <summary>Undoes <c>MergeAdapters()</c>.</summary>
+                    public void UnmergeAdapters() => __peftCoreOrThrow.UnmergeAdapters();
+
+                    /// <summary>Merges the active adapters and puts the plain base layers back in the model.</summary>
+                    public void MergeAndUnload() => __peftCoreOrThrow.MergeAndUnload();
+
+                    /// <summary>Writes every adapter in Hugging Face PEFT's format (<c>adapter_config.json</c> and <c>adapter_model.safetensors</c>).</summary>
+                    /// <param name="directory">The folder that receives the adapter <c>default</c>; any other adapter goes in a subfolder of its name.</param>
+                    public void SaveAdapters(string directory) => __peftCoreOrThrow.SaveAdapters(directory);
+
+                    /// <summary>Reads adapters written by <c>SaveAdapters</c> or by Hugging Face PEFT; on any mismatch the model is left unchanged.</summary>
+                    /// <param name="directory">The folder to read.</param>
+                    public void LoadAdapters(string directory) => __peftCoreOrThrow.LoadAdapters(directory);
+
+                    /// <summary>Writes one adapter in Hugging Face PEFT's format straight into <paramref name="directory"/>, with the <c>[Trainable]</c> modules.</summary>
+                    /// <param name="directory">The folder that receives the adapter's files, whatever its name.</param>
+                    /// <param name="adapter">The adapter to write.</param>
+                    public void SaveAdapter(string directory, string adapter) => __peftCoreOrThrow.SaveAdapter(directory, adapter);
+
+                    /// <summary>Reads one adapter's files from <paramref name="directory"/> into the model's adapter <paramref name="adapter"/>; on any mismatch the model is left unchanged.</summary>
+                    /// <param name="directory">The folder holding the adapter's files.</param>
+                    /// <param name="adapter">The model's adapter that receives them.</param>
+                    public void LoadAdapter(string directory, string adapter) => __peftCoreOrThrow.LoadAdapter(directory, adapter);
+
+                    /// <summary>Removes an adapter and its parameters from every layer (refused while it is merged).</summary>
+                    /// <param name="adapter">The adapter to remove.</param>
+                    public void DeleteAdapter(string adapter) => __peftCoreOrThrow.DeleteAdapter(adapter);
+
+                    /// <summary>Selects the adapters applied in <c>forward</c> on every layer that has them.</summary>
+                    /// <param name="names">The adapter names, in the order they apply.</param>
+                    public void SetActiveAdapters(params string[] names) => __peftCoreOrThrow.SetActiveAdapters(names);
+
+                    /// <summary>Applies the active adapters again after <c>DisableAdapters()</c>.</summary>
+                    public void EnableAdapters() => __peftCoreOrThrow.EnableAdapters();
+
+                    /// <summary>Makes <c>forward</c> return the base model's output.</summary>
+                    public void DisableAdapters() => __peftCoreOrThrow.DisableAdapters();
+
+                    /// <summary>Until the returned scope is disposed, row i of each batch goes through adapter <paramref name="adapterPerRow"/>[i] alone (<c>"__base__"</c> for the base model), one sub-batch per adapter.</summary>
+                    /// <param name="adapterPerRow">One adapter name per row of the batch (the first dimension of each adapter layer's input).</param>
+                    public global::System.IDisposable MixedBatch(params string[] adapterPerRow) => __peftCoreOrThrow.MixedBatch(adapterPerRow);
+
+                    /// <summary>Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).</summary>
+                    public void FreezeBaseModel() => __peftCoreOrThrow.FreezeBaseModel();
+
+                    /// <summary>Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.</summary>
+                    public void UnfreezeBaseModel() => __peftCoreOrThrow.UnfreezeBaseModel();
+
+                    /// <summary>The parameters that train: adapters and <c>[Trainable]</c> modules.</summary>
+                    public global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => __peftCoreOrThrow.TrainableParameters();
+
+                    /// <summary>The number of trainable scalars.</summary>
+                    public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
+
+                    /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
+                    public void MergeMathCode() => __peftCoreOrThrow.MergeAdapter(new global::Peft.Runtime.Merging.MergeSpec("math_code", new string[] { "math", "code" }) { Method = global::Peft.MergeMethod.Ties, Weights = new double[] { 0.5d, 0.5d }, Density = 0.5d });
+
+                    /// <summary>Creates the adapter <c>q-svd</c> from <c>math</c>, <c>code</c> (rank 6) on <c>q</c>, as <c>[MergeWith]</c> declares: Σ wᵢ·ΔWᵢ re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
+                    public void MergeQSvd() => __peftCoreOrThrow.MergeAdapter(new global::Peft.Runtime.Merging.MergeSpec("q-svd", new string[] { "math", "code" }) { Method = global::Peft.MergeMethod.Svd, Rank = 6 }, "q");
+
+                    private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Merged: RegisterComponents() has not run, so no adapter is wired");
+                }
+            }
+            """;
+
+        public const string Experts = """
+            // <auto-generated/>
+            #nullable enable
+            namespace Demo
+            {
+                partial class Experts : global::Peft.Runtime.IPeftComponent
+                {
+                    private bool __peftWired;
+
+                    /// <summary>Wires the PeftDsl adapters, then registers the components.</summary>
+                    protected override void RegisterComponents()
+                    {
+                        if (!__peftWired)
+                        {
+                            __peftWired = true;
+                            this.up = global::Peft.Runtime.Adapters.LoRA.Wrap(this.up, "Demo.Experts.up", "math", new global::Peft.Runtime.Adapters.LoRAOptions { Rank = 4 });
+                            this.up = global::Peft.Runtime.Adapters.LoRA.Wrap(this.up, "Demo.Experts.up", "code", new global::Peft.Runtime.Adapters.LoRAOptions { Rank = 4 });
+                            this.down = global::Peft.Runtime.Adapters.LoRA.Wrap(this.down, "Demo.Experts.down", "math", new global::Peft.Runtime.Adapters.LoRAOptions { Rank = 4 });
+                        }
+                        base.RegisterComponents();
+                    }
+
+                    global::System.Collections.Generic.IReadOnlyList<string> global::Peft.Runtime.IPeftComponent.TrainableMembers => __peftTrainableMembers;
+
+                    private static readonly string[] __peftTrainableMembers = global::System.Array.Empty<string>();
+
+                    void global::Peft.Runtime.IPeftComponent.UnloadAdapterLayers()
+                    {
+                        if (this.up is global::Peft.Runtime.IAdapterLayer __up) { this.up = __up.BaseLayer; global::Peft.Runtime.PeftModelCore.ReplaceSubmodule(this, "up", this.up); }
+                        if (this.down is global::Peft.Runtime.IAdapterLayer __down) { this.down = __down.BaseLayer; global::Peft.Runtime.PeftModelCore.ReplaceSubmodule(this, "down", this.down); }
+                    }
+
+                    /// <summary>What the compiler saw of this class's adapters.</summary>
+                    public static global::Peft.Runtime.PeftModelInfo PeftInfo { get; } = new global::Peft.Runtime.PeftModelInfo(
+                        "Demo.Experts",
+                        new global::Peft.Runtime.AdapterSiteInfo[]
+                        {
+                            new global::Peft.Runtime.AdapterSiteInfo("up", "LoRA", "math", "rank: 4", 128L, 64L),
+                            new global::Peft.Runtime.AdapterSiteInfo("up", "LoRA", "code", "rank: 4", 128L, 64L),
+                            new global::Peft.Runtime.AdapterSiteInfo("down", "LoRA", "math", "rank: 4", 64L, 128L),
+                        },
+                        __peftTrainableMembers,
+                        global::System.Array.Empty<global::Peft.Runtime.PeftModelInfo>());
+
+                    /// <summary>Creates the adapter <c>mixed</c> from <c>math</c>, <c>code</c> (density 0.7; seed 3) on this class's adapter layers that hold them all, as <c>[MergeWith]</c> declares: DARE (drop and rescale) then TIES, re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
+                    public void MergeMixed() => global::Peft.Runtime.Merging.AdapterMerger.AddMergedAdapter(this, new global::Peft.Runtime.Merging.MergeSpec("mixed", new string[] { "math", "code" }) { Method = global::Peft.MergeMethod.DareTies, Density = 0.7d, Seed = 3 }, "up");
+
+                    /// <summary>Creates the adapter <c>double</c> from <c>math</c> (weights 2) on <c>down</c>, as <c>[MergeWith]</c> declares: exactly Σ wᵢ·ΔWᵢ (task arithmetic, kept low-rank by concatenation). The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
+                    public void MergeDouble() => global::Peft.Runtime.Merging.AdapterMerger.AddMergedAdapter(this, new global::Peft.Runtime.Merging.MergeSpec("double", new string[] { "math" }) { Method = global::Peft.MergeMethod.Linear, Weights = new double[] { 2d } }, "down");
                 }
             }
             """;

@@ -57,6 +57,29 @@ namespace Peft.Generators.Tests
         }
 
         [Fact]
+        public void MergeWith_gives_one_Merge_method_each_and_skips_invalid_ones()
+        {
+            // Skipped: weights that do not match the adapters, a name whose method would clash with MergeAdapters(),
+            // and, on a class that is not the root, adapters none of its own layers hold.
+            Verify(new[] { Sources.Merges },
+                ("Demo.Merged.Peft.g.cs", Expected.Merged),
+                ("Demo.Experts.Peft.g.cs", Expected.Experts),
+                (ModuleInitializerHint, Expected.ModuleInitializer));
+        }
+
+        [Theory]
+        [InlineData("ab", "MergeAb")]
+        [InlineData("math_code", "MergeMathCode")]
+        [InlineData("half", "MergeHalf")]
+        [InlineData("q-svd v2", "MergeQSvdV2")]
+        [InlineData("_", null)]
+        [InlineData("", null)]
+        public void Merge_method_names_are_PascalCase(string name, string? expected)
+        {
+            Assert.Equal(expected, Parse.MergeParser.MethodNameFor(name));
+        }
+
+        [Fact]
         public void Shapes_the_compiler_cannot_see_are_null()
         {
             Verify(new[] { Sources.UnknownShape },

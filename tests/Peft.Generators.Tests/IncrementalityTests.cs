@@ -74,10 +74,26 @@ namespace Peft.Generators.Tests
         }
 
         [Fact]
+        public void Editing_a_MergeWith_regenerates_its_class_only()
+        {
+            CSharpCompilation compilation = Harness.Compile(Sources.Merges, Sources.Block, Sources.Attention);
+            GeneratorDriver driver = Harness.CreateDriver().RunGenerators(compilation);
+
+            SyntaxTree old = compilation.SyntaxTrees.First();
+            SyntaxTree changed = old.WithChangedText(Microsoft.CodeAnalysis.Text.SourceText.From(Sources.Merges.Replace("Density = 0.5,", "Density = 0.25,")));
+            driver = driver.RunGenerators(compilation.ReplaceSyntaxTree(old, changed));
+            GeneratorRunResult result = driver.GetRunResult().Results.Single();
+
+            var reasons = result.TrackedOutputSteps.SelectMany(s => s.Value).SelectMany(s => s.Outputs).Select(o => o.Reason).ToList();
+            Assert.Single(reasons, r => r == IncrementalStepRunReason.Modified);
+            Assert.Contains("Density = 0.25d", Harness.Generated(result, "Demo.Merged.Peft.g.cs"));
+        }
+
+        [Fact]
         public void Step_outputs_hold_no_symbols_syntax_locations_or_compilations()
         {
             CSharpCompilation compilation = Harness.Compile(
-                Sources.Block, Sources.Attention, Sources.Nested, Sources.Generic, Sources.ClassTargets, Sources.NamedAdapters, Sources.UnknownShape);
+                Sources.Block, Sources.Attention, Sources.Nested, Sources.Generic, Sources.ClassTargets, Sources.NamedAdapters, Sources.UnknownShape, Sources.Merges);
             GeneratorDriver driver = Harness.CreateDriver().RunGenerators(compilation);
             GeneratorRunResult result = driver.GetRunResult().Results.Single();
 

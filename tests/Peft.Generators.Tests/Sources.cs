@@ -157,6 +157,46 @@ namespace Peft.Generators.Tests
             }
             """;
 
+        public const string Merges = Harness.Usings + """
+            namespace Demo
+            {
+                [PeftModel]
+                [MergeWith("math", "code", Method = MergeMethod.Ties, Weights = new[] { 0.5, 0.5 }, Density = 0.5, Name = "math_code")]
+                [MergeWith("math", "code", Weights = new[] { 1.0 }, Name = "wrong_weights")]
+                [MergeWith("math", "code", Name = "adapters")]
+                public partial class Merged : Module<Tensor, Tensor>
+                {
+                    [LoRA(4, Name = "math")]
+                    [LoRA(8, Alpha = 16, Name = "code")]
+                    [MergeWith("math", "code", Method = MergeMethod.Svd, Rank = 6, Name = "q-svd")]
+                    private Module<Tensor, Tensor> q = Linear(128, 128);
+
+                    private Experts experts = new Experts();
+
+                    public Merged() : base(nameof(Merged)) => RegisterComponents();
+
+                    public override Tensor forward(Tensor x) => experts.forward(q.forward(x));
+                }
+
+                [MergeWith("math", "code", Method = MergeMethod.DareTies, Density = 0.7, Seed = 3, Name = "mixed")]
+                [MergeWith("math", "nope", Name = "skipped")]
+                public partial class Experts : Module<Tensor, Tensor>
+                {
+                    [LoRA(4, Name = "math")]
+                    [LoRA(4, Name = "code")]
+                    private Module<Tensor, Tensor> up = Linear(128, 64);
+
+                    [LoRA(4, Name = "math")]
+                    [MergeWith("math", Method = MergeMethod.Linear, Weights = new[] { 2.0 }, Name = "double")]
+                    private Module<Tensor, Tensor> down = Linear(64, 128);
+
+                    public Experts() : base(nameof(Experts)) => RegisterComponents();
+
+                    public override Tensor forward(Tensor x) => down.forward(up.forward(x));
+                }
+            }
+            """;
+
         public const string NoAnnotations = """
             namespace Plain
             {

@@ -50,6 +50,11 @@ namespace Peft.Generators.Emit
                 w.Line();
                 WriteModelApi(w, model);
             }
+            else if (!model.Merges.IsEmpty)
+            {
+                w.Line();
+                WriteMerges(w, model);
+            }
 
             w.Close();
             foreach (TypeDeclarationModel _ in model.ContainingTypes) w.Close();
@@ -196,6 +201,17 @@ namespace Peft.Generators.Emit
             Member("Reads adapters written by <c>SaveAdapters</c> or by Hugging Face PEFT; on any mismatch the model is left unchanged.", "LoadAdapters",
                 "void LoadAdapters(string directory) => " + core + ".LoadAdapters(directory);",
                 "directory", "The folder to read.");
+            Member("Writes one adapter in Hugging Face PEFT's format straight into <paramref name=\"directory\"/>, with the <c>[Trainable]</c> modules.", "SaveAdapter",
+                "void SaveAdapter(string directory, string adapter) => " + core + ".SaveAdapter(directory, adapter);",
+                "directory", "The folder that receives the adapter's files, whatever its name.",
+                "adapter", "The adapter to write.");
+            Member("Reads one adapter's files from <paramref name=\"directory\"/> into the model's adapter <paramref name=\"adapter\"/>; on any mismatch the model is left unchanged.", "LoadAdapter",
+                "void LoadAdapter(string directory, string adapter) => " + core + ".LoadAdapter(directory, adapter);",
+                "directory", "The folder holding the adapter's files.",
+                "adapter", "The model's adapter that receives them.");
+            Member("Removes an adapter and its parameters from every layer (refused while it is merged).", "DeleteAdapter",
+                "void DeleteAdapter(string adapter) => " + core + ".DeleteAdapter(adapter);",
+                "adapter", "The adapter to remove.");
             Member("Selects the adapters applied in <c>forward</c> on every layer that has them.", "SetActiveAdapters",
                 "void SetActiveAdapters(params string[] names) => " + core + ".SetActiveAdapters(names);",
                 "names", "The adapter names, in the order they apply.");
@@ -203,6 +219,9 @@ namespace Peft.Generators.Emit
                 "void EnableAdapters() => " + core + ".EnableAdapters();");
             Member("Makes <c>forward</c> return the base model's output.", "DisableAdapters",
                 "void DisableAdapters() => " + core + ".DisableAdapters();");
+            Member("Until the returned scope is disposed, row i of each batch goes through adapter <paramref name=\"adapterPerRow\"/>[i] alone (<c>\"__base__\"</c> for the base model), one sub-batch per adapter.", "MixedBatch",
+                "global::System.IDisposable MixedBatch(params string[] adapterPerRow) => " + core + ".MixedBatch(adapterPerRow);",
+                "adapterPerRow", "One adapter name per row of the batch (the first dimension of each adapter layer's input).");
             Member("Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).", "FreezeBaseModel",
                 "void FreezeBaseModel() => " + core + ".FreezeBaseModel();");
             Member("Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.", "UnfreezeBaseModel",
@@ -211,9 +230,38 @@ namespace Peft.Generators.Emit
                 "global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => " + core + ".TrainableParameters();");
             Member("The number of trainable scalars.", "TrainableParameterCount",
                 "long TrainableParameterCount => " + core + ".TrainableParameterCount;");
+            if (!model.Merges.IsEmpty) WriteMerges(w, model, trailingBlankLine: true);
 
             w.Line("private " + New(model, core) + Runtime + ".PeftModelCore " + core + " => __peftCore ?? throw new global::System.InvalidOperationException("
                 + Literal(model.FullName + ": RegisterComponents() has not run, so no adapter is wired") + ");");
+        }
+
+        /// <summary>
+        /// One <c>Merge{Name}()</c> per <c>[MergeWith]</c>: on a <c>[PeftModel]</c> root through its model core (every
+        /// layer of the model, or the one member); elsewhere through the runtime on the class's own members.
+        /// </summary>
+        private static void WriteMerges(CodeWriter w, ClassModel model, bool trailingBlankLine = false)
+        {
+            for (int i = 0; i < model.Merges.Count; i++)
+            {
+                MergeModel merge = model.Merges[i];
+                var initializers = new List<string> { "Method = global::Peft.MergeMethod." + merge.Method };
+                if (merge.Weights is not null) initializers.Add("Weights = " + merge.Weights);
+                if (merge.Density is not null) initializers.Add("Density = " + merge.Density);
+                if (merge.Rank != 0) initializers.Add("Rank = " + merge.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                if (merge.Seed != 0) initializers.Add("Seed = " + ConstantFormatter.FormatPrimitive(merge.Seed));
+                string spec = "new " + Runtime + ".Merging.MergeSpec(" + Literal(merge.Name) + ", new string[] { " + string.Join(", ", merge.Adapters.Select(Literal))
+                    + " }) { " + string.Join(", ", initializers) + " }";
+                string call;
+                if (model.IsPeftModel)
+                    call = "__peftCoreOrThrow.MergeAdapter(" + spec + (merge.Member is null ? string.Empty : ", " + Literal(merge.Member)) + ")";
+                else
+                    call = Runtime + ".Merging.AdapterMerger.AddMergedAdapter(this, " + spec + ", " + string.Join(", ", merge.Members.Select(Literal)) + ")";
+
+                w.Line("/// <summary>" + merge.Summary + "</summary>");
+                w.Line("public " + New(model, merge.MethodName) + "void " + merge.MethodName + "() => " + call + ";");
+                if (trailingBlankLine || i + 1 < model.Merges.Count) w.Line();
+            }
         }
 
         private static string Literal(string value) => SymbolDisplay.FormatLiteral(value, quote: true);

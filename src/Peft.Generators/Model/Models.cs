@@ -13,6 +13,7 @@ namespace Peft.Generators.Model
     /// <param name="HiddenNames">Generated member names that hide an accessible inherited member (they get <c>new</c>).</param>
     /// <param name="BaseModelName"><c>[PeftModel(BaseModelName = ...)]</c>, or null.</param>
     /// <param name="TaskType"><c>[PeftModel(TaskType = ...)]</c>, or null.</param>
+    /// <param name="Merges">The <c>Merge{Name}()</c> methods, from valid <c>[MergeWith]</c> attributes, in declaration order.</param>
     internal sealed record ClassModel(
         string HintName,
         string? Namespace,
@@ -25,7 +26,33 @@ namespace Peft.Generators.Model
         EquatableArray<string> Components,
         EquatableArray<string> HiddenNames,
         string? BaseModelName = null,
-        string? TaskType = null);
+        string? TaskType = null,
+        EquatableArray<MergeModel> Merges = default);
+
+    /// <summary>One <c>[MergeWith]</c>: a generated <c>Merge{Name}()</c>.</summary>
+    /// <param name="MethodName">The generated method's name, e.g. <c>MergeMathCode</c>.</param>
+    /// <param name="Name">The new adapter's name, e.g. <c>math_code</c>.</param>
+    /// <param name="Adapters">The source adapters, in order.</param>
+    /// <param name="Method">The <c>Peft.MergeMethod</c> member's name, e.g. <c>Ties</c>.</param>
+    /// <param name="Weights">The weights as a C# array expression, or null when not given.</param>
+    /// <param name="Density">The density as a C# literal, or null when not given.</param>
+    /// <param name="Rank">The target rank (0: the default).</param>
+    /// <param name="Seed">DARE's seed.</param>
+    /// <param name="Member">The component name of the member carrying the attribute, or null on the class.</param>
+    /// <param name="Members">For a class that is not a <c>[PeftModel]</c> root: the component names of its own members to merge on.</param>
+    /// <param name="Summary">The XML doc summary, escaped.</param>
+    internal sealed record MergeModel(
+        string MethodName,
+        string Name,
+        EquatableArray<string> Adapters,
+        string Method,
+        string? Weights,
+        string? Density,
+        int Rank,
+        int Seed,
+        string? Member,
+        EquatableArray<string> Members,
+        string Summary);
 
     /// <summary>A partial type declaration header.</summary>
     /// <param name="Keyword"><c>class</c>, <c>struct</c>, <c>interface</c>, <c>record</c> or <c>record struct</c>.</param>

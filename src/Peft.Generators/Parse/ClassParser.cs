@@ -18,7 +18,7 @@ namespace Peft.Generators.Parse
     internal static class ClassParser
     {
         /// <summary>Users see this form of a type's name (messages, <c>PeftInfo.TypeName</c>).</summary>
-        private static readonly SymbolDisplayFormat UserFormat = SymbolDisplayFormat.FullyQualifiedFormat
+        internal static readonly SymbolDisplayFormat UserFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .WithGlobalNamespaceStyle(SymbolDisplayGlobalNamespaceStyle.Omitted)
             .WithMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.UseSpecialTypes);
 
@@ -194,6 +194,7 @@ namespace Peft.Generators.Parse
             }
 
             var sites = new List<AdapterSiteModel>();
+            var memberMerges = new List<(AttributeData Attribute, string ComponentName)>();
             var trainable = new List<string>();
             var components = new List<string>();
             foreach (ISymbol member in type.GetMembers())
@@ -225,6 +226,11 @@ namespace Peft.Generators.Parse
                 }
 
                 string componentName = ComponentNameOf(member);
+                foreach (AttributeData attribute in member.GetAttributes())
+                {
+                    if (KnownAttributes.Find(attribute) is { Kind: AttributeKind.Merge }) memberMerges.Add((attribute, componentName));
+                }
+
                 if (adapters.Count > 0 && CanWire(member))
                 {
                     (long? inFeatures, long? outFeatures) = shapes.Read(member);
@@ -243,6 +249,19 @@ namespace Peft.Generators.Parse
             for (INamedTypeSymbol? container = type.ContainingType; container is not null; container = container.ContainingType)
                 containingTypes.Insert(0, Declaration(container));
 
+            var reserved = new HashSet<string>(GeneratedMember.All.Select(static g => g.Name), StringComparer.Ordinal);
+            foreach (ISymbol declared in type.GetMembers())
+            {
+                if (!declared.IsImplicitlyDeclared) reserved.Add(declared.Name);
+            }
+
+            List<MergeModel> merges = MergeParser.Parse(type, isPeftModel, sites, memberMerges, reserved);
+            List<string> hidden = HiddenNames(type, isPeftModel, compilation, cancellationToken);
+            foreach (MergeModel merge in merges)
+            {
+                if (HidesMerge(type, merge.MethodName, compilation, cancellationToken)) hidden.Add(merge.MethodName);
+            }
+
             return new ClassModel(
                 HintName: HintName(type),
                 Namespace: type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString(NamespaceFormat) : null,
@@ -253,9 +272,10 @@ namespace Peft.Generators.Parse
                 Sites: sites.ToEquatableArray(),
                 TrainableMembers: trainable.ToEquatableArray(),
                 Components: components.ToEquatableArray(),
-                HiddenNames: HiddenNames(type, isPeftModel, compilation, cancellationToken).ToEquatableArray(),
+                HiddenNames: hidden.ToEquatableArray(),
                 BaseModelName: isPeftModel ? PeftModelString(type, "BaseModelName") : null,
-                TaskType: isPeftModel ? PeftModelString(type, "TaskType") : null);
+                TaskType: isPeftModel ? PeftModelString(type, "TaskType") : null,
+                Merges: merges.ToEquatableArray());
         }
 
         private static ITypeSymbol? MemberType(ISymbol member) => member switch
@@ -583,6 +603,26 @@ namespace Peft.Generators.Parse
                 {
                     if (generated.Name != "__peftWired" || HasWireableAdapters(definition)) return true;
                 }
+            }
+
+            return false;
+        }
+
+        /// <summary>Whether a generated <c>Merge{Name}()</c> hides an accessible inherited member (or a base class's own generated one).</summary>
+        private static bool HidesMerge(INamedTypeSymbol type, string methodName, Compilation compilation, CancellationToken cancellationToken)
+        {
+            for (INamedTypeSymbol? current = type.BaseType; current is not null; current = current.BaseType)
+            {
+                foreach (ISymbol member in current.GetMembers(methodName))
+                {
+                    if (!member.IsImplicitlyDeclared && compilation.IsSymbolAccessibleWithin(member, type)) return true;
+                }
+
+                if (current.OriginalDefinition is { } definition
+                    && SymbolEqualityComparer.Default.Equals(definition.ContainingAssembly, compilation.Assembly)
+                    && IsEmitted(definition, compilation, cancellationToken)
+                    && MergeParser.DeclaredMethodNames(definition).Contains(methodName))
+                    return true;
             }
 
             return false;

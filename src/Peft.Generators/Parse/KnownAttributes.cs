@@ -14,6 +14,9 @@ namespace Peft.Generators.Parse
 
         /// <summary><c>[Trainable]</c> on a member trained in full.</summary>
         Trainable,
+
+        /// <summary><c>[MergeWith]</c> on a class or member: a generated <c>Merge{Name}()</c> (read while parsing the class; no pipeline of its own).</summary>
+        Merge,
     }
 
     /// <summary>One attribute the generator reacts to.</summary>
@@ -45,7 +48,7 @@ namespace Peft.Generators.Parse
         public static readonly ImmutableArray<string> AdapterMethods =
             ImmutableArray.Create("LoRA", "DoRA", "Bone", "Hydra", "VeRA", "LoHa", "LoKr", "IA3");
 
-        /// <summary>The full table: adapters, then <c>[PeftModel]</c> and <c>[Trainable]</c>.</summary>
+        /// <summary>The full table: adapters, then <c>[PeftModel]</c>, <c>[Trainable]</c> and <c>[MergeWith]</c>.</summary>
         public static readonly ImmutableArray<KnownAttribute> All = Build();
 
         private static ImmutableArray<KnownAttribute> Build()
@@ -58,6 +61,7 @@ namespace Peft.Generators.Parse
 
             builder.Add(new KnownAttribute("Peft.PeftModelAttribute", AttributeKind.PeftModel, "PeftModel"));
             builder.Add(new KnownAttribute("Peft.TrainableAttribute", AttributeKind.Trainable, "Trainable"));
+            builder.Add(new KnownAttribute("Peft.MergeWithAttribute", AttributeKind.Merge, "MergeWith"));
             return builder.ToImmutable();
         }
 

@@ -29,6 +29,39 @@ namespace Peft.Generators.Parse
         /// <summary>The (in, out) features of the layer assigned to <paramref name="member"/>, or nulls.</summary>
         public (long? In, long? Out) Read(ISymbol member)
         {
+            (long In, long Out)? shape = null;
+            foreach (ExpressionSyntax value in AssignedValues(member))
+            {
+                (long In, long Out)? found = ReadLinear(value);
+                if (found is null || (shape is not null && shape != found)) return (null, null);
+                shape = found;
+            }
+
+            return shape is { } known ? (known.In, known.Out) : ((long?)null, (long?)null);
+        }
+
+        /// <summary>
+        /// The static types of the layers the source visibly constructs for <paramref name="member"/>: each initializer
+        /// or constructor assignment that is a call or a <c>new</c> (casts and parentheses looked through), with its
+        /// syntax. Other values (variables, conditionals, <c>null</c>) are left out.
+        /// </summary>
+        public List<(ExpressionSyntax Value, ITypeSymbol Type)> ConstructedLayers(ISymbol member)
+        {
+            var found = new List<(ExpressionSyntax, ITypeSymbol)>();
+            foreach (ExpressionSyntax value in AssignedValues(member))
+            {
+                ExpressionSyntax expression = Unwrap(value);
+                if (expression is not (InvocationExpressionSyntax or BaseObjectCreationExpressionSyntax)) continue;
+                if (ModelFor(expression.SyntaxTree).GetTypeInfo(expression, _cancellationToken).Type is { TypeKind: not TypeKind.Error } type)
+                    found.Add((expression, type));
+            }
+
+            return found;
+        }
+
+        /// <summary>The expressions assigned to <paramref name="member"/>: its initializer and simple constructor assignments.</summary>
+        private List<ExpressionSyntax> AssignedValues(ISymbol member)
+        {
             var values = new List<ExpressionSyntax>();
             foreach (SyntaxReference reference in member.DeclaringSyntaxReferences)
             {
@@ -55,15 +88,17 @@ namespace Peft.Generators.Parse
                 if (SymbolEqualityComparer.Default.Equals(assigned, member)) values.Add(assignment.Right);
             }
 
-            (long In, long Out)? shape = null;
-            foreach (ExpressionSyntax value in values)
-            {
-                (long In, long Out)? found = ReadLinear(value);
-                if (found is null || (shape is not null && shape != found)) return (null, null);
-                shape = found;
-            }
+            return values;
+        }
 
-            return shape is { } known ? (known.In, known.Out) : ((long?)null, (long?)null);
+        private static ExpressionSyntax Unwrap(ExpressionSyntax expression)
+        {
+            while (true)
+            {
+                if (expression is ParenthesizedExpressionSyntax parenthesized) expression = parenthesized.Expression;
+                else if (expression is CastExpressionSyntax cast) expression = cast.Expression;
+                else return expression;
+            }
         }
 
         private List<AssignmentExpressionSyntax> ConstructorAssignments()
@@ -90,13 +125,7 @@ namespace Peft.Generators.Parse
 
         private (long In, long Out)? ReadLinear(ExpressionSyntax expression)
         {
-            while (true)
-            {
-                if (expression is ParenthesizedExpressionSyntax parenthesized) expression = parenthesized.Expression;
-                else if (expression is CastExpressionSyntax cast) expression = cast.Expression;
-                else break;
-            }
-
+            expression = Unwrap(expression);
             if (expression is not InvocationExpressionSyntax invocation) return null;
             if (ModelFor(invocation.SyntaxTree).GetOperation(invocation, _cancellationToken) is not IInvocationOperation operation) return null;
             IMethodSymbol method = operation.TargetMethod;

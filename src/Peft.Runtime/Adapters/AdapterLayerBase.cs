@@ -17,6 +17,7 @@ namespace Peft.Runtime.Adapters
         private readonly List<string> _adapters = new();
         private readonly List<string> _merged = new();
         private List<string> _active = new();
+        private IReadOnlyList<string>? _rowAdapters;
 
         /// <summary>Wraps <paramref name="baseLayer"/>, registered as <c>base_layer</c> and frozen.</summary>
         /// <param name="site">Where the layer was declared, e.g. <c>Demo.Block.q</c>: named in every error.</param>
@@ -60,6 +61,82 @@ namespace Peft.Runtime.Adapters
         protected IEnumerable<string> UnmergedActiveAdapters => AdaptersDisabled ? Enumerable.Empty<string>() : _active.Where(a => !_merged.Contains(a));
 
         /// <inheritdoc />
+        public IReadOnlyList<string>? RowAdapters
+        {
+            get => _rowAdapters;
+            set => _rowAdapters = value?.ToArray();
+        }
+
+        /// <summary>
+        /// The layer's output: <see cref="ForwardActive"/> with the active adapters, or, while <see cref="RowAdapters"/>
+        /// is set, each row of the batch (the input's first dimension) through its own adapter, one sub-batch per adapter.
+        /// </summary>
+        public sealed override Tensor forward(Tensor input)
+        {
+            var rows = _rowAdapters;
+            return rows is null ? ForwardActive(input) : ForwardRouted(input, rows);
+        }
+
+        /// <summary>
+        /// The method's forward with the active adapters (<see cref="UnmergedActiveAdapters"/>), or the base output while
+        /// adapters are disabled. A mixed batch calls it once per sub-batch, with one adapter active or none.
+        /// </summary>
+        protected abstract Tensor ForwardActive(Tensor input);
+
+        private Tensor ForwardRouted(Tensor input, IReadOnlyList<string> rows)
+        {
+            if (input.dim() == 0 || input.shape[0] != rows.Count)
+                throw new ArgumentException(
+                    $"{Site}: the mixed batch names an adapter for {rows.Count} rows, but the layer's input has shape [{string.Join(", ", input.shape)}]: rows must be its first dimension");
+            if (_merged.Count > 0)
+                throw new InvalidOperationException(
+                    $"{Site}: adapters {string.Join(", ", _merged.Select(a => "'" + a + "'"))} are merged into the base weight; unmerge them before a mixed batch");
+
+            // Rows grouped by adapter, in first-seen order; an adapter this layer lacks gives the base output, as
+            // SetActiveAdapters does for names a layer does not hold.
+            var groups = new List<(string? Adapter, List<long> Rows)>();
+            for (int i = 0; i < rows.Count; i++)
+            {
+                string? adapter = _adapters.Contains(rows[i]) ? rows[i] : null;
+                int g = groups.FindIndex(x => x.Adapter == adapter);
+                if (g < 0) groups.Add((adapter, new List<long> { i }));
+                else groups[g].Rows.Add(i);
+            }
+
+            var active = _active;
+            bool disabled = AdaptersDisabled;
+            _rowAdapters = null;
+            try
+            {
+                if (groups.Count == 1) return ForwardWith(input, groups[0].Adapter);
+                var outputs = new List<Tensor>(groups.Count);
+                var inverse = new long[rows.Count];
+                long position = 0;
+                foreach (var (adapter, indices) in groups)
+                {
+                    using var index = tensor(indices.ToArray(), device: input.device);
+                    outputs.Add(ForwardWith(input.index_select(0, index), adapter));
+                    foreach (long row in indices) inverse[row] = position++;
+                }
+                using var back = tensor(inverse, device: input.device);
+                return cat(outputs, 0).index_select(0, back);
+            }
+            finally
+            {
+                _active = active;
+                AdaptersDisabled = disabled;
+                _rowAdapters = rows;
+            }
+        }
+
+        private Tensor ForwardWith(Tensor input, string? adapter)
+        {
+            AdaptersDisabled = adapter is null;
+            _active = adapter is null ? new List<string>() : new List<string> { adapter };
+            return ForwardActive(input);
+        }
+
+        /// <inheritdoc />
         public void SetActiveAdapters(IReadOnlyList<string> names)
         {
             foreach (var name in names) RequireAdapter(name);
@@ -71,6 +148,8 @@ namespace Peft.Runtime.Adapters
         {
             if (_adapters.Contains(adapter))
                 throw new ArgumentException($"{Site}: an adapter named '{adapter}' already exists on this layer", nameof(adapter));
+            if (adapter == PeftModelCore.BaseAdapterName)
+                throw new ArgumentException($"{Site}: '{adapter}' names the base model in mixed batches and cannot name an adapter", nameof(adapter));
             _adapters.Add(adapter);
             if (_active.Count == 0) _active.Add(adapter);
         }
@@ -177,7 +256,7 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is merged; unmerge it before deleting it");
             RemoveAdapterParameters(adapter);
             _adapters.Remove(adapter);
-            _active.Remove(adapter);
+            _active = _active.Where(a => a != adapter).ToList();
         }
 
         /// <summary>Unregisters and disposes the adapter's own modules and parameters.</summary>

@@ -54,7 +54,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override Tensor forward(Tensor input)
+        protected override Tensor ForwardActive(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             Tensor? inputScale = null, outputScale = null;

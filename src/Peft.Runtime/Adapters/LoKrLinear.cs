@@ -108,7 +108,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override Tensor forward(Tensor input)
+        protected override Tensor ForwardActive(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);

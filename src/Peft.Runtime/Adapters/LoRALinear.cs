@@ -157,7 +157,7 @@ namespace Peft.Runtime.Adapters
         /// (g − 1) ⊙ drop(x)W̃ᵀ + g ⊙ s·B·A·drop(x). Merging folds the adapters in the same order, so the merged layer
         /// computes what this forward computes.
         /// </summary>
-        public override Tensor forward(Tensor input)
+        protected override Tensor ForwardActive(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();

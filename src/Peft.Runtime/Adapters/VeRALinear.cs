@@ -130,7 +130,7 @@ namespace Peft.Runtime.Adapters
             (_projA[adapter].narrow(1, 0, InFeatures), _projB[adapter].narrow(0, 0, OutFeatures));
 
         /// <inheritdoc />
-        public override Tensor forward(Tensor input)
+        protected override Tensor ForwardActive(Tensor input)
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);

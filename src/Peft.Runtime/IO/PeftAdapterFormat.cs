@@ -28,17 +28,22 @@ namespace Peft.Runtime.IO
         /// adapter name spans methods (LoRA on <c>q</c>, Bone on <c>v</c>, both <c>default</c>), the first method keeps
         /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads.
         /// </summary>
-        private static List<Unit> Units(PeftModelCore core, string directory)
+        /// <param name="core">The model.</param>
+        /// <param name="directory">The folder written or read.</param>
+        /// <param name="only">One adapter whose files sit in <paramref name="directory"/> itself whatever its name (a
+        /// method it spans beyond the first in a subfolder <c>&lt;name&gt;_&lt;type&gt;</c>), or null for all adapters.</param>
+        private static List<Unit> Units(PeftModelCore core, string directory, string? only = null)
         {
             var units = new List<Unit>();
             foreach (var adapter in core.AdapterNames)
             {
+                if (only is not null && adapter != only) continue;
                 var sites = core.AdapterLayers.Where(l => l.Layer.AdapterNames.Contains(adapter)).ToList();
                 var types = sites.Select(s => s.Layer.PeftType).Distinct().ToList();
                 foreach (var type in types)
                 {
                     string name = type == types[0] ? adapter : adapter + "_" + type.ToLowerInvariant();
-                    string folder = name == "default" ? directory : Path.Combine(directory, name);
+                    string folder = name == (only ?? "default") ? directory : Path.Combine(directory, name);
                     units.Add(new Unit(adapter, type, folder, sites.Where(s => s.Layer.PeftType == type).ToList()));
                 }
             }
@@ -46,21 +51,23 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>
-        /// Writes every adapter of the model, all or nothing: every file is first written beside its final name, then
-        /// one journaled commit renames them all (see <see cref="SaveJournal"/>). A process killed at any moment leaves
-        /// the previous save or this one, whole; the next load or save finishes a commit that was under way.
+        /// Writes every adapter of the model, or only <paramref name="only"/> (then into <paramref name="directory"/>
+        /// itself), all or nothing: every file is first written beside its final name, then one journaled commit
+        /// renames them all (see <see cref="SaveJournal"/>). A process killed at any moment leaves the previous save or
+        /// this one, whole; the next load or save finishes a commit that was under way.
         /// </summary>
         /// <param name="core">The model.</param>
         /// <param name="directory">The adapter directory.</param>
+        /// <param name="only">One adapter to write, into <paramref name="directory"/> itself; null for all.</param>
         /// <param name="relativeToOriginalBase">
         /// Adapters whose init replaced the base weight by a residual (PiSSA, OLoRA) are by default saved relative to
         /// that residual, as PEFT does; with true they are saved as plain LoRA adapters on the original base weight
         /// (rank and alpha doubled), PEFT's <c>path_initial_model_for_weight_conversion</c>. See
         /// <see cref="Adapters.LoRALinear.AsPlainLoRA"/>.
         /// </param>
-        public static void Save(PeftModelCore core, string directory, bool relativeToOriginalBase = false)
+        public static void Save(PeftModelCore core, string directory, string? only = null, bool relativeToOriginalBase = false)
         {
-            var units = Units(core, directory);
+            var units = Units(core, directory, only);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
             using var scope = NewDisposeScope();
@@ -172,14 +179,15 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>
-        /// Loads every adapter of the model that has a folder under <paramref name="directory"/>. Every key, shape
-        /// and setting is checked before anything is assigned, so a mismatch leaves the model unchanged.
+        /// Loads every adapter of the model that has a folder under <paramref name="directory"/>, or only
+        /// <paramref name="only"/> from <paramref name="directory"/> itself. Every key, shape and setting is checked
+        /// before anything is assigned, so a mismatch leaves the model unchanged.
         /// </summary>
-        public static void Load(PeftModelCore core, string directory)
+        public static void Load(PeftModelCore core, string directory, string? only = null)
         {
             if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such adapter directory");
             SaveJournal.Recover(directory); // a save killed after its commit point is finished first
-            var units = Units(core, directory).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
+            var units = Units(core, directory, only).Where(u => File.Exists(Path.Combine(u.Folder, AdapterConfig.FileName))).ToList();
             if (units.Count == 0)
                 throw new FileNotFoundException(
                     $"{directory}: no {AdapterConfig.FileName} for any adapter of {core.ModelName} (adapters: {string.Join(", ", core.AdapterNames)})");

@@ -1,0 +1,351 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using Microsoft.CodeAnalysis.Diagnostics;
+using Peft.Generators.Parse;
+
+namespace Peft.Generators.Diagnostics
+{
+    /// <summary>
+    /// Checks each adapter site: the member can hold the adapter layer (PEFT002, PEFT003), the rank or block is at
+    /// least 1 (PEFT004) and fits the layer's known shape (PEFT005, PEFT006), dropouts lie in [0, 1) (PEFT007), names
+    /// are distinct (PEFT008) and the member holds a Linear of one method's adapters (PEFT016).
+    /// </summary>
+    [DiagnosticAnalyzer(LanguageNames.CSharp)]
+    public sealed class AdapterMemberAnalyzer : DiagnosticAnalyzer
+    {
+        private const string ModuleOfTensor = "Module<Tensor, Tensor>";
+
+        /// <summary>Methods whose rank is bounded by min(in, out), as their runtime layers check.</summary>
+        private static readonly ImmutableHashSet<string> MinBoundedRank = ImmutableHashSet.Create("LoRA", "DoRA", "LoHa");
+
+        /// <inheritdoc/>
+        public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
+            DiagnosticDescriptors.MemberTypeCannotHoldAdapter,
+            DiagnosticDescriptors.MemberCannotBeAssigned,
+            DiagnosticDescriptors.ReadOnlyField,
+            DiagnosticDescriptors.PropertyWithoutSetter,
+            DiagnosticDescriptors.RankTooSmall,
+            DiagnosticDescriptors.BlockTooSmall,
+            DiagnosticDescriptors.RankTooLarge,
+            DiagnosticDescriptors.SequentialRankTooLarge,
+            DiagnosticDescriptors.BoneBlockDoesNotDivide,
+            DiagnosticDescriptors.BatBlockDoesNotDivide,
+            DiagnosticDescriptors.DropoutOutOfRange,
+            DiagnosticDescriptors.ProbabilityOutOfRange,
+            DiagnosticDescriptors.DuplicateAdapterName,
+            DiagnosticDescriptors.EmptyAdapterName,
+            DiagnosticDescriptors.UnsupportedLayer,
+            DiagnosticDescriptors.MixedMethods);
+
+        /// <inheritdoc/>
+        public override void Initialize(AnalysisContext context)
+        {
+            context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+            context.EnableConcurrentExecution();
+            context.RegisterSymbolAction(AnalyzeType, SymbolKind.NamedType);
+        }
+
+        private static void AnalyzeType(SymbolAnalysisContext context)
+        {
+            if (context.Symbol is not INamedTypeSymbol type || PeftClassView.Create(type) is not { } view || view.Sites.Count == 0) return;
+            CancellationToken cancellationToken = context.CancellationToken;
+            var shapes = new ShapeReader(type, context.Compilation, cancellationToken);
+            INamedTypeSymbol? linear = context.Compilation.GetTypeByMetadataName("TorchSharp.Modules.Linear");
+
+            // Bone's fix offers blocks that divide every target of a class-level attribute whose shape is known.
+            var knownShapes = new Dictionary<ISymbol, (long? In, long? Out)>(SymbolEqualityComparer.Default);
+            foreach (var (member, _) in view.Sites) knownShapes[member] = shapes.Read(member);
+
+            foreach (var (member, uses) in view.Sites)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                string site = view.SiteOf(member);
+                CheckMember(context, member, site, uses[0]);
+
+                (long? inFeatures, long? outFeatures) = knownShapes[member];
+                CheckLayer(context, shapes, linear, member, site, uses);
+
+                var names = new Dictionary<string, AdapterUse>(StringComparer.Ordinal);
+                AdapterUse? first = null;
+                foreach (AdapterUse use in uses)
+                {
+                    Location location = UseLocation(use, member, cancellationToken);
+                    CheckValues(context, use, site, inFeatures, outFeatures, view, knownShapes);
+
+                    if (use.Name is null)
+                    {
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.EmptyAdapterName,
+                            AttributeArguments.ArgumentLocation(use.Attribute, KnownAttributes.NameArgument, cancellationToken), site, use.Method));
+                    }
+                    else if (names.TryGetValue(use.Name, out AdapterUse? earlier))
+                    {
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.DuplicateAdapterName,
+                            use.FromClass ? location : AttributeArguments.ArgumentLocation(use.Attribute, KnownAttributes.NameArgument, cancellationToken),
+                            site, use.Name, earlier.Method, use.Method));
+                    }
+                    else
+                    {
+                        names.Add(use.Name, use);
+                    }
+
+                    if (first is null) first = use;
+                    else if (first.Family != use.Family)
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MixedMethods, location, site, first.Method, use.Method));
+                }
+            }
+        }
+
+        /// <summary>Where a use is written: the attribute on the member, or the Targets element naming it.</summary>
+        private static Location UseLocation(AdapterUse use, ISymbol member, CancellationToken cancellationToken) =>
+            use.FromClass
+                ? AttributeArguments.TargetLocation(use.Attribute, member.Name, cancellationToken)
+                : AttributeArguments.AttributeLocation(use.Attribute, cancellationToken);
+
+        // ---- PEFT002 / PEFT003 ---------------------------------------------------------------------------------
+
+        private static void CheckMember(SymbolAnalysisContext context, ISymbol member, string site, AdapterUse use)
+        {
+            CancellationToken cancellationToken = context.CancellationToken;
+            SyntaxNode? declaration = member.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken);
+            Location memberLocation = member.Locations.FirstOrDefault() ?? Location.None;
+            Location typeLocation = declaration switch
+            {
+                VariableDeclaratorSyntax { Parent: VariableDeclarationSyntax variables } => variables.Type.GetLocation(),
+                PropertyDeclarationSyntax property => property.Type.GetLocation(),
+                _ => memberLocation,
+            };
+
+            ITypeSymbol type;
+            string? cannotAssign = null;
+            switch (member)
+            {
+                case IFieldSymbol field:
+                    type = field.Type;
+                    if (field.IsStatic && !field.IsConst) cannotAssign = "static";
+                    if (field.IsReadOnly && !field.IsConst)
+                    {
+                        Location readonlyLocation = declaration?.Parent?.Parent is FieldDeclarationSyntax fieldDeclaration
+                            && fieldDeclaration.Modifiers.FirstOrDefault(m => m.IsKind(SyntaxKind.ReadOnlyKeyword)) is { RawKind: not 0 } keyword
+                            ? keyword.GetLocation() : memberLocation;
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.ReadOnlyField, readonlyLocation, site, use.Method));
+                    }
+
+                    break;
+                case IPropertySymbol property:
+                    type = property.Type;
+                    if (property.IsIndexer) cannotAssign = "indexer";
+                    else if (property.IsStatic) cannotAssign = "static";
+                    else if (property.IsAbstract) cannotAssign = "abstract";
+                    else if (!property.ExplicitInterfaceImplementations.IsEmpty) cannotAssign = "explicit interface";
+                    else if (property.GetMethod is null) cannotAssign = "write-only";
+                    else if (property.RefKind != RefKind.None) cannotAssign = "ref-returning";
+                    else if (property.SetMethod is null or { IsInitOnly: true })
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.PropertyWithoutSetter, memberLocation, site, use.Method));
+                    break;
+                default:
+                    return;
+            }
+
+            if (cannotAssign is not null)
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MemberCannotBeAssigned, memberLocation, site, use.Method, cannotAssign));
+
+            if (type.TypeKind != TypeKind.Error && !TorchSymbols.IsModuleOfTensorToTensor(type))
+            {
+                string shown = type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat);
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MemberTypeCannotHoldAdapter, typeLocation, site, use.Method, shown));
+            }
+        }
+
+        // ---- PEFT016 -------------------------------------------------------------------------------------------
+
+        private static void CheckLayer(SymbolAnalysisContext context, ShapeReader shapes, INamedTypeSymbol? linear, ISymbol member, string site, List<AdapterUse> uses)
+        {
+            if (linear is null) return;
+            foreach (var (value, type) in shapes.ConstructedLayers(member))
+            {
+                if (type is not INamedTypeSymbol { TypeKind: TypeKind.Class } named || !TorchSymbols.IsModuleType(named)) continue;
+                if (DerivesFrom(named, linear) || DerivesFrom(linear, named)) continue; // a Linear, or a base type that may hold one
+                foreach (string method in uses.Select(u => u.Method).Distinct())
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnsupportedLayer, value.GetLocation(), site, method, named.MetadataName));
+                return;
+            }
+        }
+
+        private static bool DerivesFrom(INamedTypeSymbol type, INamedTypeSymbol baseType)
+        {
+            for (INamedTypeSymbol? current = type; current is not null; current = current.BaseType)
+            {
+                if (SymbolEqualityComparer.Default.Equals(current.OriginalDefinition, baseType.OriginalDefinition)) return true;
+            }
+
+            return false;
+        }
+
+        // ---- PEFT004 / PEFT005 / PEFT006 / PEFT007 -------------------------------------------------------------
+
+        private static void CheckValues(
+            SymbolAnalysisContext context, AdapterUse use, string site, long? inFeatures, long? outFeatures,
+            PeftClassView view, Dictionary<ISymbol, (long? In, long? Out)> knownShapes)
+        {
+            CancellationToken cancellationToken = context.CancellationToken;
+            AttributeData attribute = use.Attribute;
+            void Report(DiagnosticDescriptor descriptor, string property, params object[] args) =>
+                context.ReportDiagnostic(Diagnostic.Create(descriptor, AttributeArguments.ArgumentLocation(attribute, property, cancellationToken),
+                    args.Select(PeftClassView.Invariant).ToArray()));
+
+            IMethodSymbol? constructor = attribute.AttributeConstructor;
+            if (constructor is not null && constructor.Parameters.Length == attribute.ConstructorArguments.Length)
+            {
+                for (int i = 0; i < constructor.Parameters.Length; i++)
+                {
+                    string parameter = constructor.Parameters[i].Name;
+                    string property = AttributeArguments.PascalCase(parameter);
+                    if (attribute.ConstructorArguments[i] is not { Kind: TypedConstantKind.Primitive, Value: int value }) continue;
+
+                    if (parameter == "block")
+                    {
+                        if (value < 1) Report(DiagnosticDescriptors.BlockTooSmall, property, site, use.Method, value);
+                        else if (use.Method == "Bone") CheckBone(context, use, site, value, inFeatures, outFeatures, view, knownShapes);
+                        continue;
+                    }
+
+                    if (parameter != "rank" && !parameter.EndsWith("Rank", StringComparison.Ordinal)) continue;
+                    string label = parameter == "rank" ? use.Method : use.Method + " " + parameter.Substring(0, parameter.Length - 4).ToLowerInvariant();
+                    if (value < 1)
+                    {
+                        Report(DiagnosticDescriptors.RankTooSmall, property, site, label, value);
+                        continue;
+                    }
+
+                    if (inFeatures is not { } i1 || outFeatures is not { } o1) continue;
+                    long max = Math.Min(i1, o1);
+                    if (use.Method == "Hydra" && parameter == "sequentialRank")
+                    {
+                        if (value > o1) Report(DiagnosticDescriptors.SequentialRankTooLarge, property, site, use.Method, value, o1);
+                    }
+                    else if ((MinBoundedRank.Contains(use.Method) && parameter == "rank") || (use.Method == "Hydra" && parameter == "parallelRank"))
+                    {
+                        if (value > max) Report(DiagnosticDescriptors.RankTooLarge, property, site, label, value, i1, o1, max);
+                    }
+                }
+            }
+
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (!argument.Key.EndsWith("Dropout", StringComparison.Ordinal) || argument.Value is not { Kind: TypedConstantKind.Primitive, Value: double dropout }) continue;
+                if (dropout >= 0 && dropout < 1) continue;
+                if (argument.Key == "Dropout") Report(DiagnosticDescriptors.DropoutOutOfRange, argument.Key, site, dropout);
+                else Report(DiagnosticDescriptors.ProbabilityOutOfRange, argument.Key, site, use.Method, Words(argument.Key), dropout);
+            }
+        }
+
+        /// <summary><c>RankDropout</c> → <c>rank dropout</c>, as the runtime words it.</summary>
+        private static string Words(string pascal)
+        {
+            var text = new System.Text.StringBuilder();
+            foreach (char c in pascal)
+            {
+                if (char.IsUpper(c) && text.Length > 0) text.Append(' ');
+                text.Append(char.ToLowerInvariant(c));
+            }
+
+            return text.ToString();
+        }
+
+        private static void CheckBone(
+            SymbolAnalysisContext context, AdapterUse use, string site, int block, long? inFeatures, long? outFeatures,
+            PeftClassView view, Dictionary<ISymbol, (long? In, long? Out)> knownShapes)
+        {
+            // Past 2^40 features the divisor search is not worth it (no real layer is that wide).
+            if (inFeatures is not { } i || outFeatures is not { } o || i < 1 || o < 1 || i > 1L << 40 || o > 1L << 40) return;
+            bool bat = AttributeArguments.Int(use.Attribute, "Variant") == 1;
+            if (i % block == 0 && (!bat || o % block == 0)) return;
+
+            long n = bat ? Gcd(i, o) : i;
+            long nearest = Divisors.Nearest(n, block);
+
+            // The fix must suit every site the attribute reaches: for a class-level attribute, every target of known shape.
+            long common = n;
+            if (use.FromClass)
+            {
+                foreach (var (member, uses) in view.Sites)
+                {
+                    if (!uses.Any(u => ReferenceEquals(u.Attribute, use.Attribute))) continue;
+                    if (knownShapes[member] is { In: { } ti, Out: { } to } && ti > 0 && to > 0 && ti <= 1L << 40 && to <= 1L << 40) common = Gcd(common, bat ? Gcd(ti, to) : ti);
+                }
+            }
+
+            var properties = ImmutableDictionary<string, string?>.Empty.Add(
+                DiagnosticIds.BlockCandidatesProperty,
+                string.Join(",", Divisors.Candidates(common, block).Select(d => PeftClassView.Invariant(d))));
+
+            Location location = AttributeArguments.ArgumentLocation(use.Attribute, "Block", context.CancellationToken);
+            context.ReportDiagnostic(bat
+                ? Diagnostic.Create(DiagnosticDescriptors.BatBlockDoesNotDivide, location, properties, site, Inv(block), Inv(i), Inv(o), Inv(nearest))
+                : Diagnostic.Create(DiagnosticDescriptors.BoneBlockDoesNotDivide, location, properties, site, Inv(block), Inv(i), Inv(o), Inv(nearest)));
+        }
+
+        private static string Inv(long value) => PeftClassView.Invariant(value);
+
+        private static long Gcd(long a, long b) => b == 0 ? a : Gcd(b, a % b);
+    }
+
+    /// <summary>Divisors for PEFT006, in O(√n) (the runtime's linear scan would stall the IDE on a huge constant).</summary>
+    internal static class Divisors
+    {
+        public static List<long> Of(long n)
+        {
+            var small = new List<long>();
+            var large = new List<long>();
+            for (long d = 1; d * d <= n; d++)
+            {
+                if (n % d != 0) continue;
+                small.Add(d);
+                if (d != n / d) large.Add(n / d);
+            }
+
+            large.Reverse();
+            small.AddRange(large);
+            return small;
+        }
+
+        /// <summary>The divisor of <paramref name="n"/> nearest to <paramref name="block"/>, the smaller on a tie: <see cref="PeftMessages.NearestDivisor"/>.</summary>
+        public static long Nearest(long n, long block)
+        {
+            long best = 1;
+            foreach (long d in Of(n))
+            {
+                if (Math.Abs(d - block) < Math.Abs(best - block)) best = d;
+            }
+
+            return best;
+        }
+
+        /// <summary>The nearest divisors below and above <paramref name="block"/> (those that exist), nearest first.</summary>
+        public static List<long> Candidates(long n, long block)
+        {
+            long? below = null, above = null;
+            foreach (long d in Of(n))
+            {
+                if (d < block) below = d;
+                else if (d > block && above is null) above = d;
+            }
+
+            var result = new List<long>();
+            if (below is { } b) result.Add(b);
+            if (above is { } a)
+            {
+                if (below is { } bb && a - block < block - bb) result.Insert(0, a);
+                else result.Add(a);
+            }
+
+            return result;
+        }
+    }
+}

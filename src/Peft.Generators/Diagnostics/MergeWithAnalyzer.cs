@@ -1,0 +1,273 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
+using Peft.Generators.Parse;
+
+namespace Peft.Generators.Diagnostics
+{
+    /// <summary>
+    /// Checks <c>[MergeWith]</c>: every named adapter exists where the merge applies (PEFT009), weights pair up with
+    /// adapters and are finite (PEFT010), the method fits the adapters (PEFT011), density lies in (0, 1] (PEFT012),
+    /// Rank is not negative (PEFT004) and the new adapter's name is free (PEFT008).
+    /// </summary>
+    /// <remarks>
+    /// On a field the sources are that field's adapters; on a class, those of its fields and of the annotated classes
+    /// the compiler can see it hold (member types, their type arguments and array elements, and the types its fields
+    /// are constructed with). Where the class holds a module type from another assembly, whose private adapters the
+    /// compiler cannot read, an unfound name is not reported.
+    /// </remarks>
+    [DiagnosticAnalyzer(LanguageNames.CSharp)]
+    public sealed class MergeWithAnalyzer : DiagnosticAnalyzer
+    {
+        private static readonly string[] MethodNames = { "Linear", "Cat", "Svd", "Ties", "DareLinear", "DareTies", "MagnitudePrune", "ModelStock" };
+        private const int Linear = 0, Cat = 1, ModelStock = 7;
+        private const int MaxComponentDepth = 8;
+
+        /// <inheritdoc/>
+        public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
+            DiagnosticDescriptors.UnknownMergeSource,
+            DiagnosticDescriptors.MergeWithNoAdapters,
+            DiagnosticDescriptors.WeightsCountMismatch,
+            DiagnosticDescriptors.WeightNotFinite,
+            DiagnosticDescriptors.MergeNeedsLoRA,
+            DiagnosticDescriptors.ModelStockNeedsTwo,
+            DiagnosticDescriptors.DensityOutOfRange,
+            DiagnosticDescriptors.MergeRankNegative,
+            DiagnosticDescriptors.EmptyAdapterName,
+            DiagnosticDescriptors.MergeNameTaken);
+
+        /// <inheritdoc/>
+        public override void Initialize(AnalysisContext context)
+        {
+            context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+            context.EnableConcurrentExecution();
+            context.RegisterSymbolAction(AnalyzeType, SymbolKind.NamedType);
+        }
+
+        /// <summary>One adapter a merge can draw on.</summary>
+        private readonly struct Source
+        {
+            public Source(string site, string name, string method)
+            {
+                Site = site;
+                Name = name;
+                Method = method;
+            }
+
+            public string Site { get; }
+
+            public string Name { get; }
+
+            public string Method { get; }
+        }
+
+        private static void AnalyzeType(SymbolAnalysisContext context)
+        {
+            if (context.Symbol is not INamedTypeSymbol type || PeftClassView.Create(type) is not { } view) return;
+            if (view.ClassMerges.Count == 0 && view.MemberMerges.Count == 0) return;
+            CancellationToken cancellationToken = context.CancellationToken;
+
+            if (view.ClassMerges.Count > 0)
+            {
+                var sources = new List<Source>();
+                bool opaque = false;
+                Collect(view, context.Compilation, sources, ref opaque, new HashSet<INamedTypeSymbol>(SymbolEqualityComparer.Default), 0, cancellationToken);
+                var created = new HashSet<string>(StringComparer.Ordinal);
+                foreach (AttributeData merge in view.ClassMerges)
+                    Check(context, merge, view.FullName, sources, opaque, created);
+            }
+
+            foreach (var group in view.MemberMerges.GroupBy(m => m.Member, SymbolEqualityComparer.Default))
+            {
+                ISymbol member = group.Key!;
+                string site = view.SiteOf(member);
+                var sources = new List<Source>();
+                foreach (var (siteMember, uses) in view.Sites)
+                {
+                    if (!SymbolEqualityComparer.Default.Equals(siteMember, member)) continue;
+                    foreach (AdapterUse use in uses)
+                    {
+                        if (use.Name is { } name) sources.Add(new Source(site, name, use.Method));
+                    }
+                }
+
+                var created = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var (_, merge) in group) Check(context, merge, site, sources, opaque: false, created);
+            }
+        }
+
+        private static void Check(SymbolAnalysisContext context, AttributeData merge, string scope, List<Source> sources, bool opaque, HashSet<string> created)
+        {
+            CancellationToken cancellationToken = context.CancellationToken;
+            var declared = new HashSet<string>(sources.Select(s => s.Name), StringComparer.Ordinal);
+            string declaredList = declared.Count == 0 ? "none" : string.Join(", ", declared.OrderBy(n => n, StringComparer.Ordinal));
+
+            // PEFT009: the sources.
+            List<string?>? names = null;
+            if (AttributeArguments.TryGet(merge, "Adapters", out TypedConstant adapters) && adapters.Kind == TypedConstantKind.Array && !adapters.IsNull)
+            {
+                names = adapters.Values.Select(v => v.Value as string).ToList();
+                if (names.Count == 0)
+                {
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeWithNoAdapters,
+                        AttributeArguments.AttributeLocation(merge, cancellationToken), scope));
+                }
+
+                for (int i = 0; i < names.Count; i++)
+                {
+                    if (names[i] is { } name && declared.Contains(name)) continue;
+                    if (opaque) continue;
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnknownMergeSource,
+                        AttributeArguments.ParamsElementLocation(merge, i, cancellationToken), scope, names[i] ?? "null", declaredList));
+                }
+            }
+
+            // PEFT010: weights.
+            if (AttributeArguments.TryGet(merge, "Weights", out TypedConstant weights) && weights.Kind == TypedConstantKind.Array && !weights.IsNull)
+            {
+                if (names is not null && weights.Values.Length != names.Count)
+                {
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.WeightsCountMismatch,
+                        AttributeArguments.ArgumentLocation(merge, "Weights", cancellationToken), scope,
+                        PeftClassView.Invariant(weights.Values.Length), PeftClassView.Invariant(names.Count)));
+                }
+
+                for (int i = 0; i < weights.Values.Length; i++)
+                {
+                    if (weights.Values[i].Value is not double weight || !(double.IsNaN(weight) || double.IsInfinity(weight))) continue;
+                    string adapter = names is not null && i < names.Count ? names[i] ?? "null" : "#" + PeftClassView.Invariant(i + 1);
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.WeightNotFinite,
+                        AttributeArguments.NamedElementLocation(merge, "Weights", i, cancellationToken), scope, PeftClassView.Invariant(weight), adapter));
+                }
+            }
+
+            // PEFT012: density.
+            if (AttributeArguments.Double(merge, "Density") is { } density && !(density > 0 && density <= 1))
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.DensityOutOfRange,
+                    AttributeArguments.ArgumentLocation(merge, "Density", cancellationToken), scope, PeftClassView.Invariant(density)));
+            }
+
+            // PEFT004: rank of the result.
+            if (AttributeArguments.Int(merge, "Rank") is { } rank && rank < 0)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeRankNegative,
+                    AttributeArguments.ArgumentLocation(merge, "Rank", cancellationToken), scope, PeftClassView.Invariant(rank)));
+            }
+
+            // PEFT011: the method against the sources.
+            int method = AttributeArguments.Int(merge, "Method") ?? Linear;
+            if (names is not null)
+            {
+                Location methodLocation = AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken);
+                if (method is Linear or Cat)
+                {
+                    foreach (string name in names.OfType<string>().Distinct(StringComparer.Ordinal))
+                    {
+                        foreach (Source source in sources)
+                        {
+                            // DoRA's full delta is re-factorised exactly at full rank by the runtime, so it fits Linear/Cat too.
+                            if (source.Name != name || source.Method is "LoRA" or "DoRA") continue;
+                            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,
+                                scope, MethodNames[method], name, source.Method, source.Site));
+                            break;
+                        }
+                    }
+                }
+                else if (method == ModelStock && names.OfType<string>().Distinct(StringComparer.Ordinal).Count() < 2)
+                {
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.ModelStockNeedsTwo, methodLocation, scope, PeftClassView.Invariant(names.Count)));
+                }
+            }
+
+            // PEFT008: the new adapter's name.
+            string? newName = "merged";
+            foreach (KeyValuePair<string, TypedConstant> argument in merge.NamedArguments)
+            {
+                if (argument.Key == KnownAttributes.NameArgument) newName = argument.Value.Value as string;
+            }
+
+            Location nameLocation = AttributeArguments.ArgumentLocation(merge, KnownAttributes.NameArgument, cancellationToken);
+            if (string.IsNullOrEmpty(newName))
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.EmptyAdapterName, nameLocation, scope, "MergeWith"));
+            else if (declared.Contains(newName!) || !created.Add(newName!))
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNameTaken, nameLocation, scope, newName));
+        }
+
+        // ---- the adapters a class-level merge can see ----------------------------------------------------------
+
+        private static void Collect(
+            PeftClassView view, Compilation compilation, List<Source> sources, ref bool opaque,
+            HashSet<INamedTypeSymbol> visited, int depth, CancellationToken cancellationToken)
+        {
+            if (!visited.Add(view.Type.OriginalDefinition) || depth > MaxComponentDepth) return;
+            foreach (var (member, uses) in view.Sites)
+            {
+                foreach (AdapterUse use in uses)
+                {
+                    if (use.Name is { } name) sources.Add(new Source(view.SiteOf(member), name, use.Method));
+                }
+            }
+
+            var shapes = new ShapeReader(view.Type, compilation, cancellationToken);
+            foreach (ISymbol member in PeftClassView.DeclaredMembers(view.Type))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (member.IsStatic) continue;
+                var types = new List<ITypeSymbol>();
+                if (member is IFieldSymbol field) types.Add(field.Type);
+                else if (member is IPropertySymbol property) types.Add(property.Type);
+                foreach (var (_, constructed) in shapes.ConstructedLayers(member)) types.Add(constructed);
+
+                foreach (ITypeSymbol memberType in types)
+                {
+                    foreach (INamedTypeSymbol candidate in ClassTypesIn(memberType, 0))
+                    {
+                        INamedTypeSymbol definition = candidate.OriginalDefinition;
+                        if (IsTorchSharp(definition) || !TorchSymbols.IsModuleType(definition)) continue;
+                        if (definition.DeclaringSyntaxReferences.IsEmpty)
+                        {
+                            opaque = true;
+                            continue;
+                        }
+
+                        if (PeftClassView.Create(definition) is { } component)
+                            Collect(component, compilation, sources, ref opaque, visited, depth + 1, cancellationToken);
+                        else
+                            visited.Add(definition);
+                    }
+                }
+            }
+        }
+
+        private static bool IsTorchSharp(INamedTypeSymbol type)
+        {
+            INamespaceSymbol? ns = type.ContainingNamespace;
+            while (ns is { ContainingNamespace.IsGlobalNamespace: false }) ns = ns.ContainingNamespace;
+            return ns is { Name: "TorchSharp" };
+        }
+
+        private static IEnumerable<INamedTypeSymbol> ClassTypesIn(ITypeSymbol type, int depth)
+        {
+            if (depth > MaxComponentDepth) yield break;
+            switch (type)
+            {
+                case IArrayTypeSymbol array:
+                    foreach (INamedTypeSymbol inner in ClassTypesIn(array.ElementType, depth + 1)) yield return inner;
+                    break;
+                case INamedTypeSymbol { TypeKind: not TypeKind.Error } named:
+                    if (named.TypeKind == TypeKind.Class) yield return named;
+                    foreach (ITypeSymbol argument in named.TypeArguments)
+                    {
+                        foreach (INamedTypeSymbol inner in ClassTypesIn(argument, depth + 1)) yield return inner;
+                    }
+
+                    break;
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Reflection;
+using Microsoft.CodeAnalysis;
+using Peft.Generators.Diagnostics;
+using Xunit;
+
+namespace Peft.Generators.Tests.Analyzers
+{
+    /// <summary>The catalog is whole: PEFT001–PEFT016, each with a descriptor, a release-tracking row and a documented section.</summary>
+    public class CatalogTests
+    {
+        private static readonly DiagnosticDescriptor[] Descriptors = typeof(DiagnosticDescriptors)
+            .GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
+            .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
+            .ToArray();
+
+        private static readonly string[] Ids = Enumerable.Range(1, 16).Select(i => $"PEFT{i:000}").ToArray();
+
+        private static string Repository()
+        {
+            for (DirectoryInfo? directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+            {
+                if (File.Exists(Path.Combine(directory.FullName, "PeftDsl.sln"))) return directory.FullName;
+            }
+
+            throw new InvalidOperationException("PeftDsl.sln not found");
+        }
+
+        [Fact]
+        public void Every_ID_has_descriptors_of_one_severity_category_and_help_link()
+        {
+            Assert.Equal(Ids, Descriptors.Select(d => d.Id).Distinct().OrderBy(id => id, StringComparer.Ordinal));
+            foreach (var group in Descriptors.GroupBy(d => d.Id))
+            {
+                Assert.Single(group.Select(d => d.DefaultSeverity).Distinct());
+                Assert.All(group, d => Assert.Equal(DiagnosticDescriptors.Category, d.Category));
+                Assert.All(group, d => Assert.EndsWith("docs/diagnostics.md#" + d.Id.ToLowerInvariant(), d.HelpLinkUri));
+                Assert.All(group, d => Assert.False(string.IsNullOrWhiteSpace(d.Title.ToString())));
+            }
+
+            Assert.Equal(DiagnosticSeverity.Warning, Descriptors.First(d => d.Id == "PEFT015").DefaultSeverity);
+            Assert.All(Descriptors.Where(d => d.Id != "PEFT015"), d => Assert.Equal(DiagnosticSeverity.Error, d.DefaultSeverity));
+        }
+
+        [Fact]
+        public void Every_descriptor_is_reported_by_some_analyzer()
+        {
+            var supported = PeftAnalyzerTest.Analyzers.SelectMany(a => a.SupportedDiagnostics).ToHashSet();
+            Assert.All(Descriptors, d => Assert.Contains(d, supported));
+        }
+
+        [Fact]
+        public void Every_ID_is_tracked_as_unshipped_and_documented()
+        {
+            string root = Repository();
+            string unshipped = File.ReadAllText(Path.Combine(root, "src", "Peft.Generators", "AnalyzerReleases.Unshipped.md"));
+            string docs = File.ReadAllText(Path.Combine(root, "docs", "diagnostics.md"));
+            foreach (string id in Ids)
+            {
+                string severity = id == "PEFT015" ? "Warning" : "Error";
+                Assert.Contains($"{id} | {DiagnosticDescriptors.Category} | {severity} |", unshipped);
+                Assert.Contains($"\n## {id}\n", docs.Replace("\r\n", "\n"));
+            }
+        }
+    }
+}
