@@ -206,7 +206,7 @@ namespace Peft.Runtime.Kernels
                 float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
                 float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
                 float* dBp = dBt is null ? null : TensorData.Floats(dBt);
-                LoRAKernels.Backward(problem, dYp, up, dXp, dAp, dBp, 0, n);
+                LoRAKernels.BackwardAll(problem, dYp, up, dXp, dAp, dBp, KernelThreads);
                 if (dX is not null && weight is not null)
                     dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             }
@@ -214,6 +214,11 @@ namespace Peft.Runtime.Kernels
             grads[AIndex] = dA;
             grads[BIndex] = dBt?.t();
         }
+
+        /// <summary>Workers for the thin half: libtorch's intra-op thread count unless a test or benchmark sets it.</summary>
+        internal static int? KernelThreadsOverride { get; set; }
+
+        private static int KernelThreads => KernelThreadsOverride ?? torch.get_num_threads();
 
         private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
         {
@@ -262,7 +267,7 @@ namespace Peft.Runtime.Kernels
             using var prev = previous?.reshape(n, o).contiguous();
             var problem = Problem(args, x2, a, bt);
             float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
-            LoRAKernels.Forward(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), 0, n);
+            LoRAKernels.ForwardAll(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), KernelThreads);
             if (weight is not null)
             {
                 using var y2 = y.view(n, o);

@@ -27,7 +27,7 @@ namespace Peft.Runtime.Kernels
     /// Each libtorch thin product is its own pass over an [n, d] operand with its own thread barrier; on two busy cores
     /// those barriers cost more than the arithmetic, which is why these loops exist.
     /// </remarks>
-    internal static unsafe class LoRAKernels
+    internal static unsafe partial class LoRAKernels
     {
         private const int Block = 4;
         private static readonly Vector256<uint> LaneBits = Vector256.Create(1u, 2, 4, 8, 16, 32, 64, 128);
@@ -41,6 +41,12 @@ namespace Peft.Runtime.Kernels
         /// <param name="row0">First row.</param>
         /// <param name="row1">One past the last row.</param>
         internal static void Forward(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
+        {
+            if (Wide) Forward512(p, bias, previous, u, y, row0, row1);
+            else Forward256(p, bias, previous, u, y, row0, row1);
+        }
+
+        private static void Forward256(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
         {
             int d = p.In, o = p.Out, r = p.Rank;
             bool drop = p.Mask.DropsAny;
@@ -164,16 +170,114 @@ namespace Peft.Runtime.Kernels
         /// </summary>
         internal static void Backward(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
         {
+            if (Wide)
+            {
+                if (dA != null)
+                {
+                    if (dX != null) Backward512<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                    else Backward512<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                }
+                else if (dX != null) Backward512<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                else Backward512<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                return;
+            }
             if (dA != null)
             {
-                if (dX != null) Backward<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
-                else Backward<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                if (dX != null) Backward256<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                else Backward256<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
             }
-            else if (dX != null) Backward<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
-            else Backward<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
+            else if (dX != null) Backward256<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+            else Backward256<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
         }
 
-        private static void Backward<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
+        /// <summary>Fewer rows than this per worker are not worth a thread.</summary>
+        private const long MinRowsPerWorker = 64;
+
+        /// <summary>
+        /// <see cref="Forward"/> over all rows, split into row ranges for up to <paramref name="threads"/> workers
+        /// (libtorch's intra-op thread count, so the thin half uses the cores the GEMM does).
+        /// </summary>
+        internal static void ForwardAll(LoRAProblem p, float* bias, float* previous, float* u, float* y, int threads)
+        {
+            int parts = Parts(p.Rows, threads);
+            if (parts == 1)
+            {
+                Forward(p, bias, previous, u, y, 0, p.Rows);
+                return;
+            }
+            nint biasP = (nint)bias, previousP = (nint)previous, uP = (nint)u, yP = (nint)y;
+            System.Threading.Tasks.Parallel.For(0, parts, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+            {
+                var (row0, row1) = Range(p.Rows, parts, part);
+                Forward(p, (float*)biasP, (float*)previousP, (float*)uP, (float*)yP, row0, row1);
+            });
+        }
+
+        /// <summary>
+        /// <see cref="Backward"/> over all rows, split like <see cref="ForwardAll"/>; each extra worker accumulates dA
+        /// and dBᵀ into its own zeroed buffers, added into the caller's at the end.
+        /// </summary>
+        internal static void BackwardAll(LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, int threads)
+        {
+            int parts = Parts(p.Rows, threads);
+            if (parts == 1)
+            {
+                Backward(p, dY, u, dX, dA, dBt, 0, p.Rows);
+                return;
+            }
+            long aLen = dA == null ? 0 : (long)p.Rank * p.In, bLen = dBt == null ? 0 : (long)p.Rank * p.Out;
+            var partials = new nint[parts];
+            try
+            {
+                for (int part = 1; part < parts; part++)
+                    partials[part] = (nint)NativeMemory.AllocZeroed((nuint)((aLen + bLen) * sizeof(float) + 64));
+                nint dYP = (nint)dY, uP = (nint)u, dXP = (nint)dX, dAP = (nint)dA, dBP = (nint)dBt;
+                System.Threading.Tasks.Parallel.For(0, parts, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+                {
+                    var (row0, row1) = Range(p.Rows, parts, part);
+                    float* own = (float*)partials[part];
+                    float* a = dAP == 0 ? null : part == 0 ? (float*)dAP : own;
+                    float* b = dBP == 0 ? null : part == 0 ? (float*)dBP : own + aLen;
+                    Backward(p, (float*)dYP, (float*)uP, (float*)dXP, a, b, row0, row1);
+                });
+                for (int part = 1; part < parts; part++)
+                {
+                    float* own = (float*)partials[part];
+                    if (dA != null) Add(dA, own, aLen);
+                    if (dBt != null) Add(dBt, own + aLen, bLen);
+                }
+            }
+            finally
+            {
+                foreach (var buffer in partials)
+                    if (buffer != 0) NativeMemory.Free((void*)buffer);
+            }
+        }
+
+        private static int Parts(long rows, int threads) => (int)Math.Max(1, Math.Min(threads, rows / MinRowsPerWorker));
+
+        // Row ranges in multiples of the row block, so only the last range has a partial block.
+        private static (long Row0, long Row1) Range(long rows, int parts, int part)
+        {
+            long blocks = (rows + Block - 1) / Block;
+            long row0 = Math.Min(rows, blocks * part / parts * Block), row1 = Math.Min(rows, blocks * (part + 1) / parts * Block);
+            return (row0, row1);
+        }
+
+        private static void Add(float* into, float* from, long count)
+        {
+            long j = 0;
+            for (; j + 8 <= count; j += 8) (Vector256.Load(into + j) + Vector256.Load(from + j)).Store(into + j);
+            for (; j < count; j++) into[j] += from[j];
+        }
+
+        /// <summary>Whether the 512-bit loops run (AVX-512 hardware, unless a test asks for the 256-bit ones).</summary>
+        internal static bool Wide => Vector512.IsHardwareAccelerated && !ForceNarrow;
+
+        /// <summary>Tests set this to run the 256-bit loops on AVX-512 hardware too.</summary>
+        internal static bool ForceNarrow { get; set; }
+
+        private static void Backward256<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
             where TNeedA : struct, IFlag where TNeedX : struct, IFlag
         {
             int d = p.In, o = p.Out, r = p.Rank;
