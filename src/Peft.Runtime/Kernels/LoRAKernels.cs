@@ -26,6 +26,9 @@ namespace Peft.Runtime.Kernels
     /// dA += gᵀ·(x ⊙ keep) and dX = (g·A) ⊙ keep in one pass over x and dX, before libtorch adds dY·W in place.
     /// Each libtorch thin product is its own pass over an [n, d] operand with its own thread barrier; on two busy cores
     /// those barriers cost more than the arithmetic, which is why these loops exist.
+    /// The loops (and the mask generator's) are compiled fully optimised from their first call
+    /// (<c>AggressiveOptimization</c>): unoptimised first-tier code inlines no vector helper and runs ten times slower,
+    /// which a short benchmark or the first steps of training would otherwise measure.
     /// </remarks>
     internal static unsafe partial class LoRAKernels
     {
@@ -46,6 +49,7 @@ namespace Peft.Runtime.Kernels
             else Forward256(p, bias, previous, u, y, row0, row1);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Forward256(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
         {
             int d = p.In, o = p.Out, r = p.Rank;
@@ -277,6 +281,7 @@ namespace Peft.Runtime.Kernels
         /// <summary>Tests set this to run the 256-bit loops on AVX-512 hardware too.</summary>
         internal static bool ForceNarrow { get; set; }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Backward256<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
             where TNeedA : struct, IFlag where TNeedX : struct, IFlag
         {
@@ -443,6 +448,7 @@ namespace Peft.Runtime.Kernels
         private static int RowWords(int cols) => (cols + 63) / 64;
 
         // x ⊙ keep for one row, given its dropped bits aligned to the row start.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MaskRow(float* src, float* dst, ulong* bits, int d)
         {
             int j = 0;

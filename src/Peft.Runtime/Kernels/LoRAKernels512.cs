@@ -13,6 +13,7 @@ namespace Peft.Runtime.Kernels
         private static readonly Vector512<uint> LaneBits16 =
             Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Forward512(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
         {
             int d = p.In, o = p.Out, r = p.Rank;
@@ -119,6 +120,7 @@ namespace Peft.Runtime.Kernels
 
         // out[t·r + k] = Σ_j rows_t[j]·m[k, j] for four rows against the r rows of m ([r, len]), four rank rows at a
         // time; a rank row past r reads the zero row.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void RowsTimesRowsT(float* x0, float* x1, float* x2, float* x3, float* m, int r, int len, float* zero, float* result)
         {
             float* sums = stackalloc float[16];
@@ -176,6 +178,7 @@ namespace Peft.Runtime.Kernels
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Backward512<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
             where TNeedA : struct, IFlag where TNeedX : struct, IFlag
         {
@@ -319,6 +322,7 @@ namespace Peft.Runtime.Kernels
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MaskRow512(float* src, float* dst, ulong* bits, int d)
         {
             int j = 0;
