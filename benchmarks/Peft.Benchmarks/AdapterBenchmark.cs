@@ -20,12 +20,18 @@ namespace Peft.Benchmarks;
 public abstract class AdapterBenchmark
 {
     /// <summary>Rows of the input (tokens in a batch).</summary>
-    [Params(512, 2048)]
+    [ParamsSource(nameof(Ns))]
     public int N { get; set; }
 
     /// <summary>In and out features of the square base layer.</summary>
-    [Params(1024, 4096)]
+    [ParamsSource(nameof(Ds))]
     public int D { get; set; }
+
+    /// <summary>n ∈ {512, 2048}; only 2048 with <c>PEFT_BENCH_HEADLINE=1</c>.</summary>
+    public static int[] Ns => BenchmarkSizes.Pick(new[] { 512, 2048 }, 2048);
+
+    /// <summary>d ∈ {1024, 4096}; only 1024 with <c>PEFT_BENCH_HEADLINE=1</c>.</summary>
+    public static int[] Ds => BenchmarkSizes.Pick(new[] { 1024, 4096 }, 1024);
 
     /// <summary>The frozen base layer, shared by the baseline and the adapter.</summary>
     protected Linear BaseLayer { get; private set; } = null!;
@@ -76,6 +82,19 @@ public abstract class AdapterBenchmark
 
     /// <summary>Frees what <see cref="SetUpAdapter"/> made.</summary>
     protected virtual void CleanUpAdapter() { }
+}
+
+/// <summary>
+/// The parameter grids, or only the headline case (n = 2048, d = 1024, r = 16) when the environment variable
+/// <c>PEFT_BENCH_HEADLINE</c> is 1: BenchmarkDotNet filters by method, not by parameter.
+/// </summary>
+public static class BenchmarkSizes
+{
+    /// <summary>Whether only the headline case runs.</summary>
+    public static bool Headline => System.Environment.GetEnvironmentVariable("PEFT_BENCH_HEADLINE") == "1";
+
+    /// <summary><paramref name="grid"/>, or <paramref name="headline"/> alone.</summary>
+    public static int[] Pick(int[] grid, int headline) => Headline ? new[] { headline } : grid;
 }
 
 internal static class NativeBootstrap

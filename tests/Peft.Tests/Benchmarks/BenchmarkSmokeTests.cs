@@ -51,8 +51,12 @@ public class BenchmarkSmokeTests
         var type = Suite(name);
         var instance = Activator.CreateInstance(type)!;
         foreach (var property in type.GetProperties())
+        {
             if (property.GetCustomAttribute<ParamsAttribute>() is { } values)
                 property.SetValue(instance, values.Values.Min());
+            else if (property.GetCustomAttribute<ParamsSourceAttribute>() is { } source)
+                property.SetValue(instance, ((System.Collections.IEnumerable)type.GetProperty(source.Name, BindingFlags.Public | BindingFlags.Static | BindingFlags.FlattenHierarchy)!.GetValue(null)!).Cast<object>().Min());
+        }
         var watch = Stopwatch.StartNew();
         Invoke<GlobalSetupAttribute>(instance);
         var benchmarks = type.GetMethods().Where(m => m.GetCustomAttribute<BenchmarkAttribute>() is not null).ToArray();
