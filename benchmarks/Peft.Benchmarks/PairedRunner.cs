@@ -22,6 +22,12 @@ public static class PairedRunner
         {
             ("frozen base", bench.FrozenBase),
             ("LoRA fused", bench.LoRA),
+            ("LoRA fused, thin half on 2 threads", () =>
+            {
+                Peft.Runtime.Kernels.LoRAFunction.KernelThreadsOverride = 2;
+                try { bench.LoRA(); }
+                finally { Peft.Runtime.Kernels.LoRAFunction.KernelThreadsOverride = null; }
+            }),
             ("LoRA composed", bench.LoRAComposed),
         };
         foreach (var v in variants) for (int i = 0; i < 3; i++) v.Step();

@@ -55,8 +55,8 @@ namespace Peft.Runtime.Kernels
             int d = p.In, o = p.Out, r = p.Rank;
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
-            using var s = new Scratch(Block * d + Math.Max(d, o) + Block * o + 3 * Block * r, Block * words + words + 1);
-            float* xm = s.Floats, zero = xm + Block * d, dump = zero + Math.Max(d, o), ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
+            using var s = new Scratch(Math.Max(d, o) + Block * d + Block * o + 3 * Block * r, Block * words + words + 1, Math.Max(d, o));
+            float* zero = s.Floats, xm = zero + Math.Max(d, o), dump = xm + Block * d, ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
             float** xr = stackalloc float*[Block];
@@ -194,78 +194,68 @@ namespace Peft.Runtime.Kernels
             else Backward256<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
         }
 
-        /// <summary>Fewer rows than this per worker are not worth a thread.</summary>
-        private const long MinRowsPerWorker = 64;
+        /// <summary>Rows per unit of work when the rows are shared between workers.</summary>
+        private const long ChunkRows = 64;
 
         /// <summary>
-        /// <see cref="Forward"/> over all rows, split into row ranges for up to <paramref name="threads"/> workers
-        /// (libtorch's intra-op thread count, so the thin half uses the cores the GEMM does).
+        /// <see cref="Forward"/> over all rows, shared by up to <paramref name="threads"/> workers (libtorch's intra-op
+        /// thread count, so the thin half uses the cores the GEMM does).
         /// </summary>
+        /// <remarks>
+        /// Rows go out in chunks of <see cref="ChunkRows"/> to whichever worker asks next, not in fixed halves: after a
+        /// GEMM, libgomp's worker spins on the other core for milliseconds, and a .NET worker given a fixed half there
+        /// would make the caller wait; with chunks the caller simply does more of them.
+        /// </remarks>
         internal static void ForwardAll(LoRAProblem p, float* bias, float* previous, float* u, float* y, int threads)
         {
-            int parts = Parts(p.Rows, threads);
-            if (parts == 1)
+            long chunks = (p.Rows + ChunkRows - 1) / ChunkRows;
+            if (threads <= 1 || chunks <= 1)
             {
                 Forward(p, bias, previous, u, y, 0, p.Rows);
                 return;
             }
             nint biasP = (nint)bias, previousP = (nint)previous, uP = (nint)u, yP = (nint)y;
-            System.Threading.Tasks.Parallel.For(0, parts, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
             {
-                var (row0, row1) = Range(p.Rows, parts, part);
+                long row0 = chunk * ChunkRows, row1 = Math.Min(p.Rows, row0 + ChunkRows);
                 Forward(p, (float*)biasP, (float*)previousP, (float*)uP, (float*)yP, row0, row1);
             });
         }
 
         /// <summary>
-        /// <see cref="Backward"/> over all rows, split like <see cref="ForwardAll"/>; each extra worker accumulates dA
-        /// and dBᵀ into its own zeroed buffers, added into the caller's at the end.
+        /// <see cref="Backward"/> over all rows, shared like <see cref="ForwardAll"/>; each worker accumulates dA and dBᵀ
+        /// into its own zeroed buffers, added into the caller's when it finishes.
         /// </summary>
         internal static void BackwardAll(LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, int threads)
         {
-            int parts = Parts(p.Rows, threads);
-            if (parts == 1)
+            long chunks = (p.Rows + ChunkRows - 1) / ChunkRows;
+            if (threads <= 1 || chunks <= 1)
             {
                 Backward(p, dY, u, dX, dA, dBt, 0, p.Rows);
                 return;
             }
             long aLen = dA == null ? 0 : (long)p.Rank * p.In, bLen = dBt == null ? 0 : (long)p.Rank * p.Out;
-            var partials = new nint[parts];
-            try
-            {
-                for (int part = 1; part < parts; part++)
-                    partials[part] = (nint)NativeMemory.AllocZeroed((nuint)((aLen + bLen) * sizeof(float) + 64));
-                nint dYP = (nint)dY, uP = (nint)u, dXP = (nint)dX, dAP = (nint)dA, dBP = (nint)dBt;
-                System.Threading.Tasks.Parallel.For(0, parts, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+            nint dYP = (nint)dY, uP = (nint)u, dXP = (nint)dX, dAP = (nint)dA, dBP = (nint)dBt;
+            var gate = new object();
+            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
+                () => aLen + bLen == 0 ? 0 : (nint)NativeMemory.AllocZeroed((nuint)((aLen + bLen) * sizeof(float))),
+                (chunk, _, own) =>
                 {
-                    var (row0, row1) = Range(p.Rows, parts, part);
-                    float* own = (float*)partials[part];
-                    float* a = dAP == 0 ? null : part == 0 ? (float*)dAP : own;
-                    float* b = dBP == 0 ? null : part == 0 ? (float*)dBP : own + aLen;
+                    long row0 = chunk * ChunkRows, row1 = Math.Min(p.Rows, row0 + ChunkRows);
+                    float* a = dAP == 0 ? null : (float*)own, b = dBP == 0 ? null : (float*)own + aLen;
                     Backward(p, (float*)dYP, (float*)uP, (float*)dXP, a, b, row0, row1);
-                });
-                for (int part = 1; part < parts; part++)
+                    return own;
+                },
+                own =>
                 {
-                    float* own = (float*)partials[part];
-                    if (dA != null) Add(dA, own, aLen);
-                    if (dBt != null) Add(dBt, own + aLen, bLen);
-                }
-            }
-            finally
-            {
-                foreach (var buffer in partials)
-                    if (buffer != 0) NativeMemory.Free((void*)buffer);
-            }
-        }
-
-        private static int Parts(long rows, int threads) => (int)Math.Max(1, Math.Min(threads, rows / MinRowsPerWorker));
-
-        // Row ranges in multiples of the row block, so only the last range has a partial block.
-        private static (long Row0, long Row1) Range(long rows, int parts, int part)
-        {
-            long blocks = (rows + Block - 1) / Block;
-            long row0 = Math.Min(rows, blocks * part / parts * Block), row1 = Math.Min(rows, blocks * (part + 1) / parts * Block);
-            return (row0, row1);
+                    if (own == 0) return;
+                    lock (gate)
+                    {
+                        if (dAP != 0) Add((float*)dAP, (float*)own, aLen);
+                        if (dBP != 0) Add((float*)dBP, (float*)own + aLen, bLen);
+                    }
+                    NativeMemory.Free((void*)own);
+                });
         }
 
         private static void Add(float* into, float* from, long count)
@@ -289,7 +279,7 @@ namespace Peft.Runtime.Kernels
             bool needB = dBt != null;
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
-            using var s = new Scratch(Math.Max(d, Math.Max(o, r)) + Block * d + Block * r, Block * words + words + 1);
+            using var s = new Scratch(Math.Max(d, Math.Max(o, r)) + Block * d + Block * r, Block * words + words + 1, Math.Max(d, Math.Max(o, r)));
             float* zero = s.Floats, dump = zero + Math.Max(d, Math.Max(o, r)), gb = dump + Block * d;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
@@ -482,18 +472,17 @@ namespace Peft.Runtime.Kernels
             public bool Value => false;
         }
 
-        // Aligned native scratch: zeroed floats and words, freed on dispose.
+        // Aligned native scratch, freed on dispose: floats whose first `zeroed` are zero (the zero row), and words.
         private readonly struct Scratch : IDisposable
         {
             internal readonly float* Floats;
             internal readonly ulong* Words;
 
-            internal Scratch(long floats, long words)
+            internal Scratch(long floats, long words, long zeroed)
             {
                 Floats = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + 64), 64);
                 Words = (ulong*)NativeMemory.AlignedAlloc((nuint)(words * sizeof(ulong) + 64), 64);
-                NativeMemory.Clear(Floats, (nuint)(floats * sizeof(float)));
-                NativeMemory.Clear(Words, (nuint)(words * sizeof(ulong)));
+                NativeMemory.Clear(Floats, (nuint)(zeroed * sizeof(float)));
             }
 
             public void Dispose()

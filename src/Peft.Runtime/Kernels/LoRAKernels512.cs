@@ -20,8 +20,8 @@ namespace Peft.Runtime.Kernels
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
             int wide = Math.Max(d, o);
-            using var s = new Scratch(Block * d + wide + Block * o + 2 * Block * r + r, Block * words + words + 1);
-            float* xm = s.Floats, zero = xm + Block * d, dump = zero + wide, ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
+            using var s = new Scratch(wide + Block * d + Block * o + 2 * Block * r + r, Block * words + words + 1, wide);
+            float* zero = s.Floats, xm = zero + wide, dump = xm + Block * d, ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
             float** xr = stackalloc float*[Block];
@@ -187,7 +187,7 @@ namespace Peft.Runtime.Kernels
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
             int wide = Math.Max(d, Math.Max(o, r));
-            using var s = new Scratch(wide + Block * wide + 2 * Block * r, Block * words + words + 1);
+            using var s = new Scratch(wide + Block * wide + 2 * Block * r, Block * words + words + 1, wide);
             float* zero = s.Floats, dump = zero + wide, gb = dump + Block * wide, cu = gb + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
