@@ -206,7 +206,7 @@ namespace Peft.Runtime.Kernels
                 float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
                 float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
                 float* dBp = dBt is null ? null : TensorData.Floats(dBt);
-                LoRAKernels.Backward(problem, dYp, up, dXp, dAp, dBp, 0, n);
+                LoRAKernels.BackwardAll(problem, dYp, up, dXp, dAp, dBp, KernelThreads(args, r));
                 if (dX is not null && weight is not null)
                     dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             }
@@ -214,6 +214,19 @@ namespace Peft.Runtime.Kernels
             grads[AIndex] = dA;
             grads[BIndex] = dBt?.t();
         }
+
+        /// <summary>Workers for the thin half, when a test or benchmark fixes them.</summary>
+        internal static int? KernelThreadsOverride { get; set; }
+
+        /// <summary>Multiply-adds of one thin pass, n·(in + out)·r, from which sharing rows between workers pays.</summary>
+        internal const long ParallelWork = 1L << 27;
+
+        // libtorch's intra-op thread count for large thin halves, one thread for small ones: right after a GEMM,
+        // libgomp's worker spins for milliseconds on the other core, and a .NET worker that lands there stalls the
+        // caller longer than a small thin half takes alone (measured on two cores: n = 2048, d = 1024, r = 16 is
+        // faster on one thread; d = 4096 or r = 64 on two).
+        private static int KernelThreads(Args args, long rank) =>
+            KernelThreadsOverride ?? (args.Rows * (args.In + args.Out) * rank >= ParallelWork ? torch.get_num_threads() : 1);
 
         private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
         {
@@ -262,7 +275,7 @@ namespace Peft.Runtime.Kernels
             using var prev = previous?.reshape(n, o).contiguous();
             var problem = Problem(args, x2, a, bt);
             float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
-            LoRAKernels.Forward(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), 0, n);
+            LoRAKernels.ForwardAll(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), KernelThreads(args, r));
             if (weight is not null)
             {
                 using var y2 = y.view(n, o);

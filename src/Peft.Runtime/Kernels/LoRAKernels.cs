@@ -26,8 +26,11 @@ namespace Peft.Runtime.Kernels
     /// dA += gᵀ·(x ⊙ keep) and dX = (g·A) ⊙ keep in one pass over x and dX, before libtorch adds dY·W in place.
     /// Each libtorch thin product is its own pass over an [n, d] operand with its own thread barrier; on two busy cores
     /// those barriers cost more than the arithmetic, which is why these loops exist.
+    /// The loops (and the mask generator's) are compiled fully optimised from their first call
+    /// (<c>AggressiveOptimization</c>): unoptimised first-tier code inlines no vector helper and runs ten times slower,
+    /// which a short benchmark or the first steps of training would otherwise measure.
     /// </remarks>
-    internal static unsafe class LoRAKernels
+    internal static unsafe partial class LoRAKernels
     {
         private const int Block = 4;
         private static readonly Vector256<uint> LaneBits = Vector256.Create(1u, 2, 4, 8, 16, 32, 64, 128);
@@ -42,11 +45,18 @@ namespace Peft.Runtime.Kernels
         /// <param name="row1">One past the last row.</param>
         internal static void Forward(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
         {
+            if (Wide) Forward512(p, bias, previous, u, y, row0, row1);
+            else Forward256(p, bias, previous, u, y, row0, row1);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void Forward256(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
+        {
             int d = p.In, o = p.Out, r = p.Rank;
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
-            using var s = new Scratch(Block * d + Math.Max(d, o) + Block * o + 3 * Block * r, Block * words + words + 1);
-            float* xm = s.Floats, zero = xm + Block * d, dump = zero + Math.Max(d, o), ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
+            using var s = new Scratch(Math.Max(d, o) + Block * d + Block * o + 3 * Block * r, Block * words + words + 1, Math.Max(d, o));
+            float* zero = s.Floats, xm = zero + Math.Max(d, o), dump = xm + Block * d, ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
             float** xr = stackalloc float*[Block];
@@ -164,23 +174,112 @@ namespace Peft.Runtime.Kernels
         /// </summary>
         internal static void Backward(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
         {
+            if (Wide)
+            {
+                if (dA != null)
+                {
+                    if (dX != null) Backward512<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                    else Backward512<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                }
+                else if (dX != null) Backward512<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                else Backward512<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                return;
+            }
             if (dA != null)
             {
-                if (dX != null) Backward<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
-                else Backward<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
+                if (dX != null) Backward256<Yes, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+                else Backward256<Yes, No>(p, dY, u, dX, dA, dBt, row0, row1);
             }
-            else if (dX != null) Backward<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
-            else Backward<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
+            else if (dX != null) Backward256<No, Yes>(p, dY, u, dX, dA, dBt, row0, row1);
+            else Backward256<No, No>(p, dY, u, dX, dA, dBt, row0, row1);
         }
 
-        private static void Backward<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
+        /// <summary>Rows per unit of work when the rows are shared between workers.</summary>
+        private const long ChunkRows = 64;
+
+        /// <summary>
+        /// <see cref="Forward"/> over all rows, shared by up to <paramref name="threads"/> workers (libtorch's intra-op
+        /// thread count, so the thin half uses the cores the GEMM does).
+        /// </summary>
+        /// <remarks>
+        /// Rows go out in chunks of <see cref="ChunkRows"/> to whichever worker asks next, not in fixed halves: after a
+        /// GEMM, libgomp's worker spins on the other core for milliseconds, and a .NET worker given a fixed half there
+        /// would make the caller wait; with chunks the caller simply does more of them.
+        /// </remarks>
+        internal static void ForwardAll(LoRAProblem p, float* bias, float* previous, float* u, float* y, int threads)
+        {
+            long chunks = (p.Rows + ChunkRows - 1) / ChunkRows;
+            if (threads <= 1 || chunks <= 1)
+            {
+                Forward(p, bias, previous, u, y, 0, p.Rows);
+                return;
+            }
+            nint biasP = (nint)bias, previousP = (nint)previous, uP = (nint)u, yP = (nint)y;
+            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
+            {
+                long row0 = chunk * ChunkRows, row1 = Math.Min(p.Rows, row0 + ChunkRows);
+                Forward(p, (float*)biasP, (float*)previousP, (float*)uP, (float*)yP, row0, row1);
+            });
+        }
+
+        /// <summary>
+        /// <see cref="Backward"/> over all rows, shared like <see cref="ForwardAll"/>; each worker accumulates dA and dBᵀ
+        /// into its own zeroed buffers, added into the caller's when it finishes.
+        /// </summary>
+        internal static void BackwardAll(LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, int threads)
+        {
+            long chunks = (p.Rows + ChunkRows - 1) / ChunkRows;
+            if (threads <= 1 || chunks <= 1)
+            {
+                Backward(p, dY, u, dX, dA, dBt, 0, p.Rows);
+                return;
+            }
+            long aLen = dA == null ? 0 : (long)p.Rank * p.In, bLen = dBt == null ? 0 : (long)p.Rank * p.Out;
+            nint dYP = (nint)dY, uP = (nint)u, dXP = (nint)dX, dAP = (nint)dA, dBP = (nint)dBt;
+            var gate = new object();
+            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
+                () => aLen + bLen == 0 ? 0 : (nint)NativeMemory.AllocZeroed((nuint)((aLen + bLen) * sizeof(float))),
+                (chunk, _, own) =>
+                {
+                    long row0 = chunk * ChunkRows, row1 = Math.Min(p.Rows, row0 + ChunkRows);
+                    float* a = dAP == 0 ? null : (float*)own, b = dBP == 0 ? null : (float*)own + aLen;
+                    Backward(p, (float*)dYP, (float*)uP, (float*)dXP, a, b, row0, row1);
+                    return own;
+                },
+                own =>
+                {
+                    if (own == 0) return;
+                    lock (gate)
+                    {
+                        if (dAP != 0) Add((float*)dAP, (float*)own, aLen);
+                        if (dBP != 0) Add((float*)dBP, (float*)own + aLen, bLen);
+                    }
+                    NativeMemory.Free((void*)own);
+                });
+        }
+
+        private static void Add(float* into, float* from, long count)
+        {
+            long j = 0;
+            for (; j + 8 <= count; j += 8) (Vector256.Load(into + j) + Vector256.Load(from + j)).Store(into + j);
+            for (; j < count; j++) into[j] += from[j];
+        }
+
+        /// <summary>Whether the 512-bit loops run (AVX-512 hardware, unless a test asks for the 256-bit ones).</summary>
+        internal static bool Wide => Vector512.IsHardwareAccelerated && !ForceNarrow;
+
+        /// <summary>Tests set this to run the 256-bit loops on AVX-512 hardware too.</summary>
+        internal static bool ForceNarrow { get; set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void Backward256<TNeedA, TNeedX>(in LoRAProblem p, float* dY, float* u, float* dX, float* dA, float* dBt, long row0, long row1)
             where TNeedA : struct, IFlag where TNeedX : struct, IFlag
         {
             int d = p.In, o = p.Out, r = p.Rank;
             bool needB = dBt != null;
             bool drop = p.Mask.DropsAny;
             int words = RowWords(d);
-            using var s = new Scratch(Math.Max(d, Math.Max(o, r)) + Block * d + Block * r, Block * words + words + 1);
+            using var s = new Scratch(Math.Max(d, Math.Max(o, r)) + Block * d + Block * r, Block * words + words + 1, Math.Max(d, Math.Max(o, r)));
             float* zero = s.Floats, dump = zero + Math.Max(d, Math.Max(o, r)), gb = dump + Block * d;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
@@ -339,6 +438,7 @@ namespace Peft.Runtime.Kernels
         private static int RowWords(int cols) => (cols + 63) / 64;
 
         // x ⊙ keep for one row, given its dropped bits aligned to the row start.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MaskRow(float* src, float* dst, ulong* bits, int d)
         {
             int j = 0;
@@ -372,18 +472,17 @@ namespace Peft.Runtime.Kernels
             public bool Value => false;
         }
 
-        // Aligned native scratch: zeroed floats and words, freed on dispose.
+        // Aligned native scratch, freed on dispose: floats whose first `zeroed` are zero (the zero row), and words.
         private readonly struct Scratch : IDisposable
         {
             internal readonly float* Floats;
             internal readonly ulong* Words;
 
-            internal Scratch(long floats, long words)
+            internal Scratch(long floats, long words, long zeroed)
             {
                 Floats = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float) + 64), 64);
                 Words = (ulong*)NativeMemory.AlignedAlloc((nuint)(words * sizeof(ulong) + 64), 64);
-                NativeMemory.Clear(Floats, (nuint)(floats * sizeof(float)));
-                NativeMemory.Clear(Words, (nuint)(words * sizeof(ulong)));
+                NativeMemory.Clear(Floats, (nuint)(zeroed * sizeof(float)));
             }
 
             public void Dispose()

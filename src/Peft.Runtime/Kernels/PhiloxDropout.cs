@@ -51,6 +51,8 @@ namespace Peft.Runtime.Kernels
     /// </remarks>
     internal readonly struct DropoutMask
     {
+        private static readonly Vector256<uint> LaneBits8 = Vector256.Create(1u, 2, 4, 8, 16, 32, 64, 128);
+
         /// <summary>Elements decided by one block of eight Philox counters.</summary>
         internal const int BlockElements = 64;
 
@@ -95,6 +97,7 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>Bit <c>i</c> of <c>bits[j]</c> says whether element <c>64·(firstBlock + j) + i</c> is dropped.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal void DroppedBits(long firstBlock, Span<ulong> bits)
         {
             int done = 0;
@@ -111,6 +114,7 @@ namespace Peft.Runtime.Kernels
             DroppedBitsAvx2OrScalar(firstBlock + done, bits[done..]);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void DroppedBitsAvx2OrScalar(long firstBlock, Span<ulong> bits)
         {
             if (Avx2.IsSupported)
@@ -120,6 +124,7 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>The portable definition, one counter at a time.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal void DroppedBitsScalar(long firstBlock, Span<ulong> bits)
         {
             uint k0 = (uint)Seed, k1 = (uint)(Seed >> 32);
@@ -144,6 +149,7 @@ namespace Peft.Runtime.Kernels
             return (lo << (16 * index + lane)) | (hi << (16 * index + 8 + lane));
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private ulong DroppedBitsAvx2(long block)
         {
             ulong ctr = (ulong)block * 8; // low three bits zero: adding the lane never carries
@@ -190,6 +196,7 @@ namespace Peft.Runtime.Kernels
         }
 
         // Two blocks at once: counters 8q .. 8q + 15 for an even q, so lanes 0–7 are block q and lanes 8–15 block q + 1.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void DroppedBitsAvx512(long block, out ulong first, out ulong second)
         {
             ulong ctr = (ulong)block * 8; // low four bits zero: adding the lane never carries
@@ -248,6 +255,7 @@ namespace Peft.Runtime.Kernels
         /// <param name="count">How many elements.</param>
         /// <param name="destination">⌈count / 64⌉ words.</param>
         /// <param name="scratch">⌈count / 64⌉ + 1 words.</param>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal unsafe void RowBits(long first, int count, ulong* destination, ulong* scratch)
         {
             int words = (count + BlockElements - 1) / BlockElements;
@@ -262,12 +270,14 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>Writes the scaled mask of elements [0, <paramref name="count"/>): 0 where dropped, 1 / (1 − p) elsewhere.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal unsafe void Fill(float* destination, long count)
         {
             const int Chunk = 64;
             Span<ulong> bits = stackalloc ulong[Chunk];
             long blocks = (count + BlockElements - 1) / BlockElements;
             float keep = KeepScale;
+            var keepVector = Vector256.Create(keep);
             for (long b0 = 0; b0 < blocks; b0 += Chunk)
             {
                 int n = (int)Math.Min(Chunk, blocks - b0);
@@ -277,7 +287,14 @@ namespace Peft.Runtime.Kernels
                     long start = (b0 + j) * BlockElements;
                     int len = (int)Math.Min(BlockElements, count - start);
                     ulong m = bits[j];
-                    for (int i = 0; i < len; i++) destination[start + i] = ((m >> i) & 1) != 0 ? 0f : keep;
+                    int i = 0;
+                    if (Vector256.IsHardwareAccelerated)
+                        for (; i + 8 <= len; i += 8)
+                        {
+                            var kept = Vector256.Equals(Vector256.Create((uint)(m >> i) & 0xFF) & LaneBits8, Vector256<uint>.Zero);
+                            (kept.AsSingle() & keepVector).Store(destination + start + i);
+                        }
+                    for (; i < len; i++) destination[start + i] = ((m >> i) & 1) != 0 ? 0f : keep;
                 }
             }
         }

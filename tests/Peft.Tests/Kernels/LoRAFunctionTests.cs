@@ -74,6 +74,38 @@ public class LoRAFunctionTests
         Assert.Equal(s.A.shape, actualGrads[^2].shape);
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 3)]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    public void VectorWidthsAndWorkerSplitsAgree(bool narrow, int threads)
+    {
+        using var scope = NewDisposeScope();
+        long[] shape = { 2, 150, 72 };                // 300 rows: up to four workers of 64+ rows, a partial last block
+        var s = Make(shape, 40, 5);
+        var mask = LoRAFunction.MaskTensor(31, 0.1, shape);
+        var upstream = randn(2, 150, 40);
+        var expected = Composed(s, mask);
+        var expectedGrads = Grads(expected, upstream, Trainable(s));
+        bool wasNarrow = LoRAKernels.ForceNarrow;
+        try
+        {
+            LoRAKernels.ForceNarrow = narrow;
+            LoRAFunction.KernelThreadsOverride = threads;
+            var actual = LoRAFunction.Apply(s.X, null, s.W, s.Bias, s.A, s.B, s.Scaling, 0.1, 31);
+            var actualGrads = Grads(actual, upstream, Trainable(s));
+            TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+            for (int i = 0; i < expectedGrads.Count; i++)
+                TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+        }
+        finally
+        {
+            LoRAKernels.ForceNarrow = wasNarrow;
+            LoRAFunction.KernelThreadsOverride = null;
+        }
+    }
+
     [Fact]
     public void BackwardLeavesFrozenWeightAndBiasAloneAndFillsOnlyTheAdapterGrads()
     {
