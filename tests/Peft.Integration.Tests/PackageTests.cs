@@ -37,7 +37,7 @@ public sealed class PackageTests : IDisposable
 
     [Fact]
     [Trait("Category", "Slow")]
-    public void AFreshConsumerOfThePackedPackageBuildsWithTheGeneratorAndRunsALoRAFineTune()
+    public void AFreshConsumerOfThePackedPackageBuildsWithGeneratorAndAnalyzersAndRunsALoRAFineTune()
     {
         var clock = Stopwatch.StartNew();
         string repo = DotnetCli.RepositoryRoot();
@@ -56,7 +56,7 @@ public sealed class PackageTests : IDisposable
         _cli.Run(copy, 240, "pack", Path.Combine("src", "Peft.Runtime", "Peft.Runtime.csproj"), "-c", "Release", "-o", feed,
             "--version-suffix", suffix, "--disable-build-servers", "-nodeReuse:false");
         _output.WriteLine($"packed in {clock.Elapsed.TotalSeconds:F0} s");
-        CheckPackage(Path.Combine(feed, $"Peft.{version}.nupkg"), version, torchSharp, hasCodeFixes: Directory.Exists(Path.Combine(repo, "src", "Peft.CodeFixes")));
+        CheckPackage(Path.Combine(feed, $"Peft.{version}.nupkg"), version, torchSharp);
         Assert.True(File.Exists(Path.Combine(feed, $"Peft.{version}.snupkg")), "no symbol package");
         using (var symbols = ZipFile.OpenRead(Path.Combine(feed, $"Peft.{version}.snupkg")))
             Assert.Equal(new[] { "lib/net10.0/Peft.Dsl.pdb", "lib/net10.0/Peft.Runtime.pdb" },
@@ -108,10 +108,18 @@ public sealed class PackageTests : IDisposable
         Assert.Contains("saved: adapter_config.json, adapter_model.safetensors", output);
         Assert.Contains("reloaded: differed before True, equal after True", output);
         Assert.Contains("consumer: ok", output);
+
+        // 3. The package's analyzers run in the consumer's build: mistakes are build errors with their IDs.
+        File.Copy(Path.Combine(template, "Broken.cs.txt"), Path.Combine(consumer, "Broken.cs"));
+        var (exit, broken) = _cli.RunAllowingFailure(consumer, 240, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false");
+        Assert.NotEqual(0, exit);
+        Assert.Contains("Broken.cs(10,", broken);
+        Assert.Contains("error PEFT005", broken);
+        Assert.Contains("error PEFT001", broken);
         _output.WriteLine($"total {clock.Elapsed.TotalSeconds:F0} s");
     }
 
-    private static void CheckPackage(string nupkg, string version, string torchSharp, bool hasCodeFixes)
+    private static void CheckPackage(string nupkg, string version, string torchSharp)
     {
         Assert.True(File.Exists(nupkg), $"no package at {nupkg}");
         using var zip = ZipFile.OpenRead(nupkg);
@@ -121,9 +129,8 @@ public sealed class PackageTests : IDisposable
             "README.md",
             "lib/net10.0/Peft.Runtime.dll", "lib/net10.0/Peft.Runtime.xml",
             "lib/net10.0/Peft.Dsl.dll", "lib/net10.0/Peft.Dsl.xml",
-            "analyzers/dotnet/cs/Peft.Generators.dll",
+            "analyzers/dotnet/cs/Peft.Generators.dll", "analyzers/dotnet/cs/Peft.CodeFixes.dll",
         };
-        if (hasCodeFixes) expected.Add("analyzers/dotnet/cs/Peft.CodeFixes.dll");
         foreach (var entry in expected) Assert.True(entries.Contains(entry), $"{entry} is missing from the package ({string.Join(", ", entries.Order())})");
         Assert.DoesNotContain(entries, e => e.EndsWith(".pdb", StringComparison.Ordinal)); // symbols go to the .snupkg
 

@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
@@ -63,7 +64,7 @@ public sealed class SaveKillTests : IDisposable
     [InlineData("renamed 3", 2)]
     [InlineData("renamed 6", 2)]
     [InlineData("committed", 2)]
-    public void KilledAtEachCommitStepTheNextLoadGivesOneWholeVersion(string point, int expected)
+    public async Task KilledAtEachCommitStepTheNextLoadGivesOneWholeVersion(string point, int expected)
     {
         var info = new ProcessStartInfo(SaveLoop.DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "exec", typeof(SaveKillTests).Assembly.Location, "child", "save-and-die", _dir, point })
@@ -71,9 +72,11 @@ public sealed class SaveKillTests : IDisposable
         using (var child = Process.Start(info)!)
         {
             var stdout = child.StandardOutput.ReadToEndAsync();
-            string stderr = child.StandardError.ReadToEnd();
-            Assert.True(child.WaitForExit(120_000), "the child did not finish within 120 s");
-            Assert.DoesNotContain("survived", stdout.Result);
+            var stderrTask = child.StandardError.ReadToEndAsync();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await child.WaitForExitAsync(timeout.Token);
+            string stderr = await stderrTask;
+            Assert.DoesNotContain("survived", await stdout);
             Assert.True(child.ExitCode != 0, $"the child exited normally: {stderr}");
             // It did die mid-save: staged files or the journal are still there.
             Assert.True(Listing().Contains("peft-staged-") || File.Exists(Path.Combine(_dir, ".peft-save-journal.json")), Listing());
