@@ -1,5 +1,6 @@
 using System;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Peft.Runtime.Kernels
@@ -24,6 +25,8 @@ namespace Peft.Runtime.Kernels
             float* zero = s.Floats, xm = zero + wide, dump = xm + Block * d, ub = dump + Block * o, cu = ub + Block * r, uDump = cu + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
+            using var panels = new Panels(p.Bt, r, o, gradient: false); // Bᵀ as 16-column panels, as A in backward
+            float* btPanels = panels.Packed;
             float** xr = stackalloc float*[Block];
             float** init = stackalloc float*[Block];
             float** yr = stackalloc float*[Block];
@@ -73,10 +76,11 @@ namespace Peft.Runtime.Kernels
                 {
                     Vector512<float> v0 = Vector512.Load(i0p + jo), v1 = Vector512.Load(i1p + jo), v2 = Vector512.Load(i2p + jo), v3 = Vector512.Load(i3p + jo);
                     Vector512<float> w0 = Vector512.Load(i0p + jo + 16), w1 = Vector512.Load(i1p + jo + 16), w2 = Vector512.Load(i2p + jo + 16), w3 = Vector512.Load(i3p + jo + 16);
-                    float* bt = p.Bt + jo;
-                    for (int k = 0; k < r; k++, bt += o)
+                    float* bt = btPanels + (long)(jo >> 4) * r * 16;
+                    float* bt2 = bt + (long)r * 16;
+                    for (int k = 0; k < r; k++, bt += 16, bt2 += 16)
                     {
-                        Vector512<float> ba = Vector512.Load(bt), bb = Vector512.Load(bt + 16);
+                        Vector512<float> ba = Vector512.Load(bt), bb = Vector512.Load(bt2);
                         var q = Vector512.Create(c0[k]);
                         v0 = Vector512.FusedMultiplyAdd(q, ba, v0);
                         w0 = Vector512.FusedMultiplyAdd(q, bb, w0);
@@ -191,6 +195,10 @@ namespace Peft.Runtime.Kernels
             float* zero = s.Floats, dump = zero + wide, gb = dump + Block * wide, cu = gb + Block * r;
             ulong* rowBits = s.Words, raw = rowBits + Block * words;
             float c = p.Scale;
+            // A and dA as 16-column panels, [in / 16][r][16]: the rank loop below then walks contiguous memory instead
+            // of r rows d floats apart, which all land in one L1 set (4 KiB apart for d = 1024) and evict each other.
+            using var panels = new Panels(p.A, r, d, default(TNeedA).Value);
+            float* aPanels = panels.Packed, daPanels = panels.Gradient;
             float** yr = stackalloc float*[Block];
             float** xr = stackalloc float*[Block];
             float** dxr = stackalloc float*[Block];
@@ -268,9 +276,9 @@ namespace Peft.Runtime.Kernels
                         m3 = Vector512.Load(x3 + jj) & k3;
                     }
                     Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default;
-                    float* ak = p.A + jj;
-                    float* dak = dA + jj;
-                    for (int k = 0; k < r; k++, ak += d, dak += d)
+                    float* ak = aPanels + (long)(jj >> 4) * r * 16;
+                    float* dak = daPanels + (long)(jj >> 4) * r * 16;
+                    for (int k = 0; k < r; k++, ak += 16, dak += 16)
                     {
                         Vector512<float> q0 = Vector512.Create(g0[k]), q1 = Vector512.Create(g1[k]), q2 = Vector512.Create(g2[k]), q3 = Vector512.Create(g3[k]);
                         if (default(TNeedX).Value)
@@ -319,6 +327,45 @@ namespace Peft.Runtime.Kernels
                         dx3[jj] = keep3 ? e3 : 0;
                     }
                 }
+            }
+            if (default(TNeedA).Value) panels.AddGradientInto(dA);
+        }
+
+        // A [r, len] matrix's first len & ~15 columns as panels [len / 16][r][16], and a zeroed gradient in the same layout.
+        private readonly struct Panels : IDisposable
+        {
+            internal readonly float* Packed, Gradient;
+            private readonly int _rank, _len, _chunks;
+
+            internal Panels(float* matrix, int rank, int len, bool gradient)
+            {
+                _rank = rank;
+                _len = len;
+                _chunks = len >> 4;
+                nuint bytes = (nuint)((long)_chunks * rank * 16 * sizeof(float) + 64);
+                Packed = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+                Gradient = gradient ? (float*)NativeMemory.AlignedAlloc(bytes, 64) : null;
+                if (gradient) NativeMemory.Clear(Gradient, bytes);
+                for (int chunk = 0; chunk < _chunks; chunk++)
+                    for (int k = 0; k < rank; k++)
+                        Vector512.Load(matrix + (long)k * len + chunk * 16).Store(Packed + ((long)chunk * rank + k) * 16);
+            }
+
+            // matrix[k, chunk·16 + l] += Gradient[chunk][k][l].
+            internal void AddGradientInto(float* matrix)
+            {
+                for (int chunk = 0; chunk < _chunks; chunk++)
+                    for (int k = 0; k < _rank; k++)
+                    {
+                        float* at = matrix + (long)k * _len + chunk * 16;
+                        (Vector512.Load(at) + Vector512.Load(Gradient + ((long)chunk * _rank + k) * 16)).Store(at);
+                    }
+            }
+
+            public void Dispose()
+            {
+                NativeMemory.AlignedFree(Packed);
+                if (Gradient != null) NativeMemory.AlignedFree(Gradient);
             }
         }
 

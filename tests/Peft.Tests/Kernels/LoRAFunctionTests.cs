@@ -55,6 +55,7 @@ public class LoRAFunctionTests
     [InlineData(new long[] { 2, 9, 100 }, 70, 8, false, true, 0.05)]   // rows straddle 64-element blocks
     [InlineData(new long[] { 64, 128 }, 96, 16, true, false, 0.1)]     // input needs no gradient
     [InlineData(new long[] { 5, 130 }, 33, 3, true, false, 0.5)]       // rank not a multiple of the vector width
+    [InlineData(new long[] { 70, 200 }, 150, 64, true, true, 0.1)]     // several column tiles and row groups, partial ones
     public void ForwardAndGradientsEqualTheCompositionWithTheSameMask(long[] shape, long outF, int rank, bool bias, bool inputGrad, double p)
     {
         using var scope = NewDisposeScope();
