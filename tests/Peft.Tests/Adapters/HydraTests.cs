@@ -240,24 +240,9 @@ public class HydraTests
     [Fact]
     public void TrainingReducesTheLossOnASmallRegression()
     {
-        using var scope = NewDisposeScope();
         manual_seed(7);
         var layer = (HydraLinear)Hydra.Wrap(nn.Linear(16, 16), "T.q", "default", new HydraOptions { ParallelRank = 4, SequentialRank = 4 });
-        var x = randn(64, 16);
-        Tensor target;
-        using (no_grad()) target = layer.BaseLayer.forward(x) + x.matmul((randn(16, 2) * 0.3).matmul(randn(2, 16)));
-        var optimizer = optim.Adam(layer.parameters().Where(p => p.requires_grad), lr: 0.01);
-        double first = 0, last = 0;
-        for (int step = 0; step < 200; step++)
-        {
-            using var stepScope = NewDisposeScope();
-            optimizer.zero_grad();
-            var loss = nn.functional.mse_loss(layer.forward(x), target);
-            loss.backward();
-            optimizer.step();
-            if (step == 0) first = loss.item<float>();
-            last = loss.item<float>();
-        }
+        var (first, last) = MiscAdapterKit.Train(layer, x => layer.BaseLayer.forward(x) + x.matmul((randn(16, 2) * 0.3).matmul(randn(2, 16))), steps: 200);
         Assert.True(last < first * 0.01, $"loss went from {first} to {last}");
     }
 

@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 
 namespace Peft.Tests.Adapters;
 
-/// <summary>Shared steps of the VeRA, LoHa, LoKr and (IA)³ tests: a short training run and the PEFT-format round trip.</summary>
+/// <summary>Shared steps of the adapter tests: a short training run and the PEFT-format round trip.</summary>
 internal static class MiscAdapterKit
 {
     /// <summary>
