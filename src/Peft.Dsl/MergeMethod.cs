@@ -31,7 +31,11 @@ namespace Peft
         /// <summary>Keep the top-density magnitudes of each ΔWᵢ, then the weighted sum.</summary>
         MagnitudePrune = 6,
 
-        /// <summary>Model Stock (Jang et al., 2024): interpolate the average of the deltas toward the base by the angle between them.</summary>
+        /// <summary>
+        /// Model Stock (Jang et al., 2024): with N deltas and cos θ their mean pairwise cosine (clamped to [0, 1]),
+        /// t = N·cos θ / (1 + (N − 1)·cos θ) and the result is t·mean(ΔWᵢ), the base (ΔW = 0) interpolated toward the
+        /// average of the fine-tuned weights; computed per layer, weights unused; re-factorised by SVD.
+        /// </summary>
         ModelStock = 7,
     }
 }

@@ -21,7 +21,7 @@ namespace Peft
         /// <summary>How to combine them. Default <see cref="MergeMethod.Linear"/>.</summary>
         public MergeMethod Method { get; set; } = MergeMethod.Linear;
 
-        /// <summary>One weight per adapter, finite; default 1 each.</summary>
+        /// <summary>One weight per adapter, finite; default 1 each. <see cref="MergeMethod.ModelStock"/> does not use them.</summary>
         public double[]? Weights { get; set; }
 
         /// <summary>For TIES, DARE and magnitude pruning: the fraction of entries kept, in (0, 1]. Default 1.</summary>
