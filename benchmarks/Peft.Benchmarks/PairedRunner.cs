@@ -3,33 +3,45 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
+using System.Reflection;
+using BenchmarkDotNet.Attributes;
 
 namespace Peft.Benchmarks;
 
 /// <summary>
-/// Interleaved measurement for a busy machine: each round times the frozen base and each adapter variant back to back
-/// (order alternating from round to round), so a burst of load from other processes hits both sides of a ratio.
-/// Reports the median over rounds of the per-round ratio, with its quartiles, next to the median times.
+/// Interleaved measurement for a busy machine: each round times the frozen base and each adapter variant of one
+/// <see cref="AdapterBenchmark"/> suite back to back (order alternating from round to round), so a burst of load from
+/// other processes hits both sides of a ratio. Reports the median over rounds of the per-round ratio, with its
+/// quartiles, next to the median times.
 /// </summary>
 public static class PairedRunner
 {
-    /// <summary>Runs <see cref="LoRABenchmarks"/> at one size for <paramref name="rounds"/> rounds and prints the result.</summary>
-    public static void Run(int n, int d, int r, int rounds)
+    /// <summary>The suites <see cref="Run"/> accepts, by the name before "Benchmarks" in lower case (lora, dora, bone, ...).</summary>
+    public static IReadOnlyDictionary<string, Type> Suites { get; } =
+        typeof(AdapterBenchmark).Assembly.GetTypes()
+            .Where(t => t.IsSubclassOf(typeof(AdapterBenchmark)) && !t.IsAbstract && t.Name.EndsWith("Benchmarks", StringComparison.Ordinal))
+            .ToDictionary(t => t.Name[..^"Benchmarks".Length].ToLowerInvariant(), StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Runs suite <paramref name="suite"/> at one size for <paramref name="rounds"/> rounds and prints the result.
+    /// <paramref name="parameter"/> sets the suite's own parameter (LoRA's rank, Bone's block), if it has one.
+    /// </summary>
+    public static void Run(string suite, int n, int d, int parameter, int rounds)
     {
-        var bench = new LoRABenchmarks { N = n, D = d, R = r };
+        if (!Suites.TryGetValue(suite, out var type))
+            throw new ArgumentException($"unknown suite '{suite}'; one of: {string.Join(", ", Suites.Keys.OrderBy(k => k))}");
+        var bench = (AdapterBenchmark)Activator.CreateInstance(type)!;
+        bench.N = n;
+        bench.D = d;
+        var own = type.GetProperties().SingleOrDefault(p => p.DeclaringType == type && p.GetCustomAttribute<ParamsSourceAttribute>() is not null);
+        own?.SetValue(bench, parameter);
         bench.GlobalSetup();
-        var variants = new (string Name, Action Step)[]
-        {
-            ("frozen base", bench.FrozenBase),
-            ("LoRA fused", bench.LoRA),
-            ("LoRA fused, thin half on 2 threads", () =>
-            {
-                Peft.Runtime.Kernels.LoRAFunction.KernelThreadsOverride = 2;
-                try { bench.LoRA(); }
-                finally { Peft.Runtime.Kernels.LoRAFunction.KernelThreadsOverride = null; }
-            }),
-            ("LoRA composed", bench.LoRAComposed),
-        };
+        var variants = type.GetMethods()
+            .Select(m => (Method: m, Attribute: m.GetCustomAttribute<BenchmarkAttribute>()))
+            .Where(m => m.Attribute is not null)
+            .OrderByDescending(m => m.Attribute!.Baseline)
+            .Select(m => (Name: m.Attribute!.Description ?? m.Method.Name, Step: (Action)m.Method.CreateDelegate(typeof(Action), bench)))
+            .ToArray();
         foreach (var v in variants) for (int i = 0; i < 3; i++) v.Step();
         var times = variants.Select(_ => new List<double>()).ToArray();
         for (int round = 0; round < rounds; round++)
@@ -46,8 +58,8 @@ public static class PairedRunner
         bench.GlobalCleanup();
 
         var c = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Format(c, "n = {0}, d = {1}, r = {2}, dropout {3}, {4} interleaved rounds, {5} libtorch threads, {6} logical CPUs",
-            n, d, r, LoRABenchmarks.Dropout, rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
+        Console.WriteLine(string.Format(c, "{0}: n = {1}, d = {2}{3}, {4} interleaved rounds, {5} libtorch threads, {6} logical CPUs",
+            type.Name, n, d, own is null ? "" : $", {own.Name} = {parameter}", rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
         Console.WriteLine("| variant | median ms | min ms | median of per-round ratios | ratio quartiles |");
         Console.WriteLine("| --- | ---: | ---: | ---: | --- |");
         for (int k = 0; k < variants.Length; k++)
