@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
-using System.Reflection;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,12 +30,6 @@ namespace Peft.Runtime.Kernels
     {
         private const int InputIndex = 0, PreviousIndex = 1, WeightIndex = 2, BiasIndex = 3, AIndex = 4, BIndex = 5, ArgCount = 7;
 
-        private static readonly FieldInfo? ContextNodeField =
-            typeof(torch.autograd.AutogradContext).GetField("_node", BindingFlags.NonPublic | BindingFlags.Instance);
-
-        [ThreadStatic] private static List<Tensor>? _forwardTemporaries;
-        [ThreadStatic] private static torch.autograd.AutogradContext? _forwardContext;
-        [ThreadStatic] private static List<Tensor>? _returnedGradients;
         [ThreadStatic] private static SaveReport? _lastSave;
 
         /// <inheritdoc />
@@ -93,7 +86,7 @@ namespace Peft.Runtime.Kernels
         internal static Tensor Apply(Tensor input, Tensor? previous, Tensor? weight, Tensor? bias, Tensor loraA, Tensor loraB,
             double scaling, double dropout, ulong seed)
         {
-            ReleaseReturnedGradients();
+            FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, previous, weight, bias, loraA, loraB, dropout);
             var mask = new DropoutMask(seed, dropout);
             if (!CanFuse(input, previous, weight, bias, loraA, loraB))
@@ -111,20 +104,9 @@ namespace Peft.Runtime.Kernels
                 return scope.MoveToOuter(y);
             }
 
-            var temporaries = _forwardTemporaries = new List<Tensor>();
-            try
-            {
-                var output = apply(input, previous, weight, bias, loraA, loraB, args);
-                if (_lastSave is { } report && _forwardContext is { } ctx)
-                    _lastSave = report with { OutputCacheReleased = ReleaseOutputCache(ctx) };
-                return output;
-            }
-            finally
-            {
-                foreach (var t in temporaries) t.Dispose();
-                _forwardTemporaries = null;
-                _forwardContext = null;
-            }
+            var (output, released) = FusedAutograd.Run(() => apply(input, previous, weight, bias, loraA, loraB, args));
+            if (_lastSave is { } report) _lastSave = report with { OutputCacheReleased = released };
+            return output;
         }
 
         /// <inheritdoc />
@@ -139,9 +121,6 @@ namespace Peft.Runtime.Kernels
             var args = (Args)vars[ArgCount - 1];
 
             var (y, u) = Compute(x, previous, weight, bias, a, b, args);
-            var temporaries = _forwardTemporaries ?? new List<Tensor>();
-            temporaries.Add(y); // apply wraps its own handle on the same tensor
-            temporaries.Add(u); // the saved variable holds its own reference
 
             // Only what backward reads: x for dA (the frozen layer keeps it anyway), W and A for dX, B for dY·B, u for dB.
             var saveX = args.NeedA ? x : null;
@@ -149,12 +128,11 @@ namespace Peft.Runtime.Kernels
             var saveU = args.NeedB ? u : null;
             ctx.save_for_backward(new List<Tensor> { saveX!, saveW!, a, b, saveU! });
             ctx.save_data("args", args);
-            ctx.set_materialize_grads(false);
-            _forwardContext = ctx;
+            FusedAutograd.Forwarded(ctx, y, u); // apply wraps its own handle on y; the saved variable holds its own on u
             _lastSave = new SaveReport(
-                InputBytes: saveX is null ? 0 : Bytes(saveX),
-                ParameterBytes: (saveW is null ? 0 : Bytes(saveW)) + Bytes(a) + Bytes(b),
-                ActivationBytes: saveU is null ? 0 : Bytes(saveU),
+                InputBytes: FusedAutograd.Bytes(saveX),
+                ParameterBytes: FusedAutograd.Bytes(saveW) + FusedAutograd.Bytes(a) + FusedAutograd.Bytes(b),
+                ActivationBytes: FusedAutograd.Bytes(saveU),
                 OutputCacheReleased: false);
             return y;
         }
@@ -164,10 +142,11 @@ namespace Peft.Runtime.Kernels
         {
             var grads = new Tensor[ArgCount];
             if (grad_output is null || grad_output.IsInvalid) return grads.ToList();
-            ReleaseReturnedGradients();
+            FusedAutograd.ReleaseReturnedGradients();
             var args = (Args)ctx.get_data("args");
             // Exceptions cannot cross libtorch's engine back to the caller (the process would end), so nothing here throws
             // on purpose: every case is handled.
+            List<Tensor> result;
             using (var scope = NewDisposeScope())
             {
                 var saved = ctx.get_saved_variables();
@@ -178,17 +157,10 @@ namespace Peft.Runtime.Kernels
                     using (no_grad())
                         BackwardFused(args, grad_output, x, weight, a!, b!, u, grads);
                 if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
-
-                var returned = _returnedGradients ??= new List<Tensor>();
-                foreach (var t in grads)
-                    if (t is not null)
-                    {
-                        if (!ReferenceEquals(t, grad_output)) scope.Detach(t);
-                        returned.Add(t); // disposed on this thread's next call: libtorch copies the handles first
-                    }
+                result = FusedAutograd.Return(grads, grad_output, scope);
             }
             if (!args.NeedPrevious) grad_output.Dispose();
-            return grads.ToList();
+            return result;
         }
 
         private static unsafe void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u, Tensor?[] grads)
@@ -325,31 +297,6 @@ namespace Peft.Runtime.Kernels
                 throw new ArgumentException($"The previous output [{string.Join(", ", previous.shape)}] does not fit input [{string.Join(", ", x.shape)}] and {o} outputs.");
             return (x.numel() / Math.Max(1, d), d, o);
         }
-
-        // TorchSharp 0.107's Node keeps an empty_like of every output, to materialise missing output gradients with
-        // zeros, for as long as the graph lives: an [n, out] buffer per call. This function turns materialisation off
-        // (its backward handles a missing gradient), so that cache is dead weight: release it. Returns whether it could.
-        private static bool ReleaseOutputCache(torch.autograd.AutogradContext ctx)
-        {
-            var node = ContextNodeField?.GetValue(ctx);
-            var cacheField = node?.GetType().GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance);
-            if (cacheField?.GetValue(node) is not List<Tensor> cache) return false;
-            foreach (var t in cache) t?.Dispose();
-            cache.Clear();
-            return true;
-        }
-
-        // Gradients handed to libtorch are copied by it as soon as backward returns; their managed handles are
-        // released on this thread's next call rather than left to the finalizer, so their memory is not held.
-        private static void ReleaseReturnedGradients()
-        {
-            var returned = _returnedGradients;
-            if (returned is null || returned.Count == 0) return;
-            foreach (var t in returned) t.Dispose();
-            returned.Clear();
-        }
-
-        private static long Bytes(Tensor t) => t.numel() * t.element_size();
 
         internal sealed record Args(float Scaling, DropoutMask Mask, long Rows, long In, long Out, long[] InputShape,
             bool NeedInput, bool NeedPrevious, bool NeedA, bool NeedB);
