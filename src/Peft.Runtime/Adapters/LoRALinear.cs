@@ -161,8 +161,8 @@ namespace Peft.Runtime.Adapters
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
-            if (!adapters.Any(a => lora_magnitude_vector.Contains(a)))
-                return FusedLoRAForward(input, adapters);
+            if (FusedFunctionsApply(adapters))
+                return FusedForward(input, adapters);
             int lastDora = adapters.FindLastIndex(a => lora_magnitude_vector.Contains(a));
             var result = BaseLayer.forward(input);
             Tensor? weight = null;     // W̃ once an adapter precedes a DoRA adapter; null: the base weight
@@ -194,17 +194,36 @@ namespace Peft.Runtime.Adapters
             return result;
         }
 
-        /// <summary>Plain LoRA adapters only: one fused autograd function per adapter (Kernels/LoRAFunction); the first also computes the base.</summary>
-        private Tensor FusedLoRAForward(Tensor input, List<string> adapters)
+        /// <summary>
+        /// Whether <see cref="FusedForward"/> computes these adapters: plain LoRA adapters, after at most one DoRA adapter
+        /// that comes first (it then rescales the base weight alone) and drops nothing. DoRA with dropout, or after
+        /// another adapter, takes the composed path.
+        /// </summary>
+        private bool FusedFunctionsApply(List<string> adapters)
+        {
+            for (int i = 0; i < adapters.Count; i++)
+                if (lora_magnitude_vector.Contains(adapters[i]) && (i > 0 || (training && _options[adapters[i]].Dropout > 0)))
+                    return false;
+            return true;
+        }
+
+        /// <summary>
+        /// One fused autograd function per adapter (Kernels/LoRAFunction, Kernels/DoRAFunction); the first also computes
+        /// the base layer, later ones add to its output.
+        /// </summary>
+        private Tensor FusedForward(Tensor input, List<string> adapters)
         {
             Tensor? result = null;
             foreach (var adapter in adapters)
             {
                 var options = _options[adapter];
                 double dropout = training ? options.Dropout : 0;
-                result = result is null
-                    ? LoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), options.Scaling, dropout)
-                    : LoRAFunction.AddTo(result, input, LoraA(adapter), LoraB(adapter), options.Scaling, dropout);
+                if (result is null && lora_magnitude_vector.Contains(adapter))
+                    result = DoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), Magnitude(adapter), options.Scaling);
+                else
+                    result = result is null
+                        ? LoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), options.Scaling, dropout)
+                        : LoRAFunction.AddTo(result, input, LoraA(adapter), LoraB(adapter), options.Scaling, dropout);
             }
             return result ?? BaseLayer.forward(input);
         }

@@ -140,8 +140,8 @@ namespace Peft.Runtime.Kernels
         /// <inheritdoc />
         public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
         {
-            var grads = new Tensor[ArgCount];
-            if (grad_output is null || grad_output.IsInvalid) return grads.ToList();
+            var grads = new Tensor?[ArgCount];
+            if (grad_output is null || grad_output.IsInvalid) return new List<Tensor>(grads!);
             FusedAutograd.ReleaseReturnedGradients();
             var args = (Args)ctx.get_data("args");
             // Exceptions cannot cross libtorch's engine back to the caller (the process would end), so nothing here throws
@@ -155,7 +155,7 @@ namespace Peft.Runtime.Kernels
                     BackwardWithGraph(args, grad_output, x, weight, a!, b!, grads);
                 else
                     using (no_grad())
-                        BackwardFused(args, grad_output, x, weight, a!, b!, u, grads);
+                        (grads[InputIndex], grads[AIndex], grads[BIndex]) = BackwardFused(args, grad_output, x, weight, a!, b!, u);
                 if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
                 result = FusedAutograd.Return(grads, grad_output, scope);
             }
@@ -163,7 +163,11 @@ namespace Peft.Runtime.Kernels
             return result;
         }
 
-        private static unsafe void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u, Tensor?[] grads)
+        /// <summary>
+        /// dX (low-rank part plus dY·W), dA and dB of the layer for upstream gradient <paramref name="gradOutput"/>, each
+        /// null where <paramref name="args"/> says it is not needed. Never throws for tensors forward saved.
+        /// </summary>
+        internal static unsafe (Tensor? DX, Tensor? DA, Tensor? DB) BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u)
         {
             long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var dY = gradOutput.reshape(n, o);
@@ -182,9 +186,7 @@ namespace Peft.Runtime.Kernels
                 if (dX is not null && weight is not null)
                     dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             }
-            grads[InputIndex] = dX;
-            grads[AIndex] = dA;
-            grads[BIndex] = dBt?.t();
+            return (dX, dA, dBt?.t());
         }
 
         /// <summary>Workers for the thin half, when a test or benchmark fixes them.</summary>
@@ -234,7 +236,7 @@ namespace Peft.Runtime.Kernels
 
         // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), all in one output buffer: the thin
         // half by LoRAKernels (one pass over x, mask in registers), then libtorch's GEMM adds x·Wᵀ in place.
-        private static unsafe (Tensor Y, Tensor U) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
+        internal static unsafe (Tensor Y, Tensor U) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
         {
             long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var outShape = args.InputShape.ToArray();
@@ -272,13 +274,13 @@ namespace Peft.Runtime.Kernels
             return scope.MoveToOuter(baseOut.add(update, alpha: scaling));
         }
 
-        private static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
+        internal static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
             TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
             && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
             && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
 
-        private static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
+        internal static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
         {
             if (!(dropout >= 0 && dropout < 1))
                 throw new ArgumentOutOfRangeException(nameof(dropout), dropout, "LoRA dropout must lie in [0, 1)");
@@ -300,11 +302,5 @@ namespace Peft.Runtime.Kernels
 
         internal sealed record Args(float Scaling, DropoutMask Mask, long Rows, long In, long Out, long[] InputShape,
             bool NeedInput, bool NeedPrevious, bool NeedA, bool NeedB);
-
-        /// <summary>
-        /// What one fused forward saved for backward: the input itself (shared with the frozen layer, no copy),
-        /// parameters (no copy), and activations of its own (the thin [n, r] product).
-        /// </summary>
-        internal sealed record SaveReport(long InputBytes, long ParameterBytes, long ActivationBytes, bool OutputCacheReleased);
     }
 }

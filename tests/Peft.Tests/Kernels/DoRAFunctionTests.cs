@@ -1,0 +1,220 @@
+using System.Collections.Generic;
+using System.Linq;
+using Peft.Runtime.Adapters;
+using Peft.Runtime.Kernels;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Peft.Tests.Kernels;
+
+public class DoRAFunctionTests
+{
+    private sealed class Setup
+    {
+        public Tensor X = null!, W = null!, A = null!, B = null!, M = null!;
+        public Tensor? Bias;
+        public double Scaling = 2.0;
+    }
+
+    private static Setup Make(long[] inputShape, long outF, int rank, bool bias = true, bool inputGrad = true)
+    {
+        manual_seed(11);
+        long inF = inputShape[^1];
+        return new Setup
+        {
+            X = randn(inputShape).requires_grad_(inputGrad),
+            W = randn(outF, inF) * 0.1,
+            Bias = bias ? randn(outF) : null,
+            A = (randn(rank, inF) * 0.1).requires_grad_(),
+            B = (randn(outF, rank) * 0.1).requires_grad_(),
+            M = (rand(outF) + 0.5).requires_grad_(),
+        };
+    }
+
+    // DoRA written out densely, independently of the kernel: n = ‖W + s·B·A‖ per row (a constant), g = m / n,
+    // y = g ⊙ (x·Wᵀ + s·x·Aᵀ·Bᵀ) + b.
+    private static Tensor Composed(Setup s)
+    {
+        Tensor norm;
+        using (no_grad()) norm = (s.W + s.B.detach().matmul(s.A.detach()) * s.Scaling).square().sum(1).sqrt();
+        var g = s.M / norm;
+        var z = s.X.matmul(s.W.t()) + s.X.matmul(s.A.t()).matmul(s.B.t()) * s.Scaling;
+        var y = z * g;
+        return s.Bias is null ? y : y + s.Bias;
+    }
+
+    private static Tensor Fused(Setup s) => DoRAFunction.Linear(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling);
+
+    private static IList<Tensor> Grads(Tensor y, Tensor upstream, params Tensor[] inputs) =>
+        torch.autograd.grad(new[] { y }, inputs, new[] { upstream }, allow_unused: true);
+
+    private static Tensor[] Trainable(Setup s) => s.X.requires_grad ? new[] { s.X, s.A, s.B, s.M } : new[] { s.A, s.B, s.M };
+
+    [Theory]
+    [InlineData(new long[] { 37, 24 }, 20, 4, true, true)]
+    [InlineData(new long[] { 37, 24 }, 20, 4, false, true)]
+    [InlineData(new long[] { 3, 11, 24 }, 20, 4, true, true)]
+    [InlineData(new long[] { 64, 128 }, 96, 16, true, false)]   // input needs no gradient
+    [InlineData(new long[] { 5, 130 }, 33, 3, false, true)]     // widths off the vector size
+    [InlineData(new long[] { 70, 200 }, 150, 64, true, true)]   // several column tiles and row groups
+    public void ForwardAndEveryGradientEqualTheComposition(long[] shape, long outF, int rank, bool bias, bool inputGrad)
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(shape, outF, rank, bias, inputGrad);
+        var upstream = randn(shape.Take(shape.Length - 1).Append(outF).ToArray());
+        var expected = Composed(s);
+        var expectedGrads = Grads(expected, upstream, Trainable(s));
+        var actual = Fused(s);
+        var actualGrads = Grads(actual, upstream, Trainable(s));
+
+        TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+        Assert.Equal(expectedGrads.Count, actualGrads.Count);
+        for (int i = 0; i < expectedGrads.Count; i++)
+            TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+    }
+
+    [Fact]
+    public void TheThinNormFormulaEqualsTheDenseRowNorm()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 4, 300 }, 200, 12);
+        var (norm, factor) = DoRAFunction.NormAndFactor(s.W, s.A, s.B, s.M, s.Scaling);
+        var dense = DoRA.RowNorm(s.W + s.B.detach().matmul(s.A.detach()) * s.Scaling);
+        TensorAssert.Close(dense, norm, rtol: 1e-5, atol: 1e-6);
+        TensorAssert.Close(s.M.detach() / dense, factor, rtol: 1e-5, atol: 1e-6);
+        Assert.False(factor.requires_grad);
+    }
+
+    [Fact]
+    public void AZeroRowPassesThroughUnscaledWithoutNaNAndItsMagnitudeGetsNoGradient()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 9, 16 }, 8, 2);
+        using (no_grad())
+        {
+            s.W[3].zero_();
+            s.B[3].zero_();
+        }
+        var y = Fused(s);
+        Assert.False(y.isnan().any().item<bool>());
+        // Row 3 of W + ΔW is zero, so g = 1 there: the output is the bias alone.
+        TensorAssert.Close(s.Bias!.expand(9, 8)[.., 3], y[.., 3], rtol: 0, atol: 1e-6);
+        var grads = Grads(y, ones_like(y), s.M, s.A, s.B);
+        Assert.Equal(0f, grads[0][3].item<float>());
+        foreach (var g in grads) Assert.False(g.isnan().any().item<bool>());
+    }
+
+    [Fact]
+    public void BackwardLeavesTheFrozenWeightAndBiasAlone()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 16, 32 }, 24, 4, inputGrad: false);
+        Fused(s).square().sum().backward();
+        Assert.Null(s.W.grad);
+        Assert.Null(s.Bias!.grad);
+        Assert.Null(s.X.grad);
+        Assert.NotNull(s.A.grad);
+        Assert.NotNull(s.B.grad);
+        Assert.NotNull(s.M.grad);
+    }
+
+    [Fact]
+    public void AnUnfrozenBaseAndOtherDtypesTakeTheComposedPathWithTheSameResult()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 16, 32 }, 24, 4);
+        var upstream = randn(16, 24);
+        var reference = Fused(s);
+        var d = DoRAFunction.Linear(s.X.to(float64), s.W.to(float64), s.Bias!.to(float64), s.A.to(float64), s.B.to(float64), s.M.to(float64), s.Scaling);
+        Assert.Equal(ScalarType.Float64, d.dtype);
+        TensorAssert.Close(reference, d, rtol: 1e-4, atol: 1e-4);
+
+        s.W.requires_grad_();
+        var expected = Grads(Composed(s), upstream, s.X, s.W, s.A, s.B, s.M);
+        var actual = Grads(Fused(s), upstream, s.X, s.W, s.A, s.B, s.M);
+        for (int i = 0; i < expected.Count; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
+    }
+
+    [Fact]
+    public void WithoutGradientsTheResultIsIdenticalToTheGraphPath()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 4, 33, 64 }, 48, 8);
+        var withGraph = Fused(s);
+        Assert.True(withGraph.requires_grad);
+        Tensor plain;
+        using (no_grad()) plain = Fused(s);
+        Assert.False(plain.requires_grad);
+        TensorAssert.Equal(withGraph, plain);
+    }
+
+    [Fact]
+    public void SecondDerivativesMatchTheComposition()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 12, 16 }, 10, 3);
+        // A gradient penalty: ‖∂L/∂x‖² differentiated with respect to A, B and m.
+        Tensor Penalty(Tensor y)
+        {
+            var gx = torch.autograd.grad(new[] { y.square().sum() }, new[] { s.X }, retain_graph: true, create_graph: true)[0];
+            return gx.square().sum();
+        }
+        var expected = Grads(Penalty(Composed(s)), tensor(1f), s.A, s.B, s.M);
+        var actual = Grads(Penalty(Fused(s)), tensor(1f), s.A, s.B, s.M);
+        for (int i = 0; i < 3; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
+    }
+
+    [Fact]
+    public void ActivationsSavedAreTheInputTheThinProductAndTheUnscaledOutput()
+    {
+        using var scope = NewDisposeScope();
+        const int n = 256, d = 512, r = 8;
+        var s = Make(new long[] { n, d }, d, r);
+        var y = Fused(s);
+        var report = DoRAFunction.LastSave!;
+        Assert.Equal((long)n * d * 4, report.InputBytes);                  // x itself, shared with the frozen layer
+        Assert.Equal((long)(n * r + n * d + 2 * d) * 4, report.ActivationBytes); // u [n, r], z [n, out], n and g [out]
+        Assert.Equal((long)(d * d + r * d + d * r + d) * 4, report.ParameterBytes);
+        Assert.True(report.OutputCacheReleased);
+        y.sum().backward();
+        Assert.NotNull(s.M.grad);
+    }
+
+    [Fact]
+    public void LoRALinearRunsTheFusedFunctionWithoutDropoutAndComposesWithIt()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var layer = new LoRALinear("T.q", nn.Linear(24, 20), "default", new DoRAOptions { Rank = 4, Alpha = 8 });
+        using (no_grad()) layer.LoraB("default").normal_(0, 0.1);
+        layer.train();
+        var x = randn(6, 24).requires_grad_();
+        var y = RanFused(() => layer.forward(x), out bool fused);
+        Assert.True(fused);
+        var s = new Setup
+        {
+            X = x, W = layer.BaseLayer.get_parameter("weight")!, Bias = layer.BaseLayer.get_parameter("bias"),
+            A = layer.LoraA("default"), B = layer.LoraB("default"), M = layer.Magnitude("default"), Scaling = 2.0,
+        };
+        TensorAssert.Close(Composed(s), y, rtol: 1e-5, atol: 1e-5);
+
+        // With dropout in training, PEFT's formula needs the base product of the dropped input: the composed path.
+        var dropping = new LoRALinear("T.k", nn.Linear(24, 20), "default", new DoRAOptions { Rank = 4, Alpha = 8, Dropout = 0.1 });
+        dropping.train();
+        RanFused(() => dropping.forward(x), out fused);
+        Assert.False(fused);
+        dropping.eval();
+        RanFused(() => dropping.forward(x), out fused);
+        Assert.True(fused);
+    }
+
+    // Whether the call ran DoRAFunction's forward: each run records a new save report.
+    private static Tensor RanFused(System.Func<Tensor> call, out bool fused)
+    {
+        var before = DoRAFunction.LastSave;
+        var y = call();
+        fused = !ReferenceEquals(before, DoRAFunction.LastSave);
+        return y;
+    }
+}
