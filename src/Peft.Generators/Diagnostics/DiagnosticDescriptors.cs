@@ -170,6 +170,13 @@ namespace Peft.Generators.Diagnostics
             "{0}: [MergeWith] names no adapter; list the adapters to combine, e.g. [MergeWith(\"math\", \"code\")]",
             "A merge combines at least one existing adapter.");
 
+        /// <summary>PEFT009: {0} where, {1} the adapters, {2} where each is declared.</summary>
+        public static readonly DiagnosticDescriptor MergeSourcesApart = Error(
+            DiagnosticIds.UnknownMergeSource,
+            "[MergeWith] names an unknown adapter",
+            "{0}: [MergeWith] combines {1}, but no layer holds all of them ({2}); a merge combines adapters of one layer, so name adapters declared on the same fields",
+            "A merge creates its adapter on every layer that holds all the adapters it names; where no layer holds them all there is nothing to merge.");
+
         // ---- PEFT010 -------------------------------------------------------------------------------------------
 
         /// <summary>PEFT010: {0} where, {1} weight count, {2} adapter count.</summary>
@@ -192,8 +199,8 @@ namespace Peft.Generators.Diagnostics
         public static readonly DiagnosticDescriptor MergeNeedsLoRA = Error(
             DiagnosticIds.MergeMethodMismatch,
             "Merge method does not fit the adapters",
-            "{0}: [MergeWith] method {1} stacks LoRA factors, but '{2}' is a {3} adapter at {4}; use MergeMethod.Svd (or Ties, DareLinear, DareTies, MagnitudePrune), which combine any adapters' delta weights",
-            "Linear and Cat give exactly Σ wᵢ·ΔWᵢ as a new LoRA adapter: LoRA sources by stacking their A and B factors, DoRA sources by re-factorising their full delta at full rank; the other methods' updates live in layers that hold no LoRA adapter. Svd, Ties, DareLinear, DareTies and MagnitudePrune work on the delta weights of any method and refactorise the result.");
+            "{0}: [MergeWith] method {1} creates a LoRA adapter, but '{2}' is a {3} adapter at {4}, whose layer holds no LoRA adapter; merge LoRA or DoRA adapters, or fold {3} adapters into the base weights at run time with AdapterMerger.FoldIntoBase",
+            "Every merge method creates a new LoRA adapter on the layers that hold the sources: Linear and Cat stack LoRA factors (a DoRA source's full delta is re-factorised exactly), Svd, Ties, DareLinear, DareTies, MagnitudePrune and ModelStock refactorise the combined delta weights. Only a layer of LoRA and DoRA adapters can hold a LoRA adapter; Bone, Hydra, VeRA, LoHa, LoKr and IA3 layers cannot, so their adapters are combined into the base weights with AdapterMerger.FoldIntoBase instead.");
 
         /// <summary>PEFT011: {0} where, {1} the adapter count.</summary>
         public static readonly DiagnosticDescriptor ModelStockNeedsTwo = Error(

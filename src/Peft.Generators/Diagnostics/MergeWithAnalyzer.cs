@@ -10,9 +10,9 @@ using Peft.Generators.Parse;
 namespace Peft.Generators.Diagnostics
 {
     /// <summary>
-    /// Checks <c>[MergeWith]</c>: every named adapter exists where the merge applies (PEFT009), weights pair up with
-    /// adapters and are finite (PEFT010), the method fits the adapters (PEFT011), density lies in (0, 1] (PEFT012),
-    /// Rank is not negative (PEFT004) and the new adapter's name is free (PEFT008).
+    /// Checks <c>[MergeWith]</c>: every named adapter exists where the merge applies and some layer holds them all
+    /// (PEFT009), weights pair up with adapters and are finite (PEFT010), the method fits the adapters (PEFT011),
+    /// density lies in (0, 1] (PEFT012), Rank is not negative (PEFT004) and the new adapter's name is free (PEFT008).
     /// </summary>
     /// <remarks>
     /// On a field the sources are that field's adapters; on a class, those of its fields and of the annotated classes
@@ -24,13 +24,14 @@ namespace Peft.Generators.Diagnostics
     public sealed class MergeWithAnalyzer : DiagnosticAnalyzer
     {
         private static readonly string[] MethodNames = { "Linear", "Cat", "Svd", "Ties", "DareLinear", "DareTies", "MagnitudePrune", "ModelStock" };
-        private const int Linear = 0, Cat = 1, ModelStock = 7;
+        private const int Linear = 0, ModelStock = 7;
         private const int MaxComponentDepth = 8;
 
         /// <inheritdoc/>
         public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
             DiagnosticDescriptors.UnknownMergeSource,
             DiagnosticDescriptors.MergeWithNoAdapters,
+            DiagnosticDescriptors.MergeSourcesApart,
             DiagnosticDescriptors.WeightsCountMismatch,
             DiagnosticDescriptors.WeightNotFinite,
             DiagnosticDescriptors.MergeNeedsLoRA,
@@ -159,26 +160,34 @@ namespace Peft.Generators.Diagnostics
                     AttributeArguments.ArgumentLocation(merge, "Rank", cancellationToken), scope, PeftClassView.Invariant(rank)));
             }
 
-            // PEFT011: the method against the sources.
+            // PEFT009: some layer must hold every source (only when each is declared: an unknown one is reported above).
+            var distinctNames = names?.OfType<string>().Distinct(StringComparer.Ordinal).ToList();
+            if (!opaque && distinctNames is { Count: > 1 } && distinctNames.Count == names!.Count && distinctNames.All(declared.Contains)
+                && !sources.GroupBy(s => s.Site, StringComparer.Ordinal).Any(site => distinctNames.All(n => site.Any(s => s.Name == n))))
+            {
+                string where = string.Join("; ", distinctNames.Select(n =>
+                    "'" + n + "' at " + string.Join(", ", sources.Where(s => s.Name == n).Select(s => s.Site).Distinct(StringComparer.Ordinal))));
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeSourcesApart,
+                    AttributeArguments.AttributeLocation(merge, cancellationToken), scope,
+                    string.Join(", ", distinctNames.Select(n => "'" + n + "'")), where));
+            }
+
+            // PEFT011: the method against the sources. Every method creates a LoRA adapter, which only a layer of LoRA
+            // and DoRA adapters can hold.
             int method = AttributeArguments.Int(merge, "Method") ?? Linear;
             if (names is not null)
             {
                 Location methodLocation = AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken);
-                if (method is Linear or Cat)
+                // The first source that is no LoRA or DoRA adapter is named: one diagnostic per merge.
+                var offending = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name))
+                    .Where(s => s.Method is not ("LoRA" or "DoRA")).Take(1);
+                foreach (Source source in offending)
                 {
-                    foreach (string name in names.OfType<string>().Distinct(StringComparer.Ordinal))
-                    {
-                        foreach (Source source in sources)
-                        {
-                            // DoRA's full delta is re-factorised exactly at full rank by the runtime, so it fits Linear/Cat too.
-                            if (source.Name != name || source.Method is "LoRA" or "DoRA") continue;
-                            context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,
-                                scope, MethodNames[method], name, source.Method, source.Site));
-                            break;
-                        }
-                    }
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,
+                        scope, MethodNames[method < MethodNames.Length && method >= 0 ? method : Linear], source.Name, source.Method, source.Site));
                 }
-                else if (method == ModelStock && names.OfType<string>().Distinct(StringComparer.Ordinal).Count() < 2)
+
+                if (method == ModelStock && distinctNames!.Count < 2)
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.ModelStockNeedsTwo, methodLocation, scope, PeftClassView.Invariant(names.Count)));
                 }

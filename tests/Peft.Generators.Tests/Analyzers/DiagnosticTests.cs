@@ -195,15 +195,27 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT011_cat_over_bone_and_modelstock_of_one() => Expect(
-            A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [Bone(4, Name = \"b\")] {M} v = Linear(8, 8);",
-              "[MergeWith(\"a\", \"b\", Method = {|#0:MergeMethod.Cat|}), MergeWith(\"a\", Name = \"stock\", Method = {|#1:MergeMethod.ModelStock|})]"),
-            At("PEFT011", 0).WithMessage("Demo.A: [MergeWith] method Cat stacks LoRA factors, but 'b' is a Bone adapter at Demo.A.v; use MergeMethod.Svd (or Ties, DareLinear, DareTies, MagnitudePrune), which combine any adapters' delta weights"),
+            A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [Bone(4, Name = \"b\")][Bone(4, Name = \"e\")] {M} v = Linear(8, 8);",
+              "[MergeWith(\"b\", \"e\", Method = {|#0:MergeMethod.Cat|}), MergeWith(\"a\", Name = \"stock\", Method = {|#1:MergeMethod.ModelStock|})]"),
+            At("PEFT011", 0).WithMessage("Demo.A: [MergeWith] method Cat creates a LoRA adapter, but 'b' is a Bone adapter at Demo.A.v, whose layer holds no LoRA adapter; merge LoRA or DoRA adapters, or fold Bone adapters into the base weights at run time with AdapterMerger.FoldIntoBase"),
             At("PEFT011", 1));
 
         [Fact]
-        public Task PEFT011_near_miss_svd_over_a_mix_and_linear_over_lora() => Expect(
-            A($"[LoRA(4, Name = \"a\")][LoRA(2, Name = \"c\")] {M} q = Linear(8, 8); [Bone(4, Name = \"b\")] {M} v = Linear(8, 8);",
-              "[MergeWith(\"a\", \"b\", Method = MergeMethod.Svd, Rank = 4), MergeWith(\"a\", \"c\", Name = \"lin\"), MergeWith(\"a\", \"b\", Name = \"stock\", Method = MergeMethod.ModelStock)]"));
+        public Task PEFT011_svd_over_bone_cannot_become_a_lora_adapter_either() => Expect(
+            A($"[Bone(4, Name = \"a\")][Bone(4, Name = \"b\")] {M} v = Linear(8, 8);",
+              "[MergeWith(\"a\", \"b\", Method = {|#0:MergeMethod.Svd|}, Rank = 4)]"),
+            At("PEFT011", 0).WithMessage("Demo.A: [MergeWith] method Svd creates a LoRA adapter, but 'a' is a Bone adapter at Demo.A.v, whose layer holds no LoRA adapter; merge LoRA or DoRA adapters, or fold Bone adapters into the base weights at run time with AdapterMerger.FoldIntoBase"));
+
+        [Fact]
+        public Task PEFT011_near_miss_svd_over_lora_and_dora_and_linear_over_lora() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(2, Name = \"c\")][DoRA(2, Name = \"d\")] {M} q = Linear(8, 8); [Bone(4, Name = \"b\")] {M} v = Linear(8, 8);",
+              "[MergeWith(\"a\", \"d\", Method = MergeMethod.Svd, Rank = 4), MergeWith(\"a\", \"c\", Name = \"lin\"), MergeWith(\"a\", \"c\", Name = \"stock\", Method = MergeMethod.ModelStock)]"));
+
+        [Fact]
+        public Task PEFT009_no_layer_holds_all_the_sources() => Expect(
+            A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [LoRA(4, Name = \"b\")] {M} v = Linear(8, 8);",
+              "[{|#0:MergeWith(\"a\", \"b\", Method = MergeMethod.Svd, Rank = 4)|}]"),
+            At("PEFT009", 0).WithMessage("Demo.A: [MergeWith] combines 'a', 'b', but no layer holds all of them ('a' at Demo.A.q; 'b' at Demo.A.v); a merge combines adapters of one layer, so name adapters declared on the same fields"));
 
         // ---- PEFT012 -------------------------------------------------------------------------------------------
 
