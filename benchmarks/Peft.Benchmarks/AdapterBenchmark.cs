@@ -33,6 +33,12 @@ public abstract class AdapterBenchmark
     /// <summary>d ∈ {1024, 4096}; only 1024 with <c>PEFT_BENCH_HEADLINE=1</c>.</summary>
     public static int[] Ds => BenchmarkSizes.Pick(new[] { 1024, 4096 }, 1024);
 
+    /// <summary>
+    /// Whether the input requires grad (the default: a layer inside a network). False times a model's first layer, whose
+    /// input is data: the frozen base then runs forward only and the adapter's backward computes its own gradients alone.
+    /// </summary>
+    public bool InputNeedsGrad { get; set; } = true;
+
     /// <summary>The frozen base layer, shared by the baseline and the adapter.</summary>
     protected Linear BaseLayer { get; private set; } = null!;
 
@@ -45,7 +51,7 @@ public abstract class AdapterBenchmark
         torch.manual_seed(0);
         BaseLayer = nn.Linear(D, D);
         foreach (var p in BaseLayer.parameters()) p.requires_grad = false;
-        _leaf = torch.randn(N, D).requires_grad_();
+        _leaf = torch.randn(N, D).requires_grad_(InputNeedsGrad);
         _gradOutput = torch.randn(N, D);
         SetUpAdapter();
     }
@@ -64,7 +70,7 @@ public abstract class AdapterBenchmark
         {
             var input = _leaf.view(N, D);
             var y = layer.forward(input);
-            y.backward(new[] { _gradOutput });
+            if (y.requires_grad) y.backward(new[] { _gradOutput }); // a frozen first layer has nothing to differentiate
         }
         _leaf.grad = null;
         foreach (var t in trainable) t.grad = null;

@@ -26,13 +26,20 @@ public static class PairedRunner
     /// Runs suite <paramref name="suite"/> at one size for <paramref name="rounds"/> rounds and prints the result.
     /// <paramref name="parameter"/> sets the suite's own parameter (LoRA's rank, Bone's block), if it has one.
     /// </summary>
-    public static void Run(string suite, int n, int d, int parameter, int rounds)
+    /// <param name="suite">The suite's short name.</param>
+    /// <param name="n">Rows of the input.</param>
+    /// <param name="d">In and out features.</param>
+    /// <param name="parameter">The suite's own parameter.</param>
+    /// <param name="rounds">Measured rounds.</param>
+    /// <param name="inputNeedsGrad">False for a first layer, whose input needs no gradient.</param>
+    public static void Run(string suite, int n, int d, int parameter, int rounds, bool inputNeedsGrad = true)
     {
         if (!Suites.TryGetValue(suite, out var type))
             throw new ArgumentException($"unknown suite '{suite}'; one of: {string.Join(", ", Suites.Keys.OrderBy(k => k))}");
         var bench = (AdapterBenchmark)Activator.CreateInstance(type)!;
         bench.N = n;
         bench.D = d;
+        bench.InputNeedsGrad = inputNeedsGrad;
         var own = type.GetProperties().SingleOrDefault(p => p.DeclaringType == type && p.GetCustomAttribute<ParamsSourceAttribute>() is not null);
         own?.SetValue(bench, parameter);
         bench.GlobalSetup();
@@ -58,8 +65,9 @@ public static class PairedRunner
         bench.GlobalCleanup();
 
         var c = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Format(c, "{0}: n = {1}, d = {2}{3}, {4} interleaved rounds, {5} libtorch threads, {6} logical CPUs",
-            type.Name, n, d, own is null ? "" : $", {own.Name} = {parameter}", rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
+        Console.WriteLine(string.Format(c, "{0}: n = {1}, d = {2}{3}, input {4}, {5} interleaved rounds, {6} libtorch threads, {7} logical CPUs",
+            type.Name, n, d, own is null ? "" : $", {own.Name} = {parameter}", inputNeedsGrad ? "requires grad" : "needs no grad",
+            rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
         Console.WriteLine("| variant | median ms | min ms | median of per-round ratios | ratio quartiles |");
         Console.WriteLine("| --- | ---: | ---: | ---: | --- |");
         for (int k = 0; k < variants.Length; k++)

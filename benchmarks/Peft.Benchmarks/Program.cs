@@ -4,12 +4,14 @@ using BenchmarkDotNet.Running;
 using Peft.Benchmarks;
 
 // dotnet run -c Release --project benchmarks/Peft.Benchmarks -- [--quick] [BenchmarkDotNet arguments, e.g. --filter '*LoRA*']
-// dotnet run -c Release --project benchmarks/Peft.Benchmarks -- --paired [suite n d parameter rounds], e.g. --paired dora 2048 1024 16 41
+// dotnet run -c Release --project benchmarks/Peft.Benchmarks -- --paired [suite n d parameter rounds] [--input-no-grad],
+// e.g. --paired dora 2048 1024 16 41
 if (args.Length > 0 && args[0] == "--paired")
 {
-    int At(int i, int fallback) => args.Length > i ? int.Parse(args[i], System.Globalization.CultureInfo.InvariantCulture) : fallback;
-    string suite = args.Length > 1 ? args[1] : "lora";
-    PairedRunner.Run(suite, At(2, 2048), At(3, 1024), At(4, 16), At(5, 31));
+    var positional = args.Skip(1).Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
+    int At(int i, int fallback) => positional.Length > i ? int.Parse(positional[i], System.Globalization.CultureInfo.InvariantCulture) : fallback;
+    string suite = positional.Length > 0 ? positional[0] : "lora";
+    PairedRunner.Run(suite, At(1, 2048), At(2, 1024), At(3, 16), At(4, 31), inputNeedsGrad: !args.Contains("--input-no-grad"));
     return 0;
 }
 bool quick = args.Contains("--quick");
