@@ -1,0 +1,470 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Reflection;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Runtime.Kernels
+{
+    /// <summary>
+    /// The Bone (PEFT's MiSS) layer as one autograd function: y = x·W'ᵀ + b + Σₖ fold_rₖ(x)·Dₖ with W and b frozen, where
+    /// fold_r(x) [n, r] = Σ_J x[…, J·r:(J+1)·r] sums the input's r-wide column blocks, each Dₖ [rₖ, out] is a Bone
+    /// block, and W' is W, or W after one Bat block D [out/r, r, r] (every r × r tile W_IJ becomes W_IJ + W_IJ·D_I + D_I).
+    /// </summary>
+    /// <remarks>
+    /// <para><b>Bone.</b> ΔW[o, i] = D[i mod r, o] is never formed: forward writes b + fold(x)·D into the output buffer and
+    /// libtorch's GEMM adds x·Wᵀ into the same buffer in place. It saves only fold(x), [n, r], and D: no copy of x (the
+    /// frozen layer needs none either). Backward: dD = fold(x)ᵀ·dY, and dX = dY·W + (dY·Dᵀ) broadcast over the in/r
+    /// blocks, written once into one dX buffer. The fold is passed to the function as an input of its own, computed
+    /// with a differentiable libtorch sum outside it, so that with <c>create_graph</c> the saved fold still leads back to
+    /// x and second derivatives are right; the function returns no gradient for that input (dX is complete), so in
+    /// first-order backward the sum's node receives nothing and does no work.</para>
+    /// <para><b>Bat.</b> ΔW_IJ = W_IJ·D_I + D_I depends on W, so there is no thin form: the function forms
+    /// W' = W + ΔW once per forward (a batched r × r product over W's tiles) and runs one GEMM. Backward needs
+    /// G = dYᵀ·x, [out, in]: one more GEMM as large as the layer's own, which no arrangement avoids (dD_I mixes every
+    /// tile W_IJ with its own slice of dYᵀ·x), so Bat costs about one and a half frozen layers. Then
+    /// dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ, and dX = dY·W'. Bat saves x (the input itself, no copy: G needs it) and
+    /// recomputes W' in backward rather than saving it: a saved W' would hold a second weight-sized tensor per layer for
+    /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²).</para>
+    /// <para>Bone blocks after a Bat block add to the Bat-adapted weight, as merging them in that order would; a Bat
+    /// block after another block acts on a weight that depends on that block and is left to the caller to compose.
+    /// Gradients go to the input and the blocks only, never to W or b. Without a gradient to compute (inference,
+    /// <c>no_grad</c>) the same arithmetic runs without an autograd node, so results are identical. Inputs other than
+    /// dense float32 CPU tensors, and an unfrozen base, take the composed TorchSharp ops.</para>
+    /// </remarks>
+    public sealed class BoneFunction : torch.autograd.SingleTensorFunction<BoneFunction>
+    {
+        private const int InputIndex = 0, WeightIndex = 1, BiasIndex = 2, BatIndex = 3, FirstBoneIndex = 4;
+
+        private static readonly FieldInfo? ContextNodeField =
+            typeof(torch.autograd.AutogradContext).GetField("_node", BindingFlags.NonPublic | BindingFlags.Instance);
+
+        [ThreadStatic] private static torch.autograd.AutogradContext? _forwardContext;
+        [ThreadStatic] private static List<Tensor>? _returnedGradients;
+        [ThreadStatic] private static SaveReport? _lastSave;
+
+        /// <inheritdoc />
+        public override string Name => nameof(BoneFunction);
+
+        /// <summary>y = x·Wᵀ + b + fold_r(x)·D for one Bone block <paramref name="block"/> [r, out].</summary>
+        /// <param name="input">The layer input, [..., in].</param>
+        /// <param name="weight">The frozen base weight, [out, in].</param>
+        /// <param name="bias">The frozen base bias, [out], or null.</param>
+        /// <param name="block">The Bone block D.</param>
+        public static Tensor Bone(Tensor input, Tensor weight, Tensor? bias, Tensor block) =>
+            Linear(input, weight, bias, null, new[] { block });
+
+        /// <summary>y = x·W'ᵀ + b, W' being <paramref name="weight"/> after the Bat block <paramref name="block"/> [out/r, r, r].</summary>
+        /// <param name="input">The layer input, [..., in].</param>
+        /// <param name="weight">The frozen base weight, [out, in].</param>
+        /// <param name="bias">The frozen base bias, [out], or null.</param>
+        /// <param name="block">The Bat block D.</param>
+        public static Tensor Bat(Tensor input, Tensor weight, Tensor? bias, Tensor block) =>
+            Linear(input, weight, bias, block, Array.Empty<Tensor>());
+
+        /// <summary>
+        /// y = x·W'ᵀ + b + Σₖ fold_rₖ(x)·Dₖ: the Bat block <paramref name="batBlock"/> (if any) acts on
+        /// <paramref name="weight"/> first, then every Bone block of <paramref name="boneBlocks"/> adds its update, as
+        /// merging the adapters in that order would.
+        /// </summary>
+        /// <param name="input">The layer input, [..., in].</param>
+        /// <param name="weight">The base weight, [out, in] (frozen for the fused path).</param>
+        /// <param name="bias">The base bias, [out], or null.</param>
+        /// <param name="batBlock">A Bat block [out/r, r, r], or null.</param>
+        /// <param name="boneBlocks">Bone blocks [rₖ, out], each rₖ dividing in.</param>
+        public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor? batBlock, IReadOnlyList<Tensor> boneBlocks)
+        {
+            ReleaseReturnedGradients();
+            var shape = Validate(input, weight, bias, batBlock, boneBlocks);
+            if (!CanFuse(input, weight, bias, batBlock, boneBlocks))
+                return Composed(input, weight, bias, batBlock, boneBlocks);
+
+            int count = boneBlocks.Count;
+            var needBone = boneBlocks.Select(d => d.requires_grad).ToArray();
+            bool needBat = batBlock?.requires_grad == true;
+            bool needsGraph = is_grad_enabled() && (input.requires_grad || needBat || needBone.Any(b => b));
+            var ranks = boneBlocks.Select(d => d.shape[0]).ToArray();
+            var args = new Args(shape.Rows, shape.In, shape.Out, input.shape, input.requires_grad, needBat, needBone,
+                ranks, UseDense(shape.Rows, shape.In, shape.Out, ranks));
+
+            using var scope = NewDisposeScope();
+            using var x2 = input.view(shape.Rows, shape.In);
+            // One fold per distinct block size. Differentiable (a libtorch sum, which saves nothing) while x needs a
+            // gradient, so that a create_graph backward reaches x through it.
+            var folds = new Dictionary<long, Tensor>();
+            foreach (var d in boneBlocks)
+            {
+                long r = d.shape[0];
+                if (!folds.ContainsKey(r)) folds[r] = Fold(x2, r, shape.In);
+            }
+            if (!needsGraph)
+            {
+                Tensor plain;
+                using (no_grad()) plain = Compute(x2, weight, bias, batBlock, boneBlocks, folds, args);
+                return scope.MoveToOuter(plain);
+            }
+
+            var vars = new object?[FirstBoneIndex + 2 * count + 1];
+            vars[InputIndex] = input;
+            vars[WeightIndex] = weight;
+            vars[BiasIndex] = bias;
+            vars[BatIndex] = batBlock;
+            for (int k = 0; k < count; k++)
+            {
+                vars[FirstBoneIndex + 2 * k] = boneBlocks[k];
+                vars[FirstBoneIndex + 2 * k + 1] = folds[boneBlocks[k].shape[0]];
+            }
+            vars[^1] = args;
+
+            // The scope also frees forward's own handle on the output (apply wraps another) and the folds (the saved
+            // variables hold their own references).
+            try
+            {
+                var output = apply(vars!);
+                if (_lastSave is { } report && _forwardContext is { } ctx)
+                    _lastSave = report with { OutputCacheReleased = ReleaseOutputCache(ctx) };
+                return scope.MoveToOuter(output);
+            }
+            finally
+            {
+                _forwardContext = null;
+            }
+        }
+
+        /// <summary>What the last fused forward on this thread saved for backward (for tests and benchmarks).</summary>
+        internal static SaveReport? LastSave => _lastSave;
+
+        /// <inheritdoc />
+        public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+        {
+            var args = (Args)vars[^1];
+            var x = (Tensor)vars[InputIndex];
+            var weight = (Tensor)vars[WeightIndex];
+            var bias = vars[BiasIndex] as Tensor;
+            var bat = vars[BatIndex] as Tensor;
+            int count = args.BoneRanks.Length;
+            var bones = new Tensor[count];
+            var folds = new Dictionary<long, Tensor>();
+            var foldOf = new Tensor[count];
+            for (int k = 0; k < count; k++)
+            {
+                bones[k] = (Tensor)vars[FirstBoneIndex + 2 * k];
+                foldOf[k] = (Tensor)vars[FirstBoneIndex + 2 * k + 1];
+                folds[args.BoneRanks[k]] = foldOf[k];
+            }
+
+            Tensor y;
+            using (var x2 = x.view(args.Rows, args.In)) y = Compute(x2, weight, bias, bat, bones, folds, args);
+
+            // Only what backward reads. x for Bat's dD (G = dYᵀ·x); W (no copy) for dX and Bat's dD; the blocks for dX
+            // and for recomputing W'; each Bone block's fold, [n, r], for its dD. Never a copy of x, never W'.
+            bool needX = bat is not null && args.NeedBat;
+            bool needW = args.NeedInput || needX;
+            var saved = new List<Tensor?> { needX ? x : null, needW ? weight : null, bat };
+            saved.AddRange(bones);
+            for (int k = 0; k < count; k++) saved.Add(args.NeedBone[k] ? foldOf[k] : null);
+            ctx.save_for_backward(saved!);
+            ctx.save_data("args", args);
+            ctx.set_materialize_grads(false);
+            _forwardContext = ctx;
+            var distinctFolds = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+            for (int k = 0; k < count; k++) if (args.NeedBone[k]) distinctFolds.Add(foldOf[k]);
+            _lastSave = new SaveReport(
+                InputBytes: needX ? Bytes(x) : 0,
+                ParameterBytes: (needW ? Bytes(weight) : 0) + (bat is null ? 0 : Bytes(bat)) + bones.Sum(Bytes),
+                ActivationBytes: distinctFolds.Sum(Bytes),
+                OutputCacheReleased: false);
+            return y;
+        }
+
+        /// <inheritdoc />
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
+        {
+            var args = (Args)ctx.get_data("args");
+            int count = args.BoneRanks.Length;
+            var grads = new Tensor?[FirstBoneIndex + 2 * count + 1];
+            if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
+            ReleaseReturnedGradients();
+            // An exception cannot cross libtorch's engine back to the caller in TorchSharp 0.107 (the process would
+            // end), so nothing here throws on purpose: shapes were checked in forward, and every case is handled.
+            using (var scope = NewDisposeScope())
+            {
+                var saved = ctx.get_saved_variables();
+                Tensor? x = saved[0], weight = saved[1], bat = saved[2];
+                var bones = new Tensor[count];
+                var folds = new Tensor?[count];
+                for (int k = 0; k < count; k++)
+                {
+                    bones[k] = saved[3 + k];
+                    folds[k] = saved[3 + count + k];
+                }
+                if (is_grad_enabled())
+                    Backward(args, grad_output, x, weight, bat, bones, folds, grads, differentiable: true);
+                else
+                    using (no_grad())
+                        Backward(args, grad_output, x, weight, bat, bones, folds, grads, differentiable: false);
+
+                var returned = _returnedGradients ??= new List<Tensor>();
+                foreach (var t in grads)
+                    if (t is not null)
+                    {
+                        scope.Detach(t);
+                        returned.Add(t); // disposed on this thread's next call: libtorch copies the handles first
+                    }
+            }
+            grad_output.Dispose();
+            return grads.ToList()!;
+        }
+
+        // dD_k = fold_kᵀ·dY; dX = dY·W' + Σ_k (dY·D_kᵀ) broadcast over the in/r_k blocks, in one buffer; Bat's
+        // dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ with G = dYᵀ·x. With create_graph (differentiable) the same formulas run
+        // out of place on the saved tensors, which lead back to dY, the blocks and (through the folds and x) the input,
+        // so second derivatives are right.
+        private static void Backward(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor? bat, Tensor[] bones,
+            Tensor?[] folds, Tensor?[] grads, bool differentiable)
+        {
+            long n = args.Rows, d = args.In, o = args.Out;
+            int count = bones.Length;
+            var dY = gradOutput.reshape(n, o);
+            if (!dY.is_contiguous()) dY = dY.contiguous();
+
+            for (int k = 0; k < count; k++)
+                if (args.NeedBone[k] && folds[k] is { } f)
+                    grads[FirstBoneIndex + 2 * k] = f.t().mm(dY);
+
+            if (args.NeedInput && weight is not null)
+            {
+                Tensor dX;
+                if (args.Dense) dX = dY.mm(EffectiveWeight(weight, bat, bones, differentiable));
+                else if (differentiable)
+                {
+                    dX = dY.mm(bat is null ? weight : BatWeight(weight, bat));
+                    for (int k = 0; k < count; k++)
+                    {
+                        long r = bones[k].shape[0];
+                        var g = dY.mm(bones[k].t());
+                        dX = dX.add(g.unsqueeze(1).expand(n, d / r, r).reshape(n, d));
+                    }
+                }
+                else
+                {
+                    var effective = bat is null ? weight : BatWeight(weight, bat);
+                    if (count == 0) dX = dY.mm(effective);
+                    else
+                    {
+                        // The broadcast first (a write pass), then the GEMM accumulates into it (β = 1): dX is one buffer.
+                        dX = torch.empty(n, d, dtype: ScalarType.Float32);
+                        var byRank = GroupByRank(args.BoneRanks);
+                        bool first = true;
+                        foreach (var (r, members) in byRank)
+                        {
+                            var g = dY.mm(bones[members[0]].t());
+                            for (int m = 1; m < members.Count; m++) g.addmm_(dY, bones[members[m]].t());
+                            var blocks = dX.view(n, d / r, r);
+                            if (first) blocks.copy_(g.unsqueeze(1).expand(n, d / r, r));
+                            else blocks.add_(g.unsqueeze(1));
+                            first = false;
+                        }
+                        dX.addmm_(dY, effective, beta: 1, alpha: 1);
+                    }
+                }
+                grads[InputIndex] = dX.view(args.InputShape);
+            }
+
+            if (bat is not null && args.NeedBat && x is not null && weight is not null)
+            {
+                long r = bat.shape[^1], outBlocks = o / r, inBlocks = d / r;
+                var x2 = x.reshape(n, d);
+                var g = dY.t().mm(x2);                                               // G [out, in]
+                var tiles = weight.view(outBlocks, r * inBlocks, r);                 // block I's rows as [(a, J), c]
+                var sum = g.view(outBlocks, r, inBlocks, r).sum(2);                  // Σ_J G_IJ
+                var product = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r)); // Σ_J W_IJᵀ·G_IJ
+                grads[BatIndex] = differentiable ? product.add(sum) : product.add_(sum);
+            }
+        }
+
+        private static List<(long Rank, List<int> Members)> GroupByRank(long[] ranks)
+        {
+            var groups = new List<(long, List<int>)>();
+            for (int k = 0; k < ranks.Length; k++)
+            {
+                int at = groups.FindIndex(g => g.Item1 == ranks[k]);
+                if (at < 0) groups.Add((ranks[k], new List<int> { k }));
+                else groups[at].Item2.Add(k);
+            }
+            return groups;
+        }
+
+        // y = b + Σ_k fold_k·D_k + x·W'ᵀ in one output buffer: the thin products first (addmm with the bias as its
+        // β term), then libtorch's GEMM adds x·W'ᵀ in place (β = 1). W' (Bat) lives only for the call.
+        private static Tensor Compute(Tensor x2, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones,
+            Dictionary<long, Tensor> folds, Args args)
+        {
+            long n = args.Rows, o = args.Out;
+            var outShape = args.InputShape.ToArray();
+            outShape[^1] = o;
+            using var scope = NewDisposeScope();
+            Tensor y;
+            if (bones.Count == 0 || args.Dense)
+            {
+                var effective = EffectiveWeight(weight, bat, bones, differentiable: false);
+                y = bias is null ? x2.mm(effective.t()) : torch.addmm(bias, x2, effective.t(), 1, 1);
+            }
+            else
+            {
+                var effective = bat is null ? weight : BatWeight(weight, bat);
+                var byRank = GroupByRank(args.BoneRanks);
+                y = Thin(folds[byRank[0].Rank], bones, byRank[0].Members, bias);
+                foreach (var (r, members) in byRank.Skip(1))
+                    foreach (int k in members) y.addmm_(folds[r], bones[k]);
+                y.addmm_(x2, effective.t(), beta: 1, alpha: 1);
+            }
+            return scope.MoveToOuter(y.view(outShape));
+        }
+
+        private static Tensor Thin(Tensor fold, IReadOnlyList<Tensor> bones, List<int> members, Tensor? bias)
+        {
+            var y = bias is null ? fold.mm(bones[members[0]]) : torch.addmm(bias, fold, bones[members[0]], 1, 1);
+            for (int m = 1; m < members.Count; m++) y.addmm_(fold, bones[members[m]]);
+            return y;
+        }
+
+        /// <summary>fold_r(x) = Σ_J x[:, J·r:(J+1)·r] for x [n, in], as [n, r].</summary>
+        private static Tensor Fold(Tensor x2, long r, long inFeatures) => x2.view(x2.shape[0], inFeatures / r, r).sum(1);
+
+        /// <summary>W' = W after the Bat block (if any), plus ΔW[o, i] = D_k[i mod r_k, o] of every Bone block.</summary>
+        private static Tensor EffectiveWeight(Tensor weight, Tensor? bat, IReadOnlyList<Tensor> bones, bool differentiable)
+        {
+            long o = weight.shape[0], d = weight.shape[1];
+            var w = bat is null ? weight : BatWeight(weight, bat);
+            foreach (var block in bones)
+            {
+                long r = block.shape[0];
+                var delta = block.t().unsqueeze(1);                                   // [out, 1, r] against [out, in/r, r]
+                if (ReferenceEquals(w, weight) || differentiable) w = w.view(o, d / r, r).add(delta).view(o, d);
+                else w.view(o, d / r, r).add_(delta);
+            }
+            return w;
+        }
+
+        /// <summary>
+        /// W' = W + W_IJ·D_I + D_I per tile, for W [out, in] and D [out/r, r, r]. Output block I's rows of W, viewed as
+        /// [(a, J), c], times D_I give every tile's W_IJ·D_I in W's own layout, so no permute copies W.
+        /// </summary>
+        private static Tensor BatWeight(Tensor weight, Tensor bat)
+        {
+            long r = bat.shape[^1], outF = weight.shape[0], inF = weight.shape[1];
+            long outBlocks = outF / r, inBlocks = inF / r;
+            var tiles = weight.reshape(outBlocks, r * inBlocks, r);
+            // Not baddbmm: TorchSharp 0.107 hands its operands to libtorch in the wrong order (it computes
+            // batch2 + input·batch1).
+            var adapted = tiles.bmm(bat).add(tiles);                                            // W_IJ·D_I + W_IJ
+            var sum = adapted.view(outBlocks, r, inBlocks, r).add(bat.view(outBlocks, r, 1, r)); // + D_I
+            return sum.view(outF, inF);
+        }
+
+        // The reference semantics with TorchSharp ops: for other dtypes, layouts and devices, and an unfrozen base.
+        private static Tensor Composed(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
+        {
+            using var scope = NewDisposeScope();
+            var effective = bat is null ? weight : BatWeight(weight, bat.to(weight.dtype));
+            var y = nn.functional.linear(x, effective, bias);
+            long d = x.shape[^1];
+            foreach (var block in bones)
+            {
+                long r = block.shape[0];
+                var folded = x.reshape(x.shape[..^1].Append(d / r).Append(r).ToArray()).sum(-2);
+                y = y.add(folded.matmul(block));
+            }
+            return scope.MoveToOuter(y);
+        }
+
+        /// <summary>Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops.</summary>
+        internal static bool CanFuse(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones) =>
+            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
+            && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
+            && (bat is null || TensorData.IsDenseCpuFloat(bat))
+            && bones.All(TensorData.IsDenseCpuFloat);
+
+        private static (long Rows, long In, long Out) Validate(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
+        {
+            if (x.dim() < 1) throw new ArgumentException("BoneFunction needs an input of shape [..., in].");
+            if (weight.dim() != 2) throw new ArgumentException($"The base weight must be [out, in], got [{string.Join(", ", weight.shape)}].");
+            long o = weight.shape[0], d = weight.shape[1];
+            if (x.shape[^1] != d) throw new ArgumentException($"The input [{string.Join(", ", x.shape)}] does not fit the base weight [{o}, {d}].");
+            if (bias is not null && (bias.dim() != 1 || bias.shape[0] != o))
+                throw new ArgumentException($"The base bias [{string.Join(", ", bias.shape)}] does not fit {o} outputs.");
+            if (bat is not null)
+            {
+                long r = bat.dim() == 3 ? bat.shape[2] : 0;
+                if (r < 1 || bat.shape[1] != r || o % r != 0 || d % r != 0 || bat.shape[0] != o / r)
+                    throw new ArgumentException($"The Bat block [{string.Join(", ", bat.shape)}] does not fit the weight [{o}, {d}]: it must be [out/r, r, r] with r dividing in and out.");
+            }
+            foreach (var block in bones)
+            {
+                if (block.dim() != 2 || block.shape[0] < 1 || block.shape[1] != o || d % block.shape[0] != 0)
+                    throw new ArgumentException($"The Bone block [{string.Join(", ", block.shape)}] does not fit the weight [{o}, {d}]: it must be [r, out] with r dividing in.");
+            }
+            return (x.numel() / Math.Max(1, d), d, o);
+        }
+
+        // TorchSharp 0.107's Node keeps an empty_like of every output, to materialise missing output gradients with
+        // zeros, for as long as the graph lives: an [n, out] buffer per call. This function turns materialisation off
+        // (its backward handles a missing gradient), so that cache is dead weight: release it. Returns whether it could.
+        private static bool ReleaseOutputCache(torch.autograd.AutogradContext ctx)
+        {
+            var node = ContextNodeField?.GetValue(ctx);
+            var cacheField = node?.GetType().GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance);
+            if (cacheField?.GetValue(node) is not List<Tensor> cache) return false;
+            foreach (var t in cache) t?.Dispose();
+            cache.Clear();
+            return true;
+        }
+
+        // Gradients handed to libtorch are copied by it as soon as backward returns; their managed handles are
+        // released on this thread's next call rather than left to the finalizer, so their memory is not held.
+        private static void ReleaseReturnedGradients()
+        {
+            var returned = _returnedGradients;
+            if (returned is null || returned.Count == 0) return;
+            foreach (var t in returned) t.Dispose();
+            returned.Clear();
+        }
+
+        private static long Bytes(Tensor t) => t.numel() * t.element_size();
+
+        internal sealed record Args(long Rows, long In, long Out, long[] InputShape, bool NeedInput, bool NeedBat,
+            bool[] NeedBone, long[] BoneRanks, bool Dense);
+
+        /// <summary>Tests and benchmarks set this (on their thread) to force the dense (true) or thin (false) Bone arithmetic.</summary>
+        internal static bool? DenseOverride
+        {
+            get => _denseOverride;
+            set => _denseOverride = value;
+        }
+
+        [ThreadStatic] private static bool? _denseOverride;
+
+        /// <summary>Whether a call with this input and these Bone blocks would take the dense arithmetic.</summary>
+        internal static bool ChoosesDense(Tensor input, IReadOnlyList<Tensor> boneBlocks)
+        {
+            long d = input.shape[^1];
+            return UseDense(input.numel() / Math.Max(1, d), d, 0, boneBlocks.Select(b => b.shape[0]).ToArray());
+        }
+
+        // Whether forming W' = W + ΔW (a pass over W, twice per step) is cheaper than the thin products it replaces
+        // (fold·D forward, dY·Dᵀ and its broadcast backward: about 2·n·r·out multiply-adds per Bone block).
+        private static bool UseDense(long rows, long inF, long outF, long[] ranks) =>
+            DenseOverride ?? (ranks.Length > 0 && rows * ranks.Sum() >= DenseThreshold * inF);
+
+        /// <summary>n·Σr / in from which the dense arithmetic is chosen (measured; see benchmarks/README.md).</summary>
+        internal const long DenseThreshold = 32;
+
+        /// <summary>
+        /// What one fused forward saved for backward: the input itself (Bat only; shared with the caller, no copy),
+        /// parameters (no copy), and activations of its own (the distinct [n, r] folds).
+        /// </summary>
+        internal sealed record SaveReport(long InputBytes, long ParameterBytes, long ActivationBytes, bool OutputCacheReleased);
+    }
+}
