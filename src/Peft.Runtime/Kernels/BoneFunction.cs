@@ -13,25 +13,36 @@ namespace Peft.Runtime.Kernels
     /// block, and W' is W, or W after one Bat block D [out/r, r, r] (every r × r tile W_IJ becomes W_IJ + W_IJ·D_I + D_I).
     /// </summary>
     /// <remarks>
-    /// <para><b>Bone.</b> ΔW[o, i] = D[i mod r, o] is never formed: forward writes b + fold(x)·D into the output buffer and
-    /// libtorch's GEMM adds x·Wᵀ into the same buffer in place. It saves only fold(x), [n, r], and D: no copy of x (the
-    /// frozen layer needs none either). Backward: dD = fold(x)ᵀ·dY, and dX = dY·W + (dY·Dᵀ) broadcast over the in/r
-    /// blocks, written once into one dX buffer. The fold is passed to the function as an input of its own, computed
-    /// with a differentiable libtorch sum outside it, so that with <c>create_graph</c> the saved fold still leads back to
-    /// x and second derivatives are right; the function returns no gradient for that input (dX is complete), so in
-    /// first-order backward the sum's node receives nothing and does no work.</para>
+    /// <para><b>Bone</b> runs one of two arithmetics, whichever costs less for the shape (measured; see
+    /// benchmarks/README.md). <i>Thin</i>, for few rows (n·Σr &lt; 32·in): ΔW[o, i] = D[i mod r, o] is never formed;
+    /// forward writes b + fold(x)·D into the output buffer and libtorch's GEMM adds x·Wᵀ into it in place; backward
+    /// writes (dY·Dᵀ) broadcast over the in/r blocks into dX and the GEMM adds dY·W into it. <i>Dense</i>, for many
+    /// rows: the two thin products and the broadcast cost more than one pass over W, so forward and backward each form
+    /// W' = W + ΔW (one streaming pass) and run one GEMM, y = b + x·W'ᵀ and dX = dY·W'. W' lives in a per-thread scratch
+    /// buffer for the length of one call and is never saved. Either way forward saves only fold(x), [n, r], and D: no
+    /// copy of x (the frozen layer needs none either), and dD = fold(x)ᵀ·dY by a hand-written, register-blocked loop
+    /// (<see cref="BoneKernels"/>). The fold is a node of its own (<see cref="FoldFunction"/>) passed to this function
+    /// as an input, so that with <c>create_graph</c> the saved fold still leads back to x and second derivatives are
+    /// right; this function returns no gradient for it (dX is complete), so in first-order backward that node receives
+    /// nothing and does no work.</para>
     /// <para><b>Bat.</b> ΔW_IJ = W_IJ·D_I + D_I depends on W, so there is no thin form: the function forms
-    /// W' = W + ΔW once per forward (a batched r × r product over W's tiles) and runs one GEMM. Backward needs
+    /// W' = W + ΔW once per forward (a hand-written pass over W's tiles) and runs one GEMM. Backward needs
     /// G = dYᵀ·x, [out, in]: one more GEMM as large as the layer's own, which no arrangement avoids (dD_I mixes every
     /// tile W_IJ with its own slice of dYᵀ·x), so Bat costs about one and a half frozen layers. Then
     /// dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ, and dX = dY·W'. Bat saves x (the input itself, no copy: G needs it) and
     /// recomputes W' in backward rather than saving it: a saved W' would hold a second weight-sized tensor per layer for
     /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²).</para>
+    /// <para><b>Scratch memory.</b> W' and G are weight-sized and live for one call each. Allocated afresh, a tensor
+    /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call: 200 ms for 4096 × 4096
+    /// floats on the development machine, against 5 ms for the pass that fills it. So they go to one float32 buffer
+    /// per thread, grown to the largest adapted weight formed so far and kept: the price is that much memory held
+    /// between steps (64 MiB for a 4096 × 4096 layer), instead of a page fault per 4 KiB per step.</para>
     /// <para>Bone blocks after a Bat block add to the Bat-adapted weight, as merging them in that order would; a Bat
     /// block after another block acts on a weight that depends on that block and is left to the caller to compose.
     /// Gradients go to the input and the blocks only, never to W or b. Without a gradient to compute (inference,
     /// <c>no_grad</c>) the same arithmetic runs without an autograd node, so results are identical. Inputs other than
-    /// dense float32 CPU tensors, and an unfrozen base, take the composed TorchSharp ops.</para>
+    /// dense float32 CPU tensors, and an unfrozen base, take the composed TorchSharp ops. Nothing in backward throws:
+    /// an exception inside a custom backward ends the process in TorchSharp 0.107.</para>
     /// </remarks>
     public sealed class BoneFunction : torch.autograd.SingleTensorFunction<BoneFunction>
     {
@@ -86,17 +97,20 @@ namespace Peft.Runtime.Kernels
             bool needsGraph = is_grad_enabled() && (input.requires_grad || needBat || needBone.Any(b => b));
             var ranks = boneBlocks.Select(d => d.shape[0]).ToArray();
             var args = new Args(shape.Rows, shape.In, shape.Out, input.shape, input.requires_grad, needBat, needBone,
-                ranks, UseDense(shape.Rows, shape.In, shape.Out, ranks));
+                ranks, UseDense(shape.Rows, shape.In, ranks));
 
             using var scope = NewDisposeScope();
             using var x2 = input.view(shape.Rows, shape.In);
-            // One fold per distinct block size. Differentiable (a libtorch sum, which saves nothing) while x needs a
-            // gradient, so that a create_graph backward reaches x through it.
+            // One fold per distinct block size, where the thin forward or a block's dD reads it. While x needs a
+            // gradient the fold is the output of a node of its own (FoldFunction), so that a create_graph backward
+            // reaches x through it.
             var folds = new Dictionary<long, Tensor>();
-            foreach (var d in boneBlocks)
+            bool foldGraph = needsGraph && input.requires_grad;
+            for (int k = 0; k < count; k++)
             {
-                long r = d.shape[0];
-                if (!folds.ContainsKey(r)) folds[r] = Fold(x2, r, shape.In);
+                long r = ranks[k];
+                bool read = !args.Dense || (needsGraph && needBone[k]);
+                if (read && !folds.ContainsKey(r)) folds[r] = foldGraph ? FoldFunction.Graph(x2, r) : Fold(x2, r);
             }
             if (!needsGraph)
             {
@@ -113,7 +127,7 @@ namespace Peft.Runtime.Kernels
             for (int k = 0; k < count; k++)
             {
                 vars[FirstBoneIndex + 2 * k] = boneBlocks[k];
-                vars[FirstBoneIndex + 2 * k + 1] = folds[boneBlocks[k].shape[0]];
+                vars[FirstBoneIndex + 2 * k + 1] = folds.GetValueOrDefault(ranks[k]);
             }
             vars[^1] = args;
 
@@ -146,12 +160,12 @@ namespace Peft.Runtime.Kernels
             int count = args.BoneRanks.Length;
             var bones = new Tensor[count];
             var folds = new Dictionary<long, Tensor>();
-            var foldOf = new Tensor[count];
+            var foldOf = new Tensor?[count];
             for (int k = 0; k < count; k++)
             {
                 bones[k] = (Tensor)vars[FirstBoneIndex + 2 * k];
-                foldOf[k] = (Tensor)vars[FirstBoneIndex + 2 * k + 1];
-                folds[args.BoneRanks[k]] = foldOf[k];
+                foldOf[k] = vars[FirstBoneIndex + 2 * k + 1] as Tensor;
+                if (foldOf[k] is { } f) folds[args.BoneRanks[k]] = f;
             }
 
             Tensor y;
@@ -169,7 +183,7 @@ namespace Peft.Runtime.Kernels
             ctx.set_materialize_grads(false);
             _forwardContext = ctx;
             var distinctFolds = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
-            for (int k = 0; k < count; k++) if (args.NeedBone[k]) distinctFolds.Add(foldOf[k]);
+            for (int k = 0; k < count; k++) if (args.NeedBone[k] && foldOf[k] is { } f) distinctFolds.Add(f);
             _lastSave = new SaveReport(
                 InputBytes: needX ? Bytes(x) : 0,
                 ParameterBytes: (needW ? Bytes(weight) : 0) + (bat is null ? 0 : Bytes(bat)) + bones.Sum(Bytes),
@@ -217,10 +231,10 @@ namespace Peft.Runtime.Kernels
             return grads.ToList()!;
         }
 
-        // dD_k = fold_kᵀ·dY; dX = dY·W' + Σ_k (dY·D_kᵀ) broadcast over the in/r_k blocks, in one buffer; Bat's
-        // dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ with G = dYᵀ·x. With create_graph (differentiable) the same formulas run
-        // out of place on the saved tensors, which lead back to dY, the blocks and (through the folds and x) the input,
-        // so second derivatives are right.
+        // dD_k = fold_kᵀ·dY; dX = dY·W' + Σ_k (dY·D_kᵀ) broadcast over the in/r_k blocks (thin), or dY·(W' + Σ_k ΔW_k)
+        // (dense), in one buffer; Bat's dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ with G = dYᵀ·x. With create_graph
+        // (differentiable) the same formulas run out of place with libtorch ops on the saved tensors, which lead back to
+        // dY, the blocks and (through the folds and x) the input, so second derivatives are right.
         private static void Backward(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor? bat, Tensor[] bones,
             Tensor?[] folds, Tensor?[] grads, bool differentiable)
         {
@@ -229,45 +243,53 @@ namespace Peft.Runtime.Kernels
             var dY = gradOutput.reshape(n, o);
             if (!dY.is_contiguous()) dY = dY.contiguous();
 
+            var products = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
             for (int k = 0; k < count; k++)
-                if (args.NeedBone[k] && folds[k] is { } f)
-                    grads[FirstBoneIndex + 2 * k] = f.t().mm(dY);
+            {
+                if (!args.NeedBone[k] || folds[k] is not { } f) continue;
+                if (differentiable) grads[FirstBoneIndex + 2 * k] = f.t().mm(dY);
+                else if (products.TryGetValue(f, out var same)) grads[FirstBoneIndex + 2 * k] = same.clone(); // its own storage
+                else grads[FirstBoneIndex + 2 * k] = products[f] = TransposedProduct(f, dY, args);
+            }
 
             if (args.NeedInput && weight is not null)
             {
                 Tensor dX;
-                if (args.Dense) dX = dY.mm(EffectiveWeight(weight, bat, bones, differentiable));
-                else if (differentiable)
+                if (differentiable)
                 {
-                    dX = dY.mm(bat is null ? weight : BatWeight(weight, bat));
-                    for (int k = 0; k < count; k++)
-                    {
-                        long r = bones[k].shape[0];
-                        var g = dY.mm(bones[k].t());
-                        dX = dX.add(g.unsqueeze(1).expand(n, d / r, r).reshape(n, d));
-                    }
+                    dX = dY.mm(ComposedWeight(weight, bat, args.Dense ? bones : Array.Empty<Tensor>()));
+                    if (!args.Dense)
+                        for (int k = 0; k < count; k++)
+                        {
+                            long r = bones[k].shape[0];
+                            var g = dY.mm(bones[k].t());
+                            dX = dX.add(g.unsqueeze(1).expand(n, d / r, r).reshape(n, d));
+                        }
+                }
+                else if (args.Dense || count == 0)
+                {
+                    // Into a fresh dX, through the adapted weight in the scratch buffer (β = 0: nothing read from dX).
+                    dX = torch.empty(n, d, dtype: ScalarType.Float32);
+                    dX.addmm_(dY, AdaptedWeight(weight, bat, bones), beta: 0, alpha: 1);
                 }
                 else
                 {
-                    var effective = bat is null ? weight : BatWeight(weight, bat);
-                    if (count == 0) dX = dY.mm(effective);
-                    else
+                    // The broadcast first (a write pass), then the GEMM accumulates into it (β = 1): dX is one buffer.
+                    dX = torch.empty(n, d, dtype: ScalarType.Float32);
+                    var byRank = GroupByRank(args.BoneRanks);
+                    bool first = true;
+                    foreach (var (r, members) in byRank)
                     {
-                        // The broadcast first (a write pass), then the GEMM accumulates into it (β = 1): dX is one buffer.
-                        dX = torch.empty(n, d, dtype: ScalarType.Float32);
-                        var byRank = GroupByRank(args.BoneRanks);
-                        bool first = true;
-                        foreach (var (r, members) in byRank)
+                        var g = dY.mm(bones[members[0]].t());
+                        for (int m = 1; m < members.Count; m++) g.addmm_(dY, bones[members[m]].t());
+                        unsafe
                         {
-                            var g = dY.mm(bones[members[0]].t());
-                            for (int m = 1; m < members.Count; m++) g.addmm_(dY, bones[members[m]].t());
-                            var blocks = dX.view(n, d / r, r);
-                            if (first) blocks.copy_(g.unsqueeze(1).expand(n, d / r, r));
-                            else blocks.add_(g.unsqueeze(1));
-                            first = false;
+                            if (n > 0 && first) BoneKernels.Broadcast(TensorData.Floats(g), n, (int)d, (int)r, TensorData.Floats(dX));
+                            else if (n > 0) BoneKernels.AddPeriodic(TensorData.Floats(dX), TensorData.Floats(g), n, (int)d, (int)r, TensorData.Floats(dX));
                         }
-                        dX.addmm_(dY, effective, beta: 1, alpha: 1);
+                        first = false;
                     }
+                    dX.addmm_(dY, AdaptedWeight(weight, bat, Array.Empty<Tensor>()), beta: 1, alpha: 1);
                 }
                 grads[InputIndex] = dX.view(args.InputShape);
             }
@@ -276,11 +298,23 @@ namespace Peft.Runtime.Kernels
             {
                 long r = bat.shape[^1], outBlocks = o / r, inBlocks = d / r;
                 var x2 = x.reshape(n, d);
-                var g = dY.t().mm(x2);                                               // G [out, in]
                 var tiles = weight.view(outBlocks, r * inBlocks, r);                 // block I's rows as [(a, J), c]
-                var sum = g.view(outBlocks, r, inBlocks, r).sum(2);                  // Σ_J G_IJ
-                var product = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r)); // Σ_J W_IJᵀ·G_IJ
-                grads[BatIndex] = differentiable ? product.add(sum) : product.add_(sum);
+                if (differentiable)
+                {
+                    var g = dY.t().mm(x2);                                           // G [out, in]
+                    var sum = g.view(outBlocks, r, inBlocks, r).sum(2);              // Σ_J G_IJ
+                    grads[BatIndex] = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r)).add(sum);
+                }
+                else
+                {
+                    // G in the scratch buffer (dX is done with the adapted weight that was there), Σ_J G_IJ by one
+                    // folding pass over G, Σ_J W_IJᵀ·G_IJ as a batched product whose output is only [out/r, r, r].
+                    var g = Scratch(o, d);
+                    g.addmm_(dY.t(), x2, beta: 0, alpha: 1);
+                    var product = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r));
+                    product.add_(Fold(g, r).view(outBlocks, r, r));
+                    grads[BatIndex] = product;
+                }
             }
         }
 
@@ -296,8 +330,9 @@ namespace Peft.Runtime.Kernels
             return groups;
         }
 
-        // y = b + Σ_k fold_k·D_k + x·W'ᵀ in one output buffer: the thin products first (addmm with the bias as its
-        // β term), then libtorch's GEMM adds x·W'ᵀ in place (β = 1). W' (Bat) lives only for the call.
+        // Dense: y = b + x·W'ᵀ with W' = W (after Bat) + Σ_k ΔW_k formed in the scratch buffer. Thin: y = b + Σ_k fold_k·D_k
+        // (addmm with the bias as its β term), then libtorch's GEMM adds x·W'ᵀ in place (β = 1). Either way one output
+        // buffer, and no ΔW of a Bone block on the thin path.
         private static Tensor Compute(Tensor x2, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones,
             Dictionary<long, Tensor> folds, Args args)
         {
@@ -308,44 +343,167 @@ namespace Peft.Runtime.Kernels
             Tensor y;
             if (bones.Count == 0 || args.Dense)
             {
-                var effective = EffectiveWeight(weight, bat, bones, differentiable: false);
-                y = bias is null ? x2.mm(effective.t()) : torch.addmm(bias, x2, effective.t(), 1, 1);
+                var adapted = AdaptedWeight(weight, bat, bones);
+                y = bias is null ? x2.mm(adapted.t()) : torch.addmm(bias, x2, adapted.t(), 1, 1);
             }
             else
             {
-                var effective = bat is null ? weight : BatWeight(weight, bat);
                 var byRank = GroupByRank(args.BoneRanks);
-                y = Thin(folds[byRank[0].Rank], bones, byRank[0].Members, bias);
-                foreach (var (r, members) in byRank.Skip(1))
-                    foreach (int k in members) y.addmm_(folds[r], bones[k]);
-                y.addmm_(x2, effective.t(), beta: 1, alpha: 1);
+                var fold = folds[byRank[0].Rank];
+                var first = bones[byRank[0].Members[0]];
+                y = bias is null ? fold.mm(first) : torch.addmm(bias, fold, first, 1, 1);
+                foreach (var (r, members) in byRank)
+                    foreach (int k in members)
+                        if (!ReferenceEquals(bones[k], first)) y.addmm_(folds[r], bones[k]);
+                y.addmm_(x2, AdaptedWeight(weight, bat, Array.Empty<Tensor>()).t(), beta: 1, alpha: 1);
             }
             return scope.MoveToOuter(y.view(outShape));
         }
 
-        private static Tensor Thin(Tensor fold, IReadOnlyList<Tensor> bones, List<int> members, Tensor? bias)
+        /// <summary>
+        /// W after the Bat block (if any) plus ΔW of each of <paramref name="bones"/>, in this thread's scratch buffer
+        /// (valid until the next use of the buffer), or W itself when there is nothing to add. One pass over W.
+        /// </summary>
+        private static unsafe Tensor AdaptedWeight(Tensor weight, Tensor? bat, IReadOnlyList<Tensor> bones)
         {
-            var y = bias is null ? fold.mm(bones[members[0]]) : torch.addmm(bias, fold, bones[members[0]], 1, 1);
-            for (int m = 1; m < members.Count; m++) y.addmm_(fold, bones[members[m]]);
-            return y;
+            if (bat is null && bones.Count == 0) return weight;
+            long o = weight.shape[0], d = weight.shape[1];
+            var w = Scratch(o, d);
+            if (o == 0 || d == 0) return w;
+            float* target = TensorData.Floats(w), source = TensorData.Floats(weight);
+            if (bat is not null)
+            {
+                long r = bat.shape[^1];
+                BoneKernels.BatWeight(source, TensorData.Floats(bat), (int)o, (int)d, (int)r, target, KernelThreads(o * d * r));
+                source = target;
+            }
+            foreach (var block in bones)
+            {
+                // D's column for each output row, held as a pattern while the row streams past.
+                using var dT = block.t().contiguous();
+                BoneKernels.AddPeriodic(source, TensorData.Floats(dT), o, (int)d, (int)block.shape[0], target);
+                source = target;
+            }
+            return w;
         }
 
-        /// <summary>fold_r(x) = Σ_J x[:, J·r:(J+1)·r] for x [n, in], as [n, r].</summary>
-        private static Tensor Fold(Tensor x2, long r, long inFeatures) => x2.view(x2.shape[0], inFeatures / r, r).sum(1);
-
-        /// <summary>W' = W after the Bat block (if any), plus ΔW[o, i] = D_k[i mod r_k, o] of every Bone block.</summary>
-        private static Tensor EffectiveWeight(Tensor weight, Tensor? bat, IReadOnlyList<Tensor> bones, bool differentiable)
+        /// <summary>The adapted weight with libtorch ops, differentiable in the blocks (create_graph, and the composed path).</summary>
+        private static Tensor ComposedWeight(Tensor weight, Tensor? bat, IReadOnlyList<Tensor> bones)
         {
             long o = weight.shape[0], d = weight.shape[1];
             var w = bat is null ? weight : BatWeight(weight, bat);
             foreach (var block in bones)
             {
                 long r = block.shape[0];
-                var delta = block.t().unsqueeze(1);                                   // [out, 1, r] against [out, in/r, r]
-                if (ReferenceEquals(w, weight) || differentiable) w = w.view(o, d / r, r).add(delta).view(o, d);
-                else w.view(o, d / r, r).add_(delta);
+                w = w.reshape(o, d / r, r).add(block.t().unsqueeze(1)).reshape(o, d); // [out, 1, r] against [out, in/r, r]
             }
             return w;
+        }
+
+        [ThreadStatic] private static Tensor? _scratch;
+
+        /// <summary>
+        /// A [rows, cols] float32 view of this thread's scratch buffer, grown on demand and kept between calls. The
+        /// adapted weight and Bat's G = dYᵀ·x are weight-sized and live for one call each; allocated afresh, a tensor
+        /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call, which measured 200 ms
+        /// for 4096 × 4096 floats on the development machine, against 5 ms for the pass that fills it.
+        /// </summary>
+        private static Tensor Scratch(long rows, long cols)
+        {
+            long need = Math.Max(1, rows * cols);
+            if (_scratch is null || _scratch.numel() < need)
+            {
+                _scratch?.Dispose();
+                _scratch = torch.empty(need, dtype: ScalarType.Float32).DetachFromDisposeScope();
+            }
+            return _scratch.narrow(0, 0, rows * cols).view(rows, cols);
+        }
+
+        /// <summary>fold_r(x) = Σ_J x[:, J·r:(J+1)·r] for x [n, in], as [n, r]: one streaming pass over x.</summary>
+        private static unsafe Tensor Fold(Tensor x2, long r)
+        {
+            long n = x2.shape[0], d = x2.shape[1];
+            var fold = torch.empty(n, r, dtype: ScalarType.Float32);
+            if (n > 0) BoneKernels.Fold(TensorData.Floats(x2), n, (int)d, (int)r, TensorData.Floats(fold));
+            return fold;
+        }
+
+        /// <summary>dD = foldᵀ·dY, [r, out], by <see cref="BoneKernels.TransposedProduct"/>.</summary>
+        private static unsafe Tensor TransposedProduct(Tensor fold, Tensor dY, Args args)
+        {
+            long n = args.Rows, o = args.Out, r = fold.shape[1];
+            var dD = torch.empty(r, o, dtype: ScalarType.Float32);
+            if (n == 0) return dD.zero_();
+            BoneKernels.TransposedProduct(TensorData.Floats(fold), n, (int)r, TensorData.Floats(dY), (int)o, TensorData.Floats(dD),
+                KernelThreads(n * r * o));
+            return dD;
+        }
+
+        /// <summary>Workers for the hand-written products, when a test or benchmark fixes them.</summary>
+        internal static int? KernelThreadsOverride { get; set; }
+
+        // libtorch's intra-op thread count for large products, the calling thread alone for small ones (as LoRAFunction:
+        // right after a GEMM libgomp's worker spins on the other core, and a .NET worker landing there stalls).
+        private static int KernelThreads(long work) =>
+            KernelThreadsOverride ?? (work >= LoRAFunction.ParallelWork ? torch.get_num_threads() : 1);
+
+        /// <summary>
+        /// fold_r(x) as an autograd node of its own: forward is <see cref="BoneKernels.Fold"/>, backward broadcasts the
+        /// incoming gradient over the blocks. It is there for create_graph only: <see cref="BoneFunction"/> computes the
+        /// whole dX itself and gives the fold no gradient, so in a first-order backward this node receives none and
+        /// returns at once; a second-order one reaches x through it (dD = foldᵀ·dY depends on x).
+        /// </summary>
+        internal sealed class FoldFunction : torch.autograd.SingleTensorFunction<FoldFunction>
+        {
+            /// <inheritdoc />
+            public override string Name => nameof(FoldFunction);
+
+            /// <inheritdoc />
+            public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+            {
+                var x2 = (Tensor)vars[0];
+                long r = (long)vars[1];
+                ctx.save_data("shape", (x2.shape[0], x2.shape[1], r));
+                ctx.set_materialize_grads(false);
+                var fold = Fold(x2, r);
+                _forwardContext = ctx;
+                return fold;
+            }
+
+            /// <summary>Folds <paramref name="x2"/> [n, in] into blocks of <paramref name="r"/> as a differentiable node.</summary>
+            internal static Tensor Graph(Tensor x2, long r)
+            {
+                using var scope = NewDisposeScope();
+                try
+                {
+                    var fold = apply(x2, r);
+                    if (_forwardContext is { } ctx) ReleaseOutputCache(ctx);
+                    return scope.MoveToOuter(fold);
+                }
+                finally
+                {
+                    _forwardContext = null;
+                }
+            }
+
+            /// <inheritdoc />
+            public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
+            {
+                var grads = new Tensor?[2];
+                if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
+                ReleaseReturnedGradients();
+                var (n, d, r) = ((long, long, long))ctx.get_data("shape");
+                using (var scope = NewDisposeScope())
+                {
+                    // Differentiable ops (under create_graph this is itself differentiated), the gradient of a sum.
+                    var dX = grad_output.reshape(n, 1, r).expand(n, d / r, r).reshape(n, d);
+                    scope.Detach(dX);
+                    (_returnedGradients ??= new List<Tensor>()).Add(dX);
+                    grads[0] = dX;
+                }
+                grad_output.Dispose();
+                return grads.ToList()!;
+            }
         }
 
         /// <summary>
@@ -368,8 +526,7 @@ namespace Peft.Runtime.Kernels
         private static Tensor Composed(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
         {
             using var scope = NewDisposeScope();
-            var effective = bat is null ? weight : BatWeight(weight, bat.to(weight.dtype));
-            var y = nn.functional.linear(x, effective, bias);
+            var y = nn.functional.linear(x, bat is null ? weight : BatWeight(weight, bat.to(weight.dtype)), bias);
             long d = x.shape[^1];
             foreach (var block in bones)
             {
@@ -450,12 +607,12 @@ namespace Peft.Runtime.Kernels
         internal static bool ChoosesDense(Tensor input, IReadOnlyList<Tensor> boneBlocks)
         {
             long d = input.shape[^1];
-            return UseDense(input.numel() / Math.Max(1, d), d, 0, boneBlocks.Select(b => b.shape[0]).ToArray());
+            return UseDense(input.numel() / Math.Max(1, d), d, boneBlocks.Select(b => b.shape[0]).ToArray());
         }
 
         // Whether forming W' = W + ΔW (a pass over W, twice per step) is cheaper than the thin products it replaces
         // (fold·D forward, dY·Dᵀ and its broadcast backward: about 2·n·r·out multiply-adds per Bone block).
-        private static bool UseDense(long rows, long inF, long outF, long[] ranks) =>
+        private static bool UseDense(long rows, long inF, long[] ranks) =>
             DenseOverride ?? (ranks.Length > 0 && rows * ranks.Sum() >= DenseThreshold * inF);
 
         /// <summary>n·Σr / in from which the dense arithmetic is chosen (measured; see benchmarks/README.md).</summary>

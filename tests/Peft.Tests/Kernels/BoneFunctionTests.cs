@@ -105,6 +105,12 @@ public class BoneFunctionTests
                 foreach (bool bias in new[] { true, false })
                     foreach (bool? dense in new bool?[] { false, true })
                         yield return new object?[] { shape, bat, bones, bias, dense };
+        // 36 columns: whole vector periods of lcm(r, 8) floats and leftover blocks (r = 3, 12), a period wider than
+        // the row (r = 36, a single block), and several block sizes at once.
+        var wide = new (int Bat, int[] Bones)[] { (0, new[] { 3 }), (0, new[] { 12 }), (0, new[] { 36 }), (2, new[] { 3, 12, 4 }) };
+        foreach (var (bat, bones) in wide)
+            foreach (bool? dense in new bool?[] { false, true })
+                yield return new object?[] { new long[] { 2, 9, 36 }, bat, bones, true, dense };
     }
 
     [Theory]
@@ -129,6 +135,43 @@ public class BoneFunctionTests
         {
             Assert.Equal(s.Differentiable[i].shape, actualGrads[i].shape);
             TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 3)]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    public void VectorWidthsAndWorkerSplitsAgree(bool narrow, int threads)
+    {
+        using var scope = NewDisposeScope();
+        // 100 outputs: whole column tiles of dD and a partial one; blocks of 12 and 8: whole and partial row tiles.
+        // Bat blocks of 16 and 8 over 128 outputs: the 512-bit, 256-bit and scalar tile loops, several row chunks.
+        var layouts = new (long Out, int Bat, int[] Bones)[] { (100, 0, new[] { 12, 8 }), (128, 16, Array.Empty<int>()), (128, 8, new[] { 12 }) };
+        bool wasNarrow = LoRAKernels.ForceNarrow;
+        try
+        {
+            foreach (var (outF, bat, bones) in layouts)
+            {
+                var s = Make(new long[] { 2, 75, 48 }, outF, bat, bones);
+                var upstream = randn(2, 75, outF);
+                var expected = Grads(Reference(s), upstream, s.Differentiable);
+                LoRAKernels.ForceNarrow = narrow;
+                BoneFunction.KernelThreadsOverride = threads;
+                foreach (bool dense in new[] { false, true })
+                {
+                    var actual = WithDense(dense, () => Grads(Fused(s), upstream, s.Differentiable));
+                    for (int i = 0; i < expected.Count; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
+                }
+                LoRAKernels.ForceNarrow = wasNarrow;
+                BoneFunction.KernelThreadsOverride = null;
+            }
+        }
+        finally
+        {
+            LoRAKernels.ForceNarrow = wasNarrow;
+            BoneFunction.KernelThreadsOverride = null;
         }
     }
 
