@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
-using System.Reflection;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -48,11 +47,6 @@ namespace Peft.Runtime.Kernels
     {
         private const int InputIndex = 0, WeightIndex = 1, BiasIndex = 2, BatIndex = 3, FirstBoneIndex = 4;
 
-        private static readonly FieldInfo? ContextNodeField =
-            typeof(torch.autograd.AutogradContext).GetField("_node", BindingFlags.NonPublic | BindingFlags.Instance);
-
-        [ThreadStatic] private static torch.autograd.AutogradContext? _forwardContext;
-        [ThreadStatic] private static List<Tensor>? _returnedGradients;
         [ThreadStatic] private static SaveReport? _lastSave;
 
         /// <inheritdoc />
@@ -86,7 +80,7 @@ namespace Peft.Runtime.Kernels
         /// <param name="boneBlocks">Bone blocks [rₖ, out], each rₖ dividing in.</param>
         public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor? batBlock, IReadOnlyList<Tensor> boneBlocks)
         {
-            ReleaseReturnedGradients();
+            FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, weight, bias, batBlock, boneBlocks);
             if (!CanFuse(input, weight, bias, batBlock, boneBlocks))
                 return Composed(input, weight, bias, batBlock, boneBlocks);
@@ -131,19 +125,10 @@ namespace Peft.Runtime.Kernels
             }
             vars[^1] = args;
 
-            // The scope also frees forward's own handle on the output (apply wraps another) and the folds (the saved
-            // variables hold their own references).
-            try
-            {
-                var output = apply(vars!);
-                if (_lastSave is { } report && _forwardContext is { } ctx)
-                    _lastSave = report with { OutputCacheReleased = ReleaseOutputCache(ctx) };
-                return scope.MoveToOuter(output);
-            }
-            finally
-            {
-                _forwardContext = null;
-            }
+            // The scope frees the folds' handles afterwards (the saved variables hold their own references).
+            var (output, released) = FusedAutograd.Run(() => apply(vars!));
+            if (_lastSave is { } report) _lastSave = report with { OutputCacheReleased = released };
+            return scope.MoveToOuter(output);
         }
 
         /// <summary>What the last fused forward on this thread saved for backward (for tests and benchmarks).</summary>
@@ -180,14 +165,13 @@ namespace Peft.Runtime.Kernels
             for (int k = 0; k < count; k++) saved.Add(args.NeedBone[k] ? foldOf[k] : null);
             ctx.save_for_backward(saved!);
             ctx.save_data("args", args);
-            ctx.set_materialize_grads(false);
-            _forwardContext = ctx;
+            FusedAutograd.Forwarded(ctx, y); // apply wraps its own handle on the output
             var distinctFolds = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
             for (int k = 0; k < count; k++) if (args.NeedBone[k] && foldOf[k] is { } f) distinctFolds.Add(f);
             _lastSave = new SaveReport(
-                InputBytes: needX ? Bytes(x) : 0,
-                ParameterBytes: (needW ? Bytes(weight) : 0) + (bat is null ? 0 : Bytes(bat)) + bones.Sum(Bytes),
-                ActivationBytes: distinctFolds.Sum(Bytes),
+                InputBytes: needX ? FusedAutograd.Bytes(x) : 0,
+                ParameterBytes: (needW ? FusedAutograd.Bytes(weight) : 0) + FusedAutograd.Bytes(bat) + bones.Sum(FusedAutograd.Bytes),
+                ActivationBytes: distinctFolds.Sum(FusedAutograd.Bytes),
                 OutputCacheReleased: false);
             return y;
         }
@@ -199,9 +183,10 @@ namespace Peft.Runtime.Kernels
             int count = args.BoneRanks.Length;
             var grads = new Tensor?[FirstBoneIndex + 2 * count + 1];
             if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
-            ReleaseReturnedGradients();
+            FusedAutograd.ReleaseReturnedGradients();
             // An exception cannot cross libtorch's engine back to the caller in TorchSharp 0.107 (the process would
             // end), so nothing here throws on purpose: shapes were checked in forward, and every case is handled.
+            List<Tensor> result;
             using (var scope = NewDisposeScope())
             {
                 var saved = ctx.get_saved_variables();
@@ -219,16 +204,10 @@ namespace Peft.Runtime.Kernels
                     using (no_grad())
                         Backward(args, grad_output, x, weight, bat, bones, folds, grads, differentiable: false);
 
-                var returned = _returnedGradients ??= new List<Tensor>();
-                foreach (var t in grads)
-                    if (t is not null)
-                    {
-                        scope.Detach(t);
-                        returned.Add(t); // disposed on this thread's next call: libtorch copies the handles first
-                    }
+                result = FusedAutograd.Return(grads, grad_output, scope);
             }
             grad_output.Dispose();
-            return grads.ToList()!;
+            return result;
         }
 
         // dD_k = fold_kᵀ·dY; dX = dY·W' + Σ_k (dY·D_kᵀ) broadcast over the in/r_k blocks (thin), or dY·(W' + Σ_k ΔW_k)
@@ -464,45 +443,30 @@ namespace Peft.Runtime.Kernels
                 var x2 = (Tensor)vars[0];
                 long r = (long)vars[1];
                 ctx.save_data("shape", (x2.shape[0], x2.shape[1], r));
-                ctx.set_materialize_grads(false);
                 var fold = Fold(x2, r);
-                _forwardContext = ctx;
+                FusedAutograd.Forwarded(ctx, fold); // apply wraps its own handle on the output
                 return fold;
             }
 
             /// <summary>Folds <paramref name="x2"/> [n, in] into blocks of <paramref name="r"/> as a differentiable node.</summary>
-            internal static Tensor Graph(Tensor x2, long r)
-            {
-                using var scope = NewDisposeScope();
-                try
-                {
-                    var fold = apply(x2, r);
-                    if (_forwardContext is { } ctx) ReleaseOutputCache(ctx);
-                    return scope.MoveToOuter(fold);
-                }
-                finally
-                {
-                    _forwardContext = null;
-                }
-            }
+            internal static Tensor Graph(Tensor x2, long r) => FusedAutograd.Run(() => apply(x2, r)).Output;
 
             /// <inheritdoc />
             public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
             {
                 var grads = new Tensor?[2];
                 if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
-                ReleaseReturnedGradients();
+                FusedAutograd.ReleaseReturnedGradients();
                 var (n, d, r) = ((long, long, long))ctx.get_data("shape");
+                List<Tensor> result;
                 using (var scope = NewDisposeScope())
                 {
                     // Differentiable ops (under create_graph this is itself differentiated), the gradient of a sum.
-                    var dX = grad_output.reshape(n, 1, r).expand(n, d / r, r).reshape(n, d);
-                    scope.Detach(dX);
-                    (_returnedGradients ??= new List<Tensor>()).Add(dX);
-                    grads[0] = dX;
+                    grads[0] = grad_output.reshape(n, 1, r).expand(n, d / r, r).reshape(n, d);
+                    result = FusedAutograd.Return(grads, grad_output, scope);
                 }
                 grad_output.Dispose();
-                return grads.ToList()!;
+                return result;
             }
         }
 
@@ -566,31 +530,6 @@ namespace Peft.Runtime.Kernels
             return (x.numel() / Math.Max(1, d), d, o);
         }
 
-        // TorchSharp 0.107's Node keeps an empty_like of every output, to materialise missing output gradients with
-        // zeros, for as long as the graph lives: an [n, out] buffer per call. This function turns materialisation off
-        // (its backward handles a missing gradient), so that cache is dead weight: release it. Returns whether it could.
-        private static bool ReleaseOutputCache(torch.autograd.AutogradContext ctx)
-        {
-            var node = ContextNodeField?.GetValue(ctx);
-            var cacheField = node?.GetType().GetField("_outputCache", BindingFlags.NonPublic | BindingFlags.Instance);
-            if (cacheField?.GetValue(node) is not List<Tensor> cache) return false;
-            foreach (var t in cache) t?.Dispose();
-            cache.Clear();
-            return true;
-        }
-
-        // Gradients handed to libtorch are copied by it as soon as backward returns; their managed handles are
-        // released on this thread's next call rather than left to the finalizer, so their memory is not held.
-        private static void ReleaseReturnedGradients()
-        {
-            var returned = _returnedGradients;
-            if (returned is null || returned.Count == 0) return;
-            foreach (var t in returned) t.Dispose();
-            returned.Clear();
-        }
-
-        private static long Bytes(Tensor t) => t.numel() * t.element_size();
-
         internal sealed record Args(long Rows, long In, long Out, long[] InputShape, bool NeedInput, bool NeedBat,
             bool[] NeedBone, long[] BoneRanks, bool Dense);
 
@@ -617,11 +556,5 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>n·Σr / in from which the dense arithmetic is chosen (measured; see benchmarks/README.md).</summary>
         internal const long DenseThreshold = 32;
-
-        /// <summary>
-        /// What one fused forward saved for backward: the input itself (Bat only; shared with the caller, no copy),
-        /// parameters (no copy), and activations of its own (the distinct [n, r] folds).
-        /// </summary>
-        internal sealed record SaveReport(long InputBytes, long ParameterBytes, long ActivationBytes, bool OutputCacheReleased);
     }
 }
