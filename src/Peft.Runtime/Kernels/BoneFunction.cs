@@ -421,10 +421,16 @@ namespace Peft.Runtime.Kernels
         /// <summary>Workers for the hand-written products, when a test or benchmark fixes them.</summary>
         internal static int? KernelThreadsOverride { get; set; }
 
-        // libtorch's intra-op thread count for large products, the calling thread alone for small ones (as LoRAFunction:
-        // right after a GEMM libgomp's worker spins on the other core, and a .NET worker landing there stalls).
+        /// <summary>Multiply-adds of a hand-written product from which sharing it between workers pays.</summary>
+        internal const long ParallelWork = 1L << 29;
+
+        // libtorch's intra-op thread count for large products, the calling thread alone for smaller ones. Four times
+        // LoRAFunction's threshold: the loop waits for the tile a worker holds, and a worker preempted mid-tile (or
+        // sharing its core with libgomp's spinning thread right after a GEMM) costs more than the second core saves on a
+        // 2 ms product. Measured interleaved at n = 2048, d = 1024, r = 64 (134 M multiply-adds): one thread 1.099–1.114
+        // of the frozen base against 1.113–1.137 with two; at r = 256 (537 M) two threads take 6.4 ms against 10.5.
         private static int KernelThreads(long work) =>
-            KernelThreadsOverride ?? (work >= LoRAFunction.ParallelWork ? torch.get_num_threads() : 1);
+            KernelThreadsOverride ?? (work >= ParallelWork ? torch.get_num_threads() : 1);
 
         /// <summary>
         /// fold_r(x) as an autograd node of its own: forward is <see cref="BoneKernels.Fold"/>, backward broadcasts the
