@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -16,9 +17,11 @@ namespace Peft.Runtime.Adapters
     /// </summary>
     /// <remarks>
     /// Several active adapters compose in their active order, the way merging them in that order would: a Bat adapter
-    /// acts on the weight as the adapters before it left it. While only <see cref="BoneVariant.Bone"/> adapters are
-    /// active the forward is the base output plus one thin matmul per adapter; a Bat adapter builds the adapted
-    /// weight (as PEFT does).
+    /// acts on the weight as the adapters before it left it. On CPU float32 the forward and backward run as one fused
+    /// autograd function (<see cref="BoneFunction"/>) whenever the active adapters are Bone adapters, perhaps after one
+    /// Bat adapter: Bone as the base GEMM plus a fold of the input and a thin product, never forming ΔW; Bat by forming
+    /// the adapted weight once per step and running one GEMM. Other orders, dtypes and devices, and an unfrozen base,
+    /// take the composition of TorchSharp ops (a Bat adapter there builds the adapted weight, as PEFT does).
     /// </remarks>
     public sealed class BoneLinear : AdapterLayerBase
     {
@@ -73,6 +76,7 @@ namespace Peft.Runtime.Adapters
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
+            if (TryFused(input, adapters) is { } fused) return fused;
             if (adapters.Any(a => _options[a].Variant == BoneVariant.Bat))
             {
                 // The adapted weight, built in active order so that it equals merging the adapters in that order.
@@ -89,6 +93,27 @@ namespace Peft.Runtime.Adapters
                 result = result.add(folded.matmul(d));
             }
             return result;
+        }
+
+        /// <summary>
+        /// The forward through <see cref="BoneFunction"/> when it applies: some adapters, all Bone except perhaps a Bat
+        /// first (a Bat after another adapter acts on a weight that depends on that adapter's block), and tensors it
+        /// fuses (CPU float32, dense, frozen base). Otherwise null, and the composition below runs.
+        /// </summary>
+        private Tensor? TryFused(Tensor input, List<string> adapters)
+        {
+            if (adapters.Count == 0) return null;
+            bool batFirst = _options[adapters[0]].Variant == BoneVariant.Bat;
+            if (adapters.Skip(1).Any(a => _options[a].Variant == BoneVariant.Bat)) return null;
+            var bat = batFirst ? miss_block[adapters[0]] : null;
+            var bones = adapters.Skip(batFirst ? 1 : 0).Select(a => (Tensor)miss_block[a]).ToArray();
+            // As in the composition: a Bat adapter acts on the weight's value (PEFT uses weight.data), a Bone-only
+            // forward is the base layer's own, whose weight gets a gradient if it is unfrozen (then nothing fuses).
+            using var detached = batFirst ? BaseWeight.detach() : null;
+            Tensor weight = detached ?? BaseWeight;
+            var bias = BaseBias;
+            if (!BoneFunction.CanFuse(input, weight, bias, bat, bones)) return null;
+            return BoneFunction.Linear(input, weight, bias, bat, bones);
         }
 
         /// <summary>The weight after adapter <paramref name="adapter"/> acted on <paramref name="weight"/> (differentiable in D).</summary>
