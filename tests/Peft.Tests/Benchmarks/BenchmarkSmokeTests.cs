@@ -32,6 +32,7 @@ public class BenchmarkSmokeTests
         Assert.Contains(nameof(LoRABenchmarks), names);
         Assert.Contains(nameof(MergeBenchmarks), names);
         Assert.Contains(nameof(DropoutMaskBenchmarks), names);
+        Assert.Contains(nameof(GeneratorBenchmarks), names);
     }
 
     [Theory]
