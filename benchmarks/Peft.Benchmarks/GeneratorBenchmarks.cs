@@ -24,11 +24,12 @@ namespace Peft.Benchmarks;
 /// Every invocation runs on a new <see cref="CSharpCompilation"/> (from the same parsed trees), because a compilation
 /// caches the symbols and attribute data it has bound: a generator run on a compilation that already ran once would
 /// skip most of the binding a real build pays. Parsing is done in setup, for all three benchmarks alike.
-/// The compiler is a large body of code that the JIT takes a dozen runs to tier up (the first runs take 5–10 times
-/// the steady state), so this suite warms up longer than the configs' default of 3; a compiler server or an IDE
-/// runs warm. The operations take tens of milliseconds, so more iterations than the adapter suites fit the time.
+/// The compiler is a large body of code that the tiered JIT (with dynamic PGO: tier 0, instrumented, then tier 1,
+/// each step after 30 calls) takes about a hundred runs to tier up here; the first runs take 5–10 times the steady
+/// state. A compiler server or an IDE runs warm, so this suite warms up far longer than the configs' default of 3.
+/// The operations take tens of milliseconds, so more measured iterations than the adapter suites fit the time.
 /// </remarks>
-[WarmupCount(15)]
+[WarmupCount(120)]
 [IterationCount(30)]
 public class GeneratorBenchmarks
 {

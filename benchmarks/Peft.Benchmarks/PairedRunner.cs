@@ -45,7 +45,8 @@ public static class PairedRunner
 
     /// <summary>
     /// <see cref="GeneratorBenchmarks"/> interleaved: the compile baseline, the cold run and the incremental re-run at
-    /// <paramref name="fields"/> annotated fields. The compiler's code takes a dozen runs to tier up, hence 15 warm-ups.
+    /// <paramref name="fields"/> annotated fields. The compiler's code takes about a hundred runs to tier up, hence 40
+    /// warm-ups of each variant (they share most of it).
     /// </summary>
     public static void RunGenerator(int fields, int rounds)
     {
@@ -53,7 +54,7 @@ public static class PairedRunner
         bench.GlobalSetup();
         string title = string.Format(CultureInfo.InvariantCulture, "{0}: {1} annotated fields, {2} interleaved rounds, {3} logical CPUs",
             nameof(GeneratorBenchmarks), fields, rounds, Environment.ProcessorCount);
-        Interleave(title, Variants(bench), warmups: 15, rounds);
+        Interleave(title, Variants(bench), warmups: 40, rounds);
     }
 
     /// <summary>The suite's [Benchmark] methods on <paramref name="bench"/>, the baseline first.</summary>
