@@ -56,7 +56,7 @@ public sealed class MedianRatioColumn : IColumn
     /// <inheritdoc />
     public UnitType UnitType => UnitType.Dimensionless;
     /// <inheritdoc />
-    public string Legend => "Median time / median time of the baseline (the frozen base layer) with the same parameters";
+    public string Legend => "Median time / median time of the baseline (the frozen base layer; for the generator, compiling without it) with the same parameters";
 
     /// <inheritdoc />
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase)

@@ -35,7 +35,7 @@ public static class PairedRunner
     public static void Run(string suite, int n, int d, int parameter, int rounds, bool inputNeedsGrad = true)
     {
         if (!Suites.TryGetValue(suite, out var type))
-            throw new ArgumentException($"unknown suite '{suite}'; one of: {string.Join(", ", Suites.Keys.OrderBy(k => k))}");
+            throw new ArgumentException($"unknown suite '{suite}'; one of: {string.Join(", ", Suites.Keys.OrderBy(k => k))} (and generator)");
         var bench = (AdapterBenchmark)Activator.CreateInstance(type)!;
         bench.N = n;
         bench.D = d;
@@ -43,13 +43,43 @@ public static class PairedRunner
         var own = type.GetProperties().SingleOrDefault(p => p.DeclaringType == type && p.GetCustomAttribute<ParamsSourceAttribute>() is not null);
         own?.SetValue(bench, parameter);
         bench.GlobalSetup();
-        var variants = type.GetMethods()
+        var variants = Variants(bench);
+        string title = string.Format(CultureInfo.InvariantCulture, "{0}: n = {1}, d = {2}{3}, input {4}, {5} interleaved rounds, {6} libtorch threads, {7} logical CPUs",
+            type.Name, n, d, own is null ? "" : $", {own.Name} = {parameter}", inputNeedsGrad ? "requires grad" : "needs no grad",
+            rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount);
+        Interleave(title, variants, warmups: 3, rounds);
+        bench.GlobalCleanup();
+    }
+
+    /// <summary>
+    /// <see cref="GeneratorBenchmarks"/> interleaved: the compile baseline, the cold run and the incremental re-run at
+    /// <paramref name="fields"/> annotated fields. The compiler's code takes about a hundred runs to tier up, hence 40
+    /// warm-ups of each variant (they share most of it).
+    /// </summary>
+    public static void RunGenerator(int fields, int rounds)
+    {
+        var bench = new GeneratorBenchmarks { Fields = fields };
+        bench.GlobalSetup();
+        string title = string.Format(CultureInfo.InvariantCulture, "{0}: {1} annotated fields, {2} interleaved rounds, {3} logical CPUs",
+            nameof(GeneratorBenchmarks), fields, rounds, Environment.ProcessorCount);
+        Interleave(title, Variants(bench), warmups: 40, rounds);
+    }
+
+    /// <summary>The suite's [Benchmark] methods on <paramref name="bench"/>, the baseline first.</summary>
+    private static (string Name, Action Step)[] Variants(object bench) =>
+        bench.GetType().GetMethods()
             .Select(m => (Method: m, Attribute: m.GetCustomAttribute<BenchmarkAttribute>()))
             .Where(m => m.Attribute is not null)
             .OrderByDescending(m => m.Attribute!.Baseline)
-            .Select(m => (Name: m.Attribute!.Description ?? m.Method.Name, Step: (Action)m.Method.CreateDelegate(typeof(Action), bench)))
+            // Benchmarks that return a value (the generator's) go through Invoke: microseconds on tens of milliseconds.
+            .Select(m => (Name: m.Attribute!.Description ?? m.Method.Name,
+                Step: m.Method.ReturnType == typeof(void) ? (Action)m.Method.CreateDelegate(typeof(Action), bench) : () => m.Method.Invoke(bench, null)))
             .ToArray();
-        foreach (var v in variants) for (int i = 0; i < 3; i++) v.Step();
+
+    /// <summary>Times the variants back to back for <paramref name="rounds"/> rounds and prints the table; variant 0 is the baseline.</summary>
+    private static void Interleave(string title, (string Name, Action Step)[] variants, int warmups, int rounds)
+    {
+        foreach (var v in variants) for (int i = 0; i < warmups; i++) v.Step();
         var times = variants.Select(_ => new List<double>()).ToArray();
         for (int round = 0; round < rounds; round++)
         {
@@ -62,12 +92,9 @@ public static class PairedRunner
                 times[k].Add(watch.Elapsed.TotalMilliseconds);
             }
         }
-        bench.GlobalCleanup();
 
         var c = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Format(c, "{0}: n = {1}, d = {2}{3}, input {4}, {5} interleaved rounds, {6} libtorch threads, {7} logical CPUs",
-            type.Name, n, d, own is null ? "" : $", {own.Name} = {parameter}", inputNeedsGrad ? "requires grad" : "needs no grad",
-            rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
+        Console.WriteLine(title);
         Console.WriteLine("| variant | median ms | min ms | median of per-round ratios | ratio quartiles |");
         Console.WriteLine("| --- | ---: | ---: | ---: | --- |");
         for (int k = 0; k < variants.Length; k++)

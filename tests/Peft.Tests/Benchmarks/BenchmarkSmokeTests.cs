@@ -32,7 +32,9 @@ public class BenchmarkSmokeTests
         Assert.Contains(nameof(LoRABenchmarks), names);
         Assert.Contains(nameof(MergeBenchmarks), names);
         Assert.Contains(nameof(DropoutMaskBenchmarks), names);
+        Assert.Contains(nameof(DoRABenchmarks), names);
         Assert.Contains(nameof(BoneBenchmarks), names);
+        Assert.Contains(nameof(GeneratorBenchmarks), names);
     }
 
     [Theory]
