@@ -15,6 +15,8 @@ namespace Peft.Runtime.Native
     /// (<c>VER_FLG_WEAK</c> in <c>.gnu.version_r</c>), after preloading libc10 / libtorch_cpu / libtorch so the copy
     /// resolves them by soname. Where the plain load works this does nothing beyond the preload.
     /// Generated code calls <see cref="EnsureLoaded"/> from a module initializer; calling it again is free.
+    /// On Linux it also sets glibc's malloc thresholds so that tensors freed at the end of a step are not paged in
+    /// afresh on the next (<see cref="AllocatorTuning"/>).
     /// </remarks>
     public static class TorchNative
     {
@@ -40,7 +42,10 @@ namespace Peft.Runtime.Native
             {
                 if (_loaded) return;
                 if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux))
+                {
+                    AllocatorTuning.Apply();
                     LoadOnLinux();
+                }
                 else
                     LoadReport = "not Linux: TorchSharp loads its own libraries";
                 _loaded = true;
