@@ -14,12 +14,12 @@ namespace Peft.Runtime.Native
     /// three fresh [2048, 1024] buffers took 80–130 ms instead of 58 (the frozen layer: 50–55). This fixes the two
     /// thresholds where glibc's own dynamic adjustment would end up (blocks up to 32 MiB from the heap, glibc's
     /// maximum) and lets up to 1 GiB of freed heap stay mapped for the next step, as PyTorch's CPU tuning guides
-    /// do with <c>MALLOC_*</c> variables or jemalloc. Threads started later share the main heap (one arena): a
-    /// thread's own arena grows in 64 MiB heaps and unmaps a heap as soon as it is all free, whatever the trim
-    /// threshold, so a training loop on a worker thread faulted 4 MiB in per layer and step. Tensor allocations are
-    /// few and large, so one arena's lock costs nothing measurable here. Nothing changes if the process already
-    /// tunes malloc (<c>MALLOC_*</c> variables, <c>glibc.malloc</c> tunables), if the C library is not glibc, or if
-    /// the app sets the switch <see cref="KeepSwitch"/> (for example
+    /// do with <c>MALLOC_*</c> variables or jemalloc. A thread other than the main one allocates from an arena of
+    /// 64 MiB heaps, and glibc unmaps such a heap as soon as it is all free, whatever the trim threshold, unless the
+    /// heap below lacks room for the top pad: a 64 MiB top pad keeps them, where a training loop on a worker thread
+    /// otherwise faulted 8–16 MiB in per layer and step (the pad is address space; pages are only resident once
+    /// used). Nothing changes if the process already tunes malloc (<c>MALLOC_*</c> variables, <c>glibc.malloc</c>
+    /// tunables), if the C library is not glibc, or if the app sets the switch <see cref="KeepSwitch"/> (for example
     /// <c>&lt;RuntimeHostConfigurationOption Include="Peft.Runtime.KeepMallocSettings" Value="true" /&gt;</c>).
     /// </remarks>
     public static class AllocatorTuning
@@ -33,10 +33,13 @@ namespace Peft.Runtime.Native
         /// <summary>Free memory at the top of the heap kept mapped for the next step.</summary>
         public const int TrimThreshold = 1 << 30;
 
+        /// <summary>Extra room a heap grows by, and keeps when trimmed: one heap of a thread's arena.</summary>
+        public const int TopPad = 64 << 20;
+
         // mallopt's parameter numbers (malloc.h).
         private const int M_TRIM_THRESHOLD = -1;
         private const int M_MMAP_THRESHOLD = -3;
-        private const int M_ARENA_MAX = -8;
+        private const int M_TOP_PAD = -2;
 
         private static readonly string[] UserSettings = { "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX" };
 
@@ -73,9 +76,9 @@ namespace Peft.Runtime.Native
                 return;
             }
             var set = (delegate* unmanaged<int, int, int>)mallopt;
-            bool ok = set(M_MMAP_THRESHOLD, MmapThreshold) == 1 & set(M_TRIM_THRESHOLD, TrimThreshold) == 1 & set(M_ARENA_MAX, 1) == 1;
+            bool ok = set(M_MMAP_THRESHOLD, MmapThreshold) == 1 & set(M_TRIM_THRESHOLD, TrimThreshold) == 1 & set(M_TOP_PAD, TopPad) == 1;
             Report = ok
-                ? $"glibc malloc: mmap threshold {MmapThreshold >> 20} MiB, trim threshold {TrimThreshold >> 20} MiB, one arena"
+                ? $"glibc malloc: mmap threshold {MmapThreshold >> 20} MiB, trim threshold {TrimThreshold >> 20} MiB, top pad {TopPad >> 20} MiB"
                 : "glibc refused the thresholds; its defaults stay";
         }
     }
