@@ -424,13 +424,18 @@ namespace Peft.Runtime.Kernels
         /// <summary>Multiply-adds of a hand-written product from which sharing it between workers pays.</summary>
         internal const long ParallelWork = 1L << 29;
 
-        // libtorch's intra-op thread count for large products, the calling thread alone for smaller ones. Four times
-        // LoRAFunction's threshold: the loop waits for the tile a worker holds, and a worker preempted mid-tile (or
-        // sharing its core with libgomp's spinning thread right after a GEMM) costs more than the second core saves on a
-        // 2 ms product. Measured interleaved at n = 2048, d = 1024, r = 64 (134 M multiply-adds): one thread 1.099–1.114
-        // of the frozen base against 1.113–1.137 with two; at r = 256 (537 M) two threads take 6.4 ms against 10.5.
+        /// <summary>The same once libgomp's idle workers sleep soon (<see cref="Native.OpenMpTuning"/>).</summary>
+        internal const long ShortSpinParallelWork = 1L << 25;
+
+        // libtorch's intra-op thread count for large products, the calling thread alone for smaller ones. With
+        // libgomp's default spin, four times LoRAFunction's threshold: the loop waits for the tile a worker holds, and a
+        // worker preempted mid-tile (or sharing its core with libgomp's spinning thread right after a GEMM) costs more
+        // than the second core saves on a 2 ms product. Measured interleaved at n = 2048, d = 1024, r = 64 (134 M
+        // multiply-adds): one thread 1.099–1.114 of the frozen base against 1.113–1.137 with two; at r = 256 (537 M)
+        // two threads take 6.4 ms against 10.5. With the spin shortened, two threads gave 1.094–1.096 against
+        // 1.106–1.114 at r = 64.
         private static int KernelThreads(long work) =>
-            KernelThreadsOverride ?? (work >= ParallelWork ? torch.get_num_threads() : 1);
+            KernelThreadsOverride ?? (work >= (Native.OpenMpTuning.ShortSpin ? ShortSpinParallelWork : ParallelWork) ? torch.get_num_threads() : 1);
 
         /// <summary>
         /// fold_r(x) as an autograd node of its own: forward is <see cref="BoneKernels.Fold"/>, backward broadcasts the

@@ -16,7 +16,8 @@ namespace Peft.Runtime.Native
     /// resolves them by soname. Where the plain load works this does nothing beyond the preload.
     /// Generated code calls <see cref="EnsureLoaded"/> from a module initializer; calling it again is free.
     /// On Linux it also sets glibc's malloc thresholds so that tensors freed at the end of a step are not paged in
-    /// afresh on the next (<see cref="AllocatorTuning"/>).
+    /// afresh on the next (<see cref="AllocatorTuning"/>), and shortens libgomp's idle spin so the fused kernels'
+    /// workers can use the cores between GEMMs (<see cref="OpenMpTuning"/>).
     /// </remarks>
     public static class TorchNative
     {
@@ -44,6 +45,7 @@ namespace Peft.Runtime.Native
                 if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux))
                 {
                     AllocatorTuning.Apply();
+                    OpenMpTuning.Apply(); // before libtorch's load pulls in libgomp, which reads it once
                     LoadOnLinux();
                 }
                 else
