@@ -31,6 +31,12 @@ namespace Peft.Runtime.Native
         /// <summary>Whether libgomp's workers were told to sleep soon, so kernel workers can share the cores.</summary>
         internal static bool ShortSpin { get; private set; }
 
+        // Whether a spin setting found in the environment lets idle workers sleep at least as soon as ours would.
+        private static bool IsShort(string name, string value) =>
+            name == "OMP_WAIT_POLICY"
+                ? value.Equals("PASSIVE", StringComparison.OrdinalIgnoreCase)
+                : long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long count) && count <= SpinCount;
+
         [DllImport("libc", EntryPoint = "setenv", SetLastError = true)]
         private static extern int SetEnv(string name, string value, int overwrite);
 
@@ -47,9 +53,11 @@ namespace Peft.Runtime.Native
             }
             foreach (string name in new[] { "GOMP_SPINCOUNT", "OMP_WAIT_POLICY" })
             {
-                if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(name)))
+                if (Environment.GetEnvironmentVariable(name) is { Length: > 0 } value)
                 {
-                    Report = $"left alone: the environment sets {name}";
+                    // Set by the user, or inherited from a parent process that ran this (BenchmarkDotNet's children).
+                    ShortSpin = IsShort(name, value);
+                    Report = $"left alone: the environment sets {name}={value}";
                     return;
                 }
             }
