@@ -288,7 +288,7 @@ namespace Peft.Runtime.Kernels
                 {
                     // G in the scratch buffer (dX is done with the adapted weight that was there), Σ_J G_IJ by one
                     // folding pass over G, Σ_J W_IJᵀ·G_IJ as a batched product whose output is only [out/r, r, r].
-                    var g = Scratch(o, d);
+                    var g = ThreadScratch.Floats(o, d);
                     g.addmm_(dY.t(), x2, beta: 0, alpha: 1);
                     var product = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r));
                     product.add_(Fold(g, r).view(outBlocks, r, r));
@@ -347,7 +347,7 @@ namespace Peft.Runtime.Kernels
         {
             if (bat is null && bones.Count == 0) return weight;
             long o = weight.shape[0], d = weight.shape[1];
-            var w = Scratch(o, d);
+            var w = ThreadScratch.Floats(o, d);
             if (o == 0 || d == 0) return w;
             float* target = TensorData.Floats(w), source = TensorData.Floats(weight);
             if (bat is not null)
@@ -377,25 +377,6 @@ namespace Peft.Runtime.Kernels
                 w = w.reshape(o, d / r, r).add(block.t().unsqueeze(1)).reshape(o, d); // [out, 1, r] against [out, in/r, r]
             }
             return w;
-        }
-
-        [ThreadStatic] private static Tensor? _scratch;
-
-        /// <summary>
-        /// A [rows, cols] float32 view of this thread's scratch buffer, grown on demand and kept between calls. The
-        /// adapted weight and Bat's G = dYᵀ·x are weight-sized and live for one call each; allocated afresh, a tensor
-        /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call, which measured 200 ms
-        /// for 4096 × 4096 floats on the development machine, against 5 ms for the pass that fills it.
-        /// </summary>
-        private static Tensor Scratch(long rows, long cols)
-        {
-            long need = Math.Max(1, rows * cols);
-            if (_scratch is null || _scratch.numel() < need)
-            {
-                _scratch?.Dispose();
-                _scratch = torch.empty(need, dtype: ScalarType.Float32).DetachFromDisposeScope();
-            }
-            return _scratch.narrow(0, 0, rows * cols).view(rows, cols);
         }
 
         /// <summary>fold_r(x) = Σ_J x[:, J·r:(J+1)·r] for x [n, in], as [n, r]: one streaming pass over x.</summary>

@@ -166,7 +166,7 @@ namespace Peft.Runtime.Kernels
             long n = lora.Rows, o = lora.Out;
             var dY = gradOutput.reshape(n, o);
             if (!dY.is_contiguous()) dY = dY.contiguous();
-            var dZ = torch.empty(n, o, dtype: ScalarType.Float32);
+            var dZ = ThreadScratch.Floats(n, o); // read by LoRA's backward below and dead when it returns
             var correlation = args.NeedMagnitude ? torch.zeros(o, dtype: ScalarType.Float32) : null;
             if (n > 0)
                 DoRAKernels.ScaleAndCorrelate(TensorData.Floats(dY), TensorData.Floats(factor), args.NeedMagnitude ? TensorData.Floats(z!) : null,

@@ -74,6 +74,31 @@ public class DoRAFunctionTests
             TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
     }
 
+    /// <summary>
+    /// Two fused DoRA layers in one graph, the second wider: each backward borrows the thread's scratch buffer for its
+    /// scaled gradient, and neither may see the other's (nor a size left over from it).
+    /// </summary>
+    [Fact]
+    public void StackedLayersEachGetTheirOwnGradients()
+    {
+        using var scope = NewDisposeScope();
+        var first = Make(new long[] { 33, 24 }, 40, 4);
+        var second = Make(new long[] { 33, 40 }, 56, 8, inputGrad: false);
+        var upstream = randn(33, 56);
+
+        second.X = Composed(first);
+        var expected = Composed(second);
+        var expectedGrads = Grads(expected, upstream, first.X, first.A, first.B, first.M, second.A, second.B, second.M);
+
+        second.X = Fused(first);
+        var actual = Fused(second);
+        var actualGrads = Grads(actual, upstream, first.X, first.A, first.B, first.M, second.A, second.B, second.M);
+
+        TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+        for (int i = 0; i < expectedGrads.Count; i++)
+            TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+    }
+
     [Fact]
     public void TheThinNormFormulaEqualsTheDenseRowNorm()
     {
