@@ -6,9 +6,10 @@ using static TorchSharp.torch;
 namespace Peft.Benchmarks;
 
 /// <summary>
-/// DoRA (no dropout, as <c>[DoRA(r, Alpha = 2r)]</c> declares by default) through <see cref="LoRALinear"/> (the fused
-/// <c>DoRAFunction</c> that generated code runs), and the same layer composed from TorchSharp ops the way PEFT writes
-/// it (dense ΔW for the norm, base output, (g − 1) ⊙ x·Wᵀ + g ⊙ s·B·A·x), against the frozen base.
+/// DoRA through <see cref="LoRALinear"/> (the fused <c>DoRAFunction</c> that generated code runs), without dropout (as
+/// <c>[DoRA(r, Alpha = 2r)]</c> declares by default) and with dropout 0.05, and the same layers composed from TorchSharp
+/// ops the way PEFT writes them (dense ΔW for the norm; without dropout the base output reused, as PEFT does, so
+/// y = base + (g − 1) ⊙ (base − b) + g ⊙ s·B·A·x; with dropout a second base product on drop(x)), against the frozen base.
 /// </summary>
 public class DoRABenchmarks : AdapterBenchmark
 {
@@ -19,8 +20,11 @@ public class DoRABenchmarks : AdapterBenchmark
     /// <summary>r ∈ {8, 16, 64}; only 16 with <c>PEFT_BENCH_HEADLINE=1</c>.</summary>
     public static int[] Ranks => BenchmarkSizes.Pick(new[] { 8, 16, 64 }, 16);
 
-    private LoRALinear _layer = null!, _lora = null!;
-    private Composed _composed = null!;
+    /// <summary>The dropout of the dropout variants.</summary>
+    public const double Dropout = 0.05;
+
+    private LoRALinear _layer = null!, _lora = null!, _dropping = null!;
+    private Composed _composed = null!, _composedDropping = null!;
     private Tensor _a = null!, _b = null!, _m = null!;
 
     /// <inheritdoc />
@@ -32,7 +36,15 @@ public class DoRABenchmarks : AdapterBenchmark
         _a = _layer.LoraA("default");
         _b = _layer.LoraB("default");
         _m = _layer.Magnitude("default");
-        _composed = new Composed(BaseLayer, _a, _b, _m, 2.0);
+        _composed = new Composed(BaseLayer, _a, _b, _m, 2.0, 0);
+        _composedDropping = new Composed(BaseLayer, _a, _b, _m, 2.0, Dropout);
+        _dropping = new LoRALinear("bench.v", BaseLayer, "default", new DoRAOptions { Rank = R, Alpha = 2 * R, Dropout = Dropout });
+        using (no_grad())
+        {
+            _dropping.LoraA("default").copy_(_a);
+            _dropping.LoraB("default").copy_(_b);
+        }
+        _dropping.train();
         _lora = new LoRALinear("bench.k", BaseLayer, "default", new LoRAOptions { Rank = R, Alpha = 2 * R });
         using (no_grad()) _lora.LoraB("default").copy_(_b);
         _lora.train();
@@ -50,19 +62,28 @@ public class DoRABenchmarks : AdapterBenchmark
     [Benchmark(Description = "DoRA composed")]
     public void DoRAComposed() => Step(_composed, _a, _b, _m);
 
+    /// <summary>The fused DoRA layer with dropout: PEFT's formula needs a second base product, on drop(x).</summary>
+    [Benchmark(Description = "DoRA fused, dropout")]
+    public void DoRADropout() => Step(_dropping, _dropping.LoraA("default"), _dropping.LoraB("default"), _dropping.Magnitude("default"));
+
+    /// <summary>DoRA with dropout from plain TorchSharp ops (libtorch dropout), as PEFT computes it.</summary>
+    [Benchmark(Description = "DoRA composed, dropout")]
+    public void DoRAComposedDropout() => Step(_composedDropping, _a, _b, _m);
+
     private sealed class Composed : nn.Module<Tensor, Tensor>
     {
         private readonly TorchSharp.Modules.Linear _base;
         private readonly Tensor _a, _b, _m;
-        private readonly double _scaling;
+        private readonly double _scaling, _dropout;
 
-        public Composed(TorchSharp.Modules.Linear baseLayer, Tensor a, Tensor b, Tensor m, double scaling) : base("composed")
+        public Composed(TorchSharp.Modules.Linear baseLayer, Tensor a, Tensor b, Tensor m, double scaling, double dropout) : base("composed")
         {
             _base = baseLayer;
             _a = a;
             _b = b;
             _m = m;
             _scaling = scaling;
+            _dropout = dropout;
         }
 
         public override Tensor forward(Tensor x)
@@ -72,8 +93,9 @@ public class DoRABenchmarks : AdapterBenchmark
             using (no_grad()) norm = linalg.vector_norm(weight.add(_b.matmul(_a), alpha: _scaling), 2, new long[] { 1 });
             var g = _m.div(norm);
             var baseOut = _base.forward(x);
-            var projected = nn.functional.linear(x, weight);
-            var update = nn.functional.linear(nn.functional.linear(x, _a), _b);
+            var dropped = _dropout > 0 ? nn.functional.dropout(x, _dropout, training: true) : x;
+            var projected = _dropout > 0 ? nn.functional.linear(dropped, weight) : baseOut.sub(_base.bias!);
+            var update = nn.functional.linear(nn.functional.linear(dropped, _a), _b);
             return baseOut.add(g.sub(1).mul(projected)).add(g.mul(update), alpha: _scaling);
         }
     }
@@ -82,6 +104,8 @@ public class DoRABenchmarks : AdapterBenchmark
     protected override void CleanUpAdapter()
     {
         _composed.Dispose();
+        _composedDropping.Dispose();
+        _dropping.Dispose();
         _lora.Dispose();
         _layer.Dispose();
     }

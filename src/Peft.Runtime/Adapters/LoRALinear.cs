@@ -196,13 +196,13 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>
         /// Whether <see cref="FusedForward"/> computes these adapters: plain LoRA adapters, after at most one DoRA adapter
-        /// that comes first (it then rescales the base weight alone) and drops nothing. DoRA with dropout, or after
-        /// another adapter, takes the composed path.
+        /// that comes first (it then rescales the base weight alone). A DoRA adapter after another adapter takes the
+        /// composed path.
         /// </summary>
         private bool FusedFunctionsApply(List<string> adapters)
         {
-            for (int i = 0; i < adapters.Count; i++)
-                if (lora_magnitude_vector.Contains(adapters[i]) && (i > 0 || (training && _options[adapters[i]].Dropout > 0)))
+            for (int i = 1; i < adapters.Count; i++)
+                if (lora_magnitude_vector.Contains(adapters[i]))
                     return false;
             return true;
         }
@@ -219,7 +219,7 @@ namespace Peft.Runtime.Adapters
                 var options = _options[adapter];
                 double dropout = training ? options.Dropout : 0;
                 if (result is null && lora_magnitude_vector.Contains(adapter))
-                    result = DoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), Magnitude(adapter), options.Scaling);
+                    result = DoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), Magnitude(adapter), options.Scaling, dropout);
                 else
                     result = result is null
                         ? LoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), options.Scaling, dropout)

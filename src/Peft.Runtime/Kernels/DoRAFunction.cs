@@ -22,9 +22,13 @@ namespace Peft.Runtime.Kernels
     /// would cost a second base GEMM.</para>
     /// <para><b>Backward</b> forms dZ = g ⊙ dY and m's gradient in one pass over dY and z, then runs LoRA's fused
     /// backward on dZ: dA, dB and dX = dZ·W + s·(dZ·B)·A in one buffer, never a gradient for W or b.</para>
-    /// <para>Dropout is not handled here: PEFT's DoRA with dropout needs the base product of the dropped input too,
-    /// a second GEMM whatever the kernel, and <see cref="LoRALinear"/> composes it. Other dtypes, devices and
-    /// layouts, and an unfrozen base, take the same formula composed from TorchSharp ops.</para>
+    /// <para><b>Dropout.</b> PEFT's formula in training, y = x·Wᵀ + b + (g − 1) ⊙ xd·Wᵀ + g ⊙ s·(xd·Aᵀ)·Bᵀ with
+    /// xd = drop(x), is y = b + e·Wᵀ + g ⊙ zd with e = x − xd and zd = xd·Wᵀ + s·(xd·Aᵀ)·Bᵀ: the same function on
+    /// xd plus one more GEMM on e, the second base product the formula needs whatever the kernel. The mask is
+    /// <see cref="DropoutMask"/>'s (Philox), split into xd and e in one pass and regenerated in backward, where
+    /// dX = dE + k ⊙ (dXd − dE) (k the scaled mask) joins the gradients through e (dY·W) and through xd.</para>
+    /// <para>Other dtypes, devices and layouts, and an unfrozen base, take the same formula composed from TorchSharp
+    /// ops.</para>
     /// </remarks>
     public sealed class DoRAFunction : torch.autograd.SingleTensorFunction<DoRAFunction>
     {
@@ -50,18 +54,40 @@ namespace Peft.Runtime.Kernels
         /// <param name="loraB">LoRA's B factor.</param>
         /// <param name="magnitude">DoRA's magnitude vector m.</param>
         /// <param name="scaling">s: α / r (or α / √r).</param>
-        public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor loraA, Tensor loraB, Tensor magnitude, double scaling)
+        public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor loraA, Tensor loraB, Tensor magnitude, double scaling) =>
+            Linear(input, weight, bias, loraA, loraB, magnitude, scaling, 0);
+
+        /// <summary>
+        /// The same layer with dropout <paramref name="dropout"/> on the adapter's input, as PEFT computes DoRA in
+        /// training: y = x·Wᵀ + b + (g − 1) ⊙ drop(x)·Wᵀ + g ⊙ s·(drop(x)·Aᵀ)·Bᵀ.
+        /// </summary>
+        /// <param name="input">The layer input, [..., in].</param>
+        /// <param name="weight">The frozen base weight.</param>
+        /// <param name="bias">The frozen base bias, or null.</param>
+        /// <param name="loraA">LoRA's A factor.</param>
+        /// <param name="loraB">LoRA's B factor.</param>
+        /// <param name="magnitude">DoRA's magnitude vector m.</param>
+        /// <param name="scaling">s: α / r (or α / √r).</param>
+        /// <param name="dropout">Dropout probability on the adapter input, in [0, 1); 0 in evaluation.</param>
+        public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, Tensor loraA, Tensor loraB, Tensor magnitude, double scaling, double dropout) =>
+            Apply(input, weight, bias, loraA, loraB, magnitude, scaling, dropout, dropout > 0 ? LoRAFunction.NextSeed() : 0);
+
+        /// <summary>The fused forward with an explicit dropout seed (tests compare it with a composition using the same mask).</summary>
+        internal static Tensor Apply(Tensor input, Tensor weight, Tensor? bias, Tensor loraA, Tensor loraB, Tensor magnitude,
+            double scaling, double dropout, ulong seed)
         {
             FusedAutograd.ReleaseReturnedGradients();
-            var shape = LoRAFunction.Validate(input, null, weight, bias, loraA, loraB, 0);
+            var shape = LoRAFunction.Validate(input, null, weight, bias, loraA, loraB, dropout);
             if (magnitude.dim() != 1 || magnitude.shape[0] != shape.Out)
                 throw new ArgumentException($"The DoRA magnitude [{string.Join(", ", magnitude.shape)}] does not fit {shape.Out} outputs.");
+            var mask = new DropoutMask(seed, dropout);
             if (!LoRAFunction.CanFuse(input, null, weight, bias, loraA, loraB) || !TensorData.IsDenseCpuFloat(magnitude))
-                return Composed(input, weight, bias, loraA, loraB, magnitude, scaling);
+                return Composed(input, weight, bias, loraA, loraB, magnitude, scaling, mask);
 
+            // The LoRA part runs on the dropped input xd, without a mask of its own.
             var lora = new LoRAFunction.Args((float)scaling, new DropoutMask(0, 0), shape.Rows, shape.In, shape.Out, input.shape,
                 NeedInput: input.requires_grad, NeedPrevious: false, NeedA: loraA.requires_grad, NeedB: loraB.requires_grad);
-            var args = new Args(lora, NeedMagnitude: magnitude.requires_grad);
+            var args = new Args(lora, mask, NeedMagnitude: magnitude.requires_grad);
             bool needsGraph = is_grad_enabled() && (input.requires_grad || loraA.requires_grad || loraB.requires_grad || magnitude.requires_grad);
             if (!needsGraph)
             {
@@ -86,9 +112,18 @@ namespace Peft.Runtime.Kernels
             var factor = torch.empty(outF, dtype: ScalarType.Float32);
             if (outF > 0)
                 DoRAKernels.NormAndFactor(TensorData.Floats(weight), TensorData.Floats(a), TensorData.Floats(b), TensorData.Floats(magnitude),
-                    TensorData.Floats(norm), TensorData.Floats(factor), checked((int)outF), checked((int)inF), checked((int)r), scaling);
+                    TensorData.Floats(norm), TensorData.Floats(factor), checked((int)outF), checked((int)inF), checked((int)r), scaling,
+                    NormThreads(outF * inF * r));
             return (norm, factor);
         }
+
+        /// <summary>Workers for the norm's rows, when a test fixes them.</summary>
+        internal static int? NormThreadsOverride { get; set; }
+
+        // Both cores once libgomp's workers sleep soon (Native.OpenMpTuning) and the pass is worth sharing (2²² multiply-adds:
+        // r = 4 at 1024 × 1024); the calling thread alone otherwise, for the reason LoRAFunction gives.
+        private static int NormThreads(long work) =>
+            NormThreadsOverride ?? (Native.OpenMpTuning.ShortSpin && work >= 1L << 22 ? torch.get_num_threads() : 1);
 
         /// <inheritdoc />
         public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
@@ -103,9 +138,10 @@ namespace Peft.Runtime.Kernels
 
             var (y, z, u, norm, factor) = Compute(x, weight, bias, a, b, m, args);
             var lora = args.LoRA;
-            // Only what backward reads: x for dA, W and A for dX, B for dZ·B, u for dB, z and n for dm, g for dZ.
+            // Only what backward reads: x for dA (with dropout, xd is regenerated from it), W and A for dX, B for dZ·B,
+            // u for dB, z and n for dm, g for dZ.
             var saveX = lora.NeedA ? x : null;
-            var saveW = lora.NeedInput ? weight : null;
+            var saveW = lora.NeedInput || args.NeedMagnitude ? weight : null; // m's gradient under create_graph recomputes x·Wᵀ
             var saveU = lora.NeedB ? u : null;
             var saveZ = args.NeedMagnitude ? z : null;
             ctx.save_for_backward(new List<Tensor> { saveX!, saveW!, a, b, saveU!, saveZ!, norm, factor, m });
@@ -144,19 +180,46 @@ namespace Peft.Runtime.Kernels
             return result;
         }
 
-        // z = x·Wᵀ + s·u·Bᵀ through LoRA's fused forward (no bias), then y = g ⊙ z + b.
+        // z = x·Wᵀ + s·u·Bᵀ through LoRA's fused forward (no bias), then y = g ⊙ z + b. With dropout z is taken on
+        // xd = drop(x), and y gains e·Wᵀ with e = x − xd.
         private static (Tensor Y, Tensor Z, Tensor U, Tensor Norm, Tensor Factor) Compute(Tensor x, Tensor weight, Tensor? bias, Tensor a, Tensor b, Tensor m, Args args)
         {
             var (norm, factor) = NormAndFactor(weight, a, b, m, args.LoRA.Scaling);
-            var (z, u) = LoRAFunction.Compute(x, null, weight, null, a, b, args.LoRA);
+            long n = args.LoRA.Rows, o = args.LoRA.Out;
+            Tensor? dropped = null, removed = null;
+            if (args.Mask.DropsAny)
+                (dropped, removed) = SplitDropped(x, args.Mask);
+            var (z, u) = LoRAFunction.Compute(dropped ?? x, null, weight, null, a, b, args.LoRA);
             var y = torch.empty_like(z);
             unsafe
             {
-                if (args.LoRA.Rows > 0)
+                if (n > 0)
                     DoRAKernels.ScaleRows(TensorData.Floats(z), TensorData.Floats(factor), bias is null ? null : TensorData.Floats(bias),
-                        TensorData.Floats(y), args.LoRA.Rows, checked((int)args.LoRA.Out));
+                        TensorData.Floats(y), n, checked((int)o));
+            }
+            if (removed is not null)
+            {
+                if (n > 0)
+                {
+                    using var y2 = y.view(n, o);
+                    using var e2 = removed.view(n, args.LoRA.In);
+                    using var wt = weight.t();
+                    y2.addmm_(e2, wt, beta: 1, alpha: 1);
+                }
+                removed.Dispose();
+                dropped!.Dispose();
             }
             return (y, z, u, norm, factor);
+        }
+
+        /// <summary>xd = drop(x) and e = x − xd, both fresh contiguous tensors shaped like x.</summary>
+        private static unsafe (Tensor Dropped, Tensor Removed) SplitDropped(Tensor x, DropoutMask mask)
+        {
+            var dropped = torch.empty_like(x);
+            var removed = torch.empty_like(x);
+            long count = x.numel();
+            if (count > 0) DoRAKernels.SplitDropped(mask, TensorData.Floats(x), TensorData.Floats(dropped), TensorData.Floats(removed), count);
+            return (dropped, removed);
         }
 
         private static unsafe void BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b,
@@ -172,7 +235,19 @@ namespace Peft.Runtime.Kernels
                 DoRAKernels.ScaleAndCorrelate(TensorData.Floats(dY), TensorData.Floats(factor), args.NeedMagnitude ? TensorData.Floats(z!) : null,
                     TensorData.Floats(dZ), correlation is null ? null : TensorData.Floats(correlation), n, (int)o);
             if (lora.NeedInput || lora.NeedA || lora.NeedB)
-                (grads[InputIndex], grads[AIndex], grads[BIndex]) = LoRAFunction.BackwardFused(lora, dZ, x, weight, a, b, u);
+            {
+                // With dropout the LoRA part saw xd: regenerate it for dA (the mask comes from the seed, not memory).
+                (Tensor? Dropped, Tensor? Removed) dropped = args.Mask.DropsAny && lora.NeedA ? SplitDropped(x!, args.Mask) : default;
+                dropped.Removed?.Dispose();
+                (grads[InputIndex], grads[AIndex], grads[BIndex]) = LoRAFunction.BackwardFused(lora, dZ, dropped.Dropped ?? x, weight, a, b, u);
+                dropped.Dropped?.Dispose();
+                if (args.Mask.DropsAny && grads[InputIndex] is { } dX && n > 0)
+                {
+                    // dX = dE + k ⊙ (dXd − dE), dE = dY·W the gradient through e = x − xd.
+                    using var dE = dY.mm(weight!);
+                    DoRAKernels.MergeDropped(args.Mask, TensorData.Floats(dE), TensorData.Floats(dX), dX.numel());
+                }
+            }
             if (correlation is not null)
             {
                 var dm = torch.empty(o, dtype: ScalarType.Float32);
@@ -181,20 +256,17 @@ namespace Peft.Runtime.Kernels
             }
         }
 
-        // create_graph: recompute the layer with differentiable ops (the same constant norm) and differentiate that.
+        // create_graph: recompute the layer with differentiable ops (the same constant norm and mask) and differentiate that.
         private static void BackwardWithGraph(Args args, Tensor gradOutput, Tensor x, Tensor? weight, Tensor? a, Tensor? b, Tensor m, Tensor norm, Tensor?[] grads)
         {
             var lora = args.LoRA;
-            var g = DoRA.Factor(m, norm); // differentiable in m, n a constant
-            var z = nn.functional.linear(nn.functional.linear(x, a!), b!).mul(lora.Scaling);
-            if (weight is not null) z = z.add(nn.functional.linear(x, weight));
-            var y = z.mul(g);
             var inputs = new List<Tensor>();
             if (lora.NeedInput) inputs.Add(x);
             if (lora.NeedA) inputs.Add(a!);
             if (lora.NeedB) inputs.Add(b!);
             if (args.NeedMagnitude) inputs.Add(m);
             if (inputs.Count == 0) return;
+            var y = Formula(x, weight, a!, b!, DoRA.Factor(m, norm), lora.Scaling, args.Mask); // differentiable in m, n a constant
             var result = torch.autograd.grad(new[] { y }, inputs, new[] { gradOutput }, retain_graph: true, create_graph: true, allow_unused: true);
             int k = 0;
             if (lora.NeedInput) grads[InputIndex] = result[k++];
@@ -204,17 +276,29 @@ namespace Peft.Runtime.Kernels
         }
 
         // The same formula from TorchSharp ops, for what the raw loops do not handle.
-        private static Tensor Composed(Tensor x, Tensor weight, Tensor? bias, Tensor a, Tensor b, Tensor m, double scaling)
+        private static Tensor Composed(Tensor x, Tensor weight, Tensor? bias, Tensor a, Tensor b, Tensor m, double scaling, DropoutMask mask)
         {
             using var scope = NewDisposeScope();
             Tensor norm;
             using (no_grad()) norm = DoRA.RowNorm(weight.detach().addmm(b.detach(), a.detach(), beta: 1, alpha: (float)scaling));
-            var factor = DoRA.Factor(m, norm);
-            var z = nn.functional.linear(x, weight).add(nn.functional.linear(nn.functional.linear(x, a), b), alpha: scaling);
-            var y = z.mul(factor);
+            var y = Formula(x, weight, a, b, DoRA.Factor(m, norm), scaling, mask);
             return scope.MoveToOuter(bias is null ? y : y.add(bias));
         }
 
-        internal sealed record Args(LoRAFunction.Args LoRA, bool NeedMagnitude);
+        // g ⊙ (xd·Wᵀ + s·(xd·Aᵀ)·Bᵀ) + (x − xd)·Wᵀ without the bias, xd = drop(x) (x itself without dropout): PEFT's
+        // x·Wᵀ + (g − 1) ⊙ xd·Wᵀ + g ⊙ s·B·A·xd. W may be missing only where no gradient needs the terms it is in.
+        // On CPU the mask is the same Philox mask as the fused path's; elsewhere libtorch's own dropout.
+        private static Tensor Formula(Tensor x, Tensor? weight, Tensor a, Tensor b, Tensor factor, double scaling, DropoutMask mask)
+        {
+            var dropped = !mask.DropsAny ? x
+                : x.device_type == DeviceType.CPU ? x.mul(LoRAFunction.MaskTensor(mask.Seed, mask.Probability, x.shape).to(x.dtype))
+                : nn.functional.dropout(x, mask.Probability, training: true);
+            var z = nn.functional.linear(nn.functional.linear(dropped, a), b).mul(scaling);
+            if (weight is not null) z = z.add(nn.functional.linear(dropped, weight));
+            var y = z.mul(factor);
+            return mask.DropsAny && weight is not null ? y.add(nn.functional.linear(x.sub(dropped), weight)) : y;
+        }
+
+        internal sealed record Args(LoRAFunction.Args LoRA, DropoutMask Mask, bool NeedMagnitude);
     }
 }

@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics;
 namespace Peft.Runtime.Kernels
 {
     /// <summary>
-    /// DoRA's own passes over raw float32 memory, on the calling thread. Each replaces several libtorch operations:
+    /// DoRA's own passes over raw float32 memory (the norm's rows shared between workers, the rest on the calling
+    /// thread). Each replaces several libtorch operations:
     /// on two shared cores every parallel libtorch call waits for its OpenMP worker to be scheduled (measured here:
     /// a 16 × 1024 · 1024 × 16 product took 20 ms under load), so the small steps cost more in barriers than in work.
     /// </summary>
@@ -29,15 +30,33 @@ namespace Peft.Runtime.Kernels
         /// <param name="inF">Columns of W and A.</param>
         /// <param name="r">The rank.</param>
         /// <param name="s">The scaling s.</param>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void NormAndFactor(float* w, float* a, float* b, float* m, float* norm, float* factor, int outF, int inF, int r, double s)
+        /// <param name="threads">Workers for the rows (chunks of 64 go to whichever asks next).</param>
+        internal static void NormAndFactor(float* w, float* a, float* b, float* m, float* norm, float* factor, int outF, int inF, int r, double s, int threads)
         {
             var gram = new double[r * r];                      // A·Aᵀ
             for (int k = 0; k < r; k++)
                 for (int l = k; l < r; l++)
                     gram[k * r + l] = gram[l * r + k] = Dot(a + (long)k * inF, a + (long)l * inF, inF);
+            const int chunk = 64;
+            int chunks = (outF + chunk - 1) / chunk;
+            if (threads <= 1 || chunks <= 1)
+            {
+                NormRows(w, a, b, m, norm, factor, inF, r, s, gram, 0, outF);
+                return;
+            }
+            nint wP = (nint)w, aP = (nint)a, bP = (nint)b, mP = (nint)m, normP = (nint)norm, factorP = (nint)factor;
+            System.Threading.Tasks.Parallel.For(0, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
+                c => NormRows((float*)wP, (float*)aP, (float*)bP, (float*)mP, (float*)normP, (float*)factorP, inF, r, s, gram,
+                    c * chunk, Math.Min(outF, (c + 1) * chunk)));
+        }
+
+        // Rows [o0, o1) of NormAndFactor, given A·Aᵀ.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void NormRows(float* w, float* a, float* b, float* m, float* norm, float* factor, int inF, int r, double s,
+            double[] gram, int o0, int o1)
+        {
             var wa = new double[r];                            // (W·Aᵀ)_o
-            for (int o = 0; o < outF; o++)
+            for (int o = o0; o < o1; o++)
             {
                 float* row = w + (long)o * inF, bRow = b + (long)o * r;
                 double squared = Dot(row, row, inF);
@@ -161,6 +180,62 @@ namespace Peft.Runtime.Kernels
             double total = Vector256.Sum(sum);
             for (; j < count; j++) total += x[j] * y[j];
             return total;
+        }
+
+        /// <summary>Elements per chunk of the mask passes: the scaled mask of a chunk lives on the stack.</summary>
+        private const int MaskChunk = 4096;
+
+        /// <summary>
+        /// xd = x ⊙ k and e = x − xd for elements [0, <paramref name="count"/>), k the scaled dropout mask (0 where
+        /// dropped, 1 / (1 − p) elsewhere): the dropped input and the part of x the dropout removed, in one pass.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long count)
+        {
+            float* k = stackalloc float[MaskChunk];
+            for (long start = 0; start < count; start += MaskChunk)
+            {
+                int len = (int)Math.Min(MaskChunk, count - start);
+                mask.Fill(k, start, len);
+                float* xs = x + start, xds = xd + start, es = e + start;
+                int i = 0;
+                for (; i + 8 <= len; i += 8)
+                {
+                    var xv = Vector256.Load(xs + i);
+                    var dropped = xv * Vector256.Load(k + i);
+                    dropped.Store(xds + i);
+                    (xv - dropped).Store(es + i);
+                }
+                for (; i < len; i++)
+                {
+                    float dropped = xs[i] * k[i];
+                    xds[i] = dropped;
+                    es[i] = xs[i] - dropped;
+                }
+            }
+        }
+
+        /// <summary>
+        /// dX = dE + k ⊙ (dXd − dE), written over <paramref name="dXd"/>, for elements [0, <paramref name="count"/>): the
+        /// input gradient of x through e = x − x ⊙ k (dE) and through xd = x ⊙ k (dXd).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long count)
+        {
+            float* k = stackalloc float[MaskChunk];
+            for (long start = 0; start < count; start += MaskChunk)
+            {
+                int len = (int)Math.Min(MaskChunk, count - start);
+                mask.Fill(k, start, len);
+                float* de = dE + start, dxd = dXd + start;
+                int i = 0;
+                for (; i + 8 <= len; i += 8)
+                {
+                    var dev = Vector256.Load(de + i);
+                    Vector256.FusedMultiplyAdd(Vector256.Load(k + i), Vector256.Load(dxd + i) - dev, dev).Store(dxd + i);
+                }
+                for (; i < len; i++) dxd[i] = de[i] + k[i] * (dxd[i] - de[i]);
+            }
         }
     }
 }

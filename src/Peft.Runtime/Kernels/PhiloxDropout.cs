@@ -270,18 +270,25 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>Writes the scaled mask of elements [0, <paramref name="count"/>): 0 where dropped, 1 / (1 − p) elsewhere.</summary>
+        internal unsafe void Fill(float* destination, long count) => Fill(destination, 0, count);
+
+        /// <summary>
+        /// Writes the scaled mask of elements [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>)
+        /// to <paramref name="destination"/>[0, count); <paramref name="first"/> is a multiple of <see cref="BlockElements"/>.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal unsafe void Fill(float* destination, long count)
+        internal unsafe void Fill(float* destination, long first, long count)
         {
+            if (first % BlockElements != 0) throw new ArgumentOutOfRangeException(nameof(first), first, "must be a multiple of 64");
             const int Chunk = 64;
             Span<ulong> bits = stackalloc ulong[Chunk];
-            long blocks = (count + BlockElements - 1) / BlockElements;
+            long blocks = (count + BlockElements - 1) / BlockElements, firstBlock = first / BlockElements;
             float keep = KeepScale;
             var keepVector = Vector256.Create(keep);
             for (long b0 = 0; b0 < blocks; b0 += Chunk)
             {
                 int n = (int)Math.Min(Chunk, blocks - b0);
-                DroppedBits(b0, bits[..n]);
+                DroppedBits(firstBlock + b0, bits[..n]);
                 for (int j = 0; j < n; j++)
                 {
                     long start = (b0 + j) * BlockElements;

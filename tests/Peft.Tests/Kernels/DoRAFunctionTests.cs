@@ -99,12 +99,23 @@ public class DoRAFunctionTests
             TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
     }
 
-    [Fact]
-    public void TheThinNormFormulaEqualsTheDenseRowNorm()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)] // 200 rows: chunks of 64 rows on two workers, the last one short
+    public void TheThinNormFormulaEqualsTheDenseRowNorm(int threads)
     {
         using var scope = NewDisposeScope();
         var s = Make(new long[] { 4, 300 }, 200, 12);
-        var (norm, factor) = DoRAFunction.NormAndFactor(s.W, s.A, s.B, s.M, s.Scaling);
+        (Tensor norm, Tensor factor) = (null!, null!);
+        try
+        {
+            DoRAFunction.NormThreadsOverride = threads;
+            (norm, factor) = DoRAFunction.NormAndFactor(s.W, s.A, s.B, s.M, s.Scaling);
+        }
+        finally
+        {
+            DoRAFunction.NormThreadsOverride = null;
+        }
         var dense = DoRA.RowNorm(s.W + s.B.detach().matmul(s.A.detach()) * s.Scaling);
         TensorAssert.Close(dense, norm, rtol: 1e-5, atol: 1e-6);
         TensorAssert.Close(s.M.detach() / dense, factor, rtol: 1e-5, atol: 1e-6);
@@ -224,14 +235,91 @@ public class DoRAFunctionTests
         };
         TensorAssert.Close(Composed(s), y, rtol: 1e-5, atol: 1e-5);
 
-        // With dropout in training, PEFT's formula needs the base product of the dropped input: the composed path.
+        // With dropout, in training and in evaluation (where it drops nothing).
         var dropping = new LoRALinear("T.k", nn.Linear(24, 20), "default", new DoRAOptions { Rank = 4, Alpha = 8, Dropout = 0.1 });
         dropping.train();
         RanFused(() => dropping.forward(x), out fused);
-        Assert.False(fused);
+        Assert.True(fused);
         dropping.eval();
         RanFused(() => dropping.forward(x), out fused);
         Assert.True(fused);
+
+        // A DoRA adapter after another adapter rescales the weight the first amounts to: the composed path.
+        layer.AddAdapter("second", new DoRAOptions { Rank = 4, Alpha = 8 });
+        layer.SetActiveAdapters(new[] { "default", "second" });
+        RanFused(() => layer.forward(x), out fused);
+        Assert.False(fused);
+    }
+
+    // PEFT's DoRA in training, written out as PEFT writes it, with the mask of the fused call's seed:
+    // y = x·Wᵀ + b + (g − 1) ⊙ xd·Wᵀ + g ⊙ s·(xd·Aᵀ)·Bᵀ, xd = x ⊙ mask.
+    private static Tensor ComposedWithDropout(Setup s, double p, ulong seed)
+    {
+        Tensor norm;
+        using (no_grad()) norm = (s.W + s.B.detach().matmul(s.A.detach()) * s.Scaling).square().sum(1).sqrt();
+        var g = s.M / norm;
+        var xd = s.X * LoRAFunction.MaskTensor(seed, p, s.X.shape);
+        var y = s.X.matmul(s.W.t()) + (g - 1) * xd.matmul(s.W.t()) + g * xd.matmul(s.A.t()).matmul(s.B.t()) * s.Scaling;
+        return s.Bias is null ? y : y + s.Bias;
+    }
+
+    [Theory]
+    [InlineData(new long[] { 37, 24 }, 20, 4, true, true, 0.1)]
+    [InlineData(new long[] { 3, 11, 24 }, 20, 4, false, true, 0.5)]
+    [InlineData(new long[] { 64, 128 }, 96, 16, true, false, 0.05)]  // input needs no gradient
+    [InlineData(new long[] { 5, 130 }, 33, 3, true, true, 0.3)]       // widths off the vector size
+    [InlineData(new long[] { 70, 200 }, 150, 64, true, true, 0.05)]   // 14,000 elements: several mask chunks, one partial
+    public void WithDropoutForwardAndEveryGradientEqualPeftsFormulaWithTheSameMask(long[] shape, long outF, int rank, bool bias, bool inputGrad, double p)
+    {
+        using var scope = NewDisposeScope();
+        const ulong seed = 0x5eed_1234_abcdUL;
+        var s = Make(shape, outF, rank, bias, inputGrad);
+        var upstream = randn(shape.Take(shape.Length - 1).Append(outF).ToArray());
+        var expected = ComposedWithDropout(s, p, seed);
+        var expectedGrads = Grads(expected, upstream, Trainable(s));
+        var actual = DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, p, seed);
+        var actualGrads = Grads(actual, upstream, Trainable(s));
+
+        TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+        Assert.Equal(expectedGrads.Count, actualGrads.Count);
+        for (int i = 0; i < expectedGrads.Count; i++)
+            TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+        // The mask matters: without it (or with another seed) the result differs.
+        Assert.False(Fused(s).allclose(actual, rtol: 1e-3, atol: 1e-3));
+        Assert.False(DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, p, seed + 1).allclose(actual, rtol: 1e-3, atol: 1e-3));
+    }
+
+    [Fact]
+    public void WithDropoutSecondDerivativesAndTheComposedPathUseTheSameMask()
+    {
+        using var scope = NewDisposeScope();
+        const ulong seed = 77;
+        var s = Make(new long[] { 12, 16 }, 10, 3);
+        Tensor Penalty(Tensor y)
+        {
+            var gx = torch.autograd.grad(new[] { y.square().sum() }, new[] { s.X }, retain_graph: true, create_graph: true)[0];
+            return gx.square().sum();
+        }
+        var expected = Grads(Penalty(ComposedWithDropout(s, 0.3, seed)), tensor(1f), s.A, s.B, s.M);
+        var actual = Grads(Penalty(DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, 0.3, seed)), tensor(1f), s.A, s.B, s.M);
+        for (int i = 0; i < 3; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
+
+        // float64 cannot take the raw loops: the composed path, with the same Philox mask.
+        var d = new Setup { X = s.X.detach().to(float64), W = s.W.to(float64), Bias = s.Bias!.to(float64), A = s.A.detach().to(float64),
+            B = s.B.detach().to(float64), M = s.M.detach().to(float64), Scaling = s.Scaling };
+        TensorAssert.Close(ComposedWithDropout(d, 0.3, seed), DoRAFunction.Apply(d.X, d.W, d.Bias, d.A, d.B, d.M, d.Scaling, 0.3, seed), rtol: 1e-9, atol: 1e-9);
+    }
+
+    [Fact]
+    public void WithDropoutAFirstLayerStillGetsItsMagnitudeGradientUnderCreateGraph()
+    {
+        // Input without gradient, create_graph on: the recomputed layer needs W for m's gradient even though dX is not wanted.
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 9, 16 }, 10, 3, inputGrad: false);
+        var upstream = randn(9, 10);
+        var expected = torch.autograd.grad(new[] { ComposedWithDropout(s, 0.2, 5) }, new[] { s.A, s.M }, new[] { upstream }, create_graph: true);
+        var actual = torch.autograd.grad(new[] { DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, 0.2, 5) }, new[] { s.A, s.M }, new[] { upstream }, create_graph: true);
+        for (int i = 0; i < 2; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
     }
 
     // Whether the call ran DoRAFunction's forward: each run records a new save report.
