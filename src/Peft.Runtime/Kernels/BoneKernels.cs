@@ -313,58 +313,41 @@ namespace Peft.Runtime.Kernels
                                 o3[b] = s3;
                             }
                         }
-                        else if (vw == 16)
-                        {
-                            for (int b = 0; b < r; b += 16)
-                            {
-                                var s0 = Vector512.Load(w0 + b) + Vector512.Load(dr[0] + b);
-                                var s1 = Vector512.Load(w1 + b) + Vector512.Load(dr[1] + b);
-                                var s2 = Vector512.Load(w2 + b) + Vector512.Load(dr[2] + b);
-                                var s3 = Vector512.Load(w3 + b) + Vector512.Load(dr[3] + b);
-                                float* dc = dI + b;
-                                for (int c = 0; c < r; c++, dc += r)
-                                {
-                                    var dv = Vector512.Load(dc);
-                                    s0 = Vector512.FusedMultiplyAdd(Vector512.Create(w0[c]), dv, s0);
-                                    s1 = Vector512.FusedMultiplyAdd(Vector512.Create(w1[c]), dv, s1);
-                                    s2 = Vector512.FusedMultiplyAdd(Vector512.Create(w2[c]), dv, s2);
-                                    s3 = Vector512.FusedMultiplyAdd(Vector512.Create(w3[c]), dv, s3);
-                                }
-                                s0.Store(o0 + b);
-                                s1.Store(o1 + b);
-                                s2.Store(o2 + b);
-                                s3.Store(o3 + b);
-                            }
-                        }
-                        else
-                        {
-                            for (int b = 0; b < r; b += 8)
-                            {
-                                var s0 = Vector256.Load(w0 + b) + Vector256.Load(dr[0] + b);
-                                var s1 = Vector256.Load(w1 + b) + Vector256.Load(dr[1] + b);
-                                var s2 = Vector256.Load(w2 + b) + Vector256.Load(dr[2] + b);
-                                var s3 = Vector256.Load(w3 + b) + Vector256.Load(dr[3] + b);
-                                float* dc = dI + b;
-                                for (int c = 0; c < r; c++, dc += r)
-                                {
-                                    var dv = Vector256.Load(dc);
-                                    s0 = Vector256.FusedMultiplyAdd(Vector256.Create(w0[c]), dv, s0);
-                                    s1 = Vector256.FusedMultiplyAdd(Vector256.Create(w1[c]), dv, s1);
-                                    s2 = Vector256.FusedMultiplyAdd(Vector256.Create(w2[c]), dv, s2);
-                                    s3 = Vector256.FusedMultiplyAdd(Vector256.Create(w3[c]), dv, s3);
-                                }
-                                s0.Store(o0 + b);
-                                s1.Store(o1 + b);
-                                s2.Store(o2 + b);
-                                s3.Store(o3 + b);
-                            }
-                        }
+                        else if (vw == 16) BatTile<Simd512>(w0, w1, w2, w3, dr, dI, r, o0, o1, o2, o3);
+                        else BatTile<Simd256>(w0, w1, w2, w3, dr, dI, r, o0, o1, o2, o3);
                     }
                 }
             }
             finally
             {
                 NativeMemory.Free(zero);
+            }
+        }
+
+        // Four rows of one Bat tile, r a multiple of the vector width: o_t[b] = w_t[b] + D_I[a_t, b] + Σ_c w_t[c]·D_I[c, b].
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void BatTile<TV>(float* w0, float* w1, float* w2, float* w3, float** dr, float* dI, int r,
+            float* o0, float* o1, float* o2, float* o3) where TV : struct, ISimdFloat<TV>
+        {
+            for (int b = 0; b < r; b += TV.Count)
+            {
+                var s0 = TV.Load(w0 + b) + TV.Load(dr[0] + b);
+                var s1 = TV.Load(w1 + b) + TV.Load(dr[1] + b);
+                var s2 = TV.Load(w2 + b) + TV.Load(dr[2] + b);
+                var s3 = TV.Load(w3 + b) + TV.Load(dr[3] + b);
+                float* dc = dI + b;
+                for (int c = 0; c < r; c++, dc += r)
+                {
+                    var dv = TV.Load(dc);
+                    s0 = TV.MultiplyAdd(TV.Broadcast(w0[c]), dv, s0);
+                    s1 = TV.MultiplyAdd(TV.Broadcast(w1[c]), dv, s1);
+                    s2 = TV.MultiplyAdd(TV.Broadcast(w2[c]), dv, s2);
+                    s3 = TV.MultiplyAdd(TV.Broadcast(w3[c]), dv, s3);
+                }
+                s0.Store(o0 + b);
+                s1.Store(o1 + b);
+                s2.Store(o2 + b);
+                s3.Store(o3 + b);
             }
         }
 
