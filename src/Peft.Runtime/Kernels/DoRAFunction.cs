@@ -117,13 +117,17 @@ namespace Peft.Runtime.Kernels
             return (norm, factor);
         }
 
-        /// <summary>Workers for the norm's rows, when a test fixes them.</summary>
+        /// <summary>Workers for the norm's rows and the dropout mask's passes, when a test fixes them.</summary>
         internal static int? NormThreadsOverride { get; set; }
 
         // Both cores once libgomp's workers sleep soon (Native.OpenMpTuning) and the pass is worth sharing (2²² multiply-adds:
         // r = 4 at 1024 × 1024); the calling thread alone otherwise, for the reason LoRAFunction gives.
         private static int NormThreads(long work) =>
             NormThreadsOverride ?? (Native.OpenMpTuning.ShortSpin && work >= 1L << 22 ? torch.get_num_threads() : 1);
+
+        // The mask passes over [n, in] elements likewise, from two spans of DoRAKernels' size up.
+        private static int PassThreads(long elements) =>
+            NormThreadsOverride ?? (Native.OpenMpTuning.ShortSpin && elements >= 1L << 19 ? torch.get_num_threads() : 1);
 
         /// <inheritdoc />
         public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
@@ -218,7 +222,8 @@ namespace Peft.Runtime.Kernels
             var dropped = torch.empty_like(x);
             var removed = torch.empty_like(x);
             long count = x.numel();
-            if (count > 0) DoRAKernels.SplitDropped(mask, TensorData.Floats(x), TensorData.Floats(dropped), TensorData.Floats(removed), count);
+            if (count > 0)
+                DoRAKernels.SplitDropped(mask, TensorData.Floats(x), TensorData.Floats(dropped), TensorData.Floats(removed), count, PassThreads(count));
             return (dropped, removed);
         }
 
@@ -245,7 +250,7 @@ namespace Peft.Runtime.Kernels
                 {
                     // dX = dE + k ⊙ (dXd − dE), dE = dY·W the gradient through e = x − xd.
                     using var dE = dY.mm(weight!);
-                    DoRAKernels.MergeDropped(args.Mask, TensorData.Floats(dE), TensorData.Floats(dX), dX.numel());
+                    DoRAKernels.MergeDropped(args.Mask, TensorData.Floats(dE), TensorData.Floats(dX), dX.numel(), PassThreads(dX.numel()));
                 }
             }
             if (correlation is not null)

@@ -189,11 +189,14 @@ namespace Peft.Runtime.Kernels
         /// xd = x ⊙ k and e = x − xd for elements [0, <paramref name="count"/>), k the scaled dropout mask (0 where
         /// dropped, 1 / (1 − p) elsewhere): the dropped input and the part of x the dropout removed, in one pass.
         /// </summary>
+        internal static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long count, int threads) =>
+            InSpans(count, threads, (first, end) => SplitDropped(mask, x, xd, e, first, end));
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long count)
+        private static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long first, long count)
         {
             float* k = stackalloc float[MaskChunk];
-            for (long start = 0; start < count; start += MaskChunk)
+            for (long start = first; start < count; start += MaskChunk)
             {
                 int len = (int)Math.Min(MaskChunk, count - start);
                 mask.Fill(k, start, len);
@@ -219,11 +222,14 @@ namespace Peft.Runtime.Kernels
         /// dX = dE + k ⊙ (dXd − dE), written over <paramref name="dXd"/>, for elements [0, <paramref name="count"/>): the
         /// input gradient of x through e = x − x ⊙ k (dE) and through xd = x ⊙ k (dXd).
         /// </summary>
+        internal static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long count, int threads) =>
+            InSpans(count, threads, (first, end) => MergeDropped(mask, dE, dXd, first, end));
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long count)
+        private static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long first, long count)
         {
             float* k = stackalloc float[MaskChunk];
-            for (long start = 0; start < count; start += MaskChunk)
+            for (long start = first; start < count; start += MaskChunk)
             {
                 int len = (int)Math.Min(MaskChunk, count - start);
                 mask.Fill(k, start, len);
@@ -236,6 +242,23 @@ namespace Peft.Runtime.Kernels
                 }
                 for (; i < len; i++) dxd[i] = de[i] + k[i] * (dxd[i] - de[i]);
             }
+        }
+
+        /// <summary>Elements per work item of the mask passes when they are shared: 64 mask chunks (1 MiB of floats).</summary>
+        private const long MaskSpan = 64L * MaskChunk;
+
+        // Runs body(first, end) over [0, count) in spans of MaskSpan elements (multiples of the mask's block), on up to
+        // `threads` workers; pointers captured by the lambdas stay valid because the caller waits for all of them.
+        private static void InSpans(long count, int threads, Action<long, long> body)
+        {
+            long spans = (count + MaskSpan - 1) / MaskSpan;
+            if (threads <= 1 || spans <= 1)
+            {
+                body(0, count);
+                return;
+            }
+            System.Threading.Tasks.Parallel.For(0L, spans, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
+                i => body(i * MaskSpan, Math.Min(count, (i + 1) * MaskSpan)));
         }
     }
 }

@@ -290,6 +290,30 @@ public class DoRAFunctionTests
     }
 
     [Fact]
+    public void WithDropoutTheMaskPassesSharedBetweenWorkersGiveTheSameResult()
+    {
+        // 600 × 1024 elements: three spans of the mask passes, the last one partial, on two workers.
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 600, 1024 }, 48, 4);
+        var upstream = randn(600, 48);
+        var expected = ComposedWithDropout(s, 0.1, 99);
+        var expectedGrads = Grads(expected, upstream, Trainable(s));
+        try
+        {
+            DoRAFunction.NormThreadsOverride = 2;
+            var actual = DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, 0.1, 99);
+            var actualGrads = Grads(actual, upstream, Trainable(s));
+            TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+            for (int i = 0; i < expectedGrads.Count; i++)
+                TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+        }
+        finally
+        {
+            DoRAFunction.NormThreadsOverride = null;
+        }
+    }
+
+    [Fact]
     public void WithDropoutSecondDerivativesAndTheComposedPathUseTheSameMask()
     {
         using var scope = NewDisposeScope();
