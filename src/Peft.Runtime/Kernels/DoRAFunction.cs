@@ -192,7 +192,7 @@ namespace Peft.Runtime.Kernels
             long n = args.LoRA.Rows, o = args.LoRA.Out;
             Tensor? dropped = null, removed = null;
             if (args.Mask.DropsAny)
-                (dropped, removed) = SplitDropped(x, args.Mask);
+                (dropped, removed) = SplitDropped(x, args.Mask, withRemoved: true);
             var (z, u) = LoRAFunction.Compute(dropped ?? x, null, weight, null, a, b, args.LoRA);
             var y = torch.empty_like(z);
             unsafe
@@ -216,14 +216,15 @@ namespace Peft.Runtime.Kernels
             return (y, z, u, norm, factor);
         }
 
-        /// <summary>xd = drop(x) and e = x − xd, both fresh contiguous tensors shaped like x.</summary>
-        private static unsafe (Tensor Dropped, Tensor Removed) SplitDropped(Tensor x, DropoutMask mask)
+        /// <summary>xd = drop(x) and, if <paramref name="withRemoved"/>, e = x − xd: fresh contiguous tensors shaped like x.</summary>
+        private static unsafe (Tensor Dropped, Tensor? Removed) SplitDropped(Tensor x, DropoutMask mask, bool withRemoved)
         {
             var dropped = torch.empty_like(x);
-            var removed = torch.empty_like(x);
+            var removed = withRemoved ? torch.empty_like(x) : null;
             long count = x.numel();
             if (count > 0)
-                DoRAKernels.SplitDropped(mask, TensorData.Floats(x), TensorData.Floats(dropped), TensorData.Floats(removed), count, PassThreads(count));
+                DoRAKernels.SplitDropped(mask, TensorData.Floats(x), TensorData.Floats(dropped), removed is null ? null : TensorData.Floats(removed),
+                    count, PassThreads(count));
             return (dropped, removed);
         }
 
@@ -242,10 +243,8 @@ namespace Peft.Runtime.Kernels
             if (lora.NeedInput || lora.NeedA || lora.NeedB)
             {
                 // With dropout the LoRA part saw xd: regenerate it for dA (the mask comes from the seed, not memory).
-                (Tensor? Dropped, Tensor? Removed) dropped = args.Mask.DropsAny && lora.NeedA ? SplitDropped(x!, args.Mask) : default;
-                dropped.Removed?.Dispose();
-                (grads[InputIndex], grads[AIndex], grads[BIndex]) = LoRAFunction.BackwardFused(lora, dZ, dropped.Dropped ?? x, weight, a, b, u);
-                dropped.Dropped?.Dispose();
+                using var dropped = args.Mask.DropsAny && lora.NeedA ? SplitDropped(x!, args.Mask, withRemoved: false).Dropped : null;
+                (grads[InputIndex], grads[AIndex], grads[BIndex]) = LoRAFunction.BackwardFused(lora, dZ, dropped ?? x, weight, a, b, u);
                 if (args.Mask.DropsAny && grads[InputIndex] is { } dX && n > 0)
                 {
                     // dX = dE + k ⊙ (dXd − dE), dE = dY·W the gradient through e = x − xd.

@@ -187,7 +187,8 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// xd = x ⊙ k and e = x − xd for elements [0, <paramref name="count"/>), k the scaled dropout mask (0 where
-        /// dropped, 1 / (1 − p) elsewhere): the dropped input and the part of x the dropout removed, in one pass.
+        /// dropped, 1 / (1 − p) elsewhere): the dropped input and the part of x the dropout removed, in one pass;
+        /// <paramref name="e"/> may be null when only xd is wanted.
         /// </summary>
         internal static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long count, int threads) =>
             InSpans(count, threads, (first, end) => SplitDropped(mask, x, xd, e, first, end));
@@ -207,13 +208,13 @@ namespace Peft.Runtime.Kernels
                     var xv = Vector256.Load(xs + i);
                     var dropped = xv * Vector256.Load(k + i);
                     dropped.Store(xds + i);
-                    (xv - dropped).Store(es + i);
+                    if (e != null) (xv - dropped).Store(es + i);
                 }
                 for (; i < len; i++)
                 {
                     float dropped = xs[i] * k[i];
                     xds[i] = dropped;
-                    es[i] = xs[i] - dropped;
+                    if (e != null) es[i] = xs[i] - dropped;
                 }
             }
         }
