@@ -15,7 +15,8 @@ namespace Peft.Runtime.Native
     /// (a fraction of a millisecond) set before libtorch loads libgomp, the thin half runs on every intra-op thread:
     /// LoRA at n = 2048, d = 1024, r = 16 went from 1.145–1.160 to 1.110–1.120 of its frozen base, and the frozen
     /// layer's own GEMMs did not change (53–54 ms either way). Nothing changes if the environment already sets
-    /// <c>GOMP_SPINCOUNT</c> or <c>OMP_WAIT_POLICY</c>, or the app sets the switch <see cref="KeepSwitch"/>.
+    /// <c>GOMP_SPINCOUNT</c> or <c>OMP_WAIT_POLICY</c>, if libgomp is loaded already (it would not read the setting, and
+    /// the kernels then keep to one thread for small thin halves), or if the app sets the switch <see cref="KeepSwitch"/>.
     /// </remarks>
     public static class OpenMpTuning
     {
@@ -36,6 +37,21 @@ namespace Peft.Runtime.Native
             name == "OMP_WAIT_POLICY"
                 ? value.Equals("PASSIVE", StringComparison.OrdinalIgnoreCase)
                 : long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long count) && count <= SpinCount;
+
+        // Whether the process has mapped libgomp already (something made a tensor before the module initializer ran).
+        private static bool LibgompIsLoaded()
+        {
+            try
+            {
+                foreach (string line in System.IO.File.ReadLines("/proc/self/maps"))
+                    if (line.Contains("libgomp", StringComparison.Ordinal)) return true;
+                return false;
+            }
+            catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
+            {
+                return false;
+            }
+        }
 
         [DllImport("libc", EntryPoint = "setenv", SetLastError = true)]
         private static extern int SetEnv(string name, string value, int overwrite);
@@ -60,6 +76,11 @@ namespace Peft.Runtime.Native
                     Report = $"left alone: the environment sets {name}={value}";
                     return;
                 }
+            }
+            if (LibgompIsLoaded())
+            {
+                Report = "left alone: libgomp was loaded before PeftDsl's runtime and has read its settings";
+                return;
             }
             // .NET's Environment.SetEnvironmentVariable changes a managed copy only; libgomp reads the C environment.
             if (SetEnv("GOMP_SPINCOUNT", SpinCount.ToString(System.Globalization.CultureInfo.InvariantCulture), 0) != 0)
