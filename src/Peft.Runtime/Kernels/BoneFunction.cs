@@ -416,7 +416,7 @@ namespace Peft.Runtime.Kernels
         // two threads take 6.4 ms against 10.5. With the spin shortened, two threads gave 1.094–1.096 against
         // 1.106–1.114 at r = 64.
         private static int KernelThreads(long work) =>
-            KernelThreadsOverride ?? (work >= (Native.OpenMpTuning.ShortSpin ? ShortSpinParallelWork : ParallelWork) ? torch.get_num_threads() : 1);
+            KernelThreadsOverride ?? KernelWorkers.Count(work, ParallelWork, ShortSpinParallelWork);
 
         /// <summary>
         /// fold_r(x) as an autograd node of its own: forward is <see cref="BoneKernels.Fold"/>, backward broadcasts the

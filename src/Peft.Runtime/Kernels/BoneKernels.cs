@@ -126,13 +126,10 @@ namespace Peft.Runtime.Kernels
             }
             try
             {
-                long tiles = (long)rowTiles * colTiles;
-                nint fP = (nint)fp, dYP = (nint)dY, dDP = (nint)dD;
-                if (threads <= 1 || tiles <= 1)
-                    for (long t = 0; t < tiles; t++) ProductTile(fp, rp, rows, r, dY, cols, dD, t, rowTiles);
-                else
-                    System.Threading.Tasks.Parallel.For(0L, tiles, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
-                        t => ProductTile((float*)fP, rp, rows, r, (float*)dYP, cols, (float*)dDP, t, rowTiles));
+                KernelWorkers.Spans((long)rowTiles * colTiles, 1, threads, (t0, t1) =>
+                {
+                    for (long t = t0; t < t1; t++) ProductTile(fp, rp, rows, r, dY, cols, dD, t, rowTiles);
+                });
             }
             finally
             {
@@ -250,16 +247,7 @@ namespace Peft.Runtime.Kernels
             // Groups of four rows of one output block: a block of r rows splits into ⌈r / 4⌉ groups.
             int groupsPerBlock = (r + 3) / 4;
             long groups = (long)(outF / r) * groupsPerBlock;
-            nint wP = (nint)w, dP = (nint)d, dstP = (nint)dst;
-            const long chunk = 16;
-            long chunks = (groups + chunk - 1) / chunk;
-            if (threads <= 1 || chunks <= 1)
-            {
-                BatGroups(w, d, inF, r, dst, 0, groups);
-                return;
-            }
-            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
-                c => BatGroups((float*)wP, (float*)dP, inF, r, (float*)dstP, c * chunk, Math.Min(groups, (c + 1) * chunk)));
+            KernelWorkers.Spans(groups, 16, threads, (g0, g1) => BatGroups(w, d, inF, r, dst, g0, g1));
         }
 
         // Row groups [g0, g1) of BatWeight: group g is rows I·r + 4q .. I·r + 4q + 3 (fewer at the block's end), with

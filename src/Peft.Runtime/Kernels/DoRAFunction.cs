@@ -118,17 +118,17 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>Workers for the norm's rows and the dropout mask's passes, when a test fixes them.</summary>
-        internal static int? NormThreadsOverride { get; set; }
+        internal static int? KernelThreadsOverride { get; set; }
 
         // Both cores once libgomp's workers sleep soon (Native.OpenMpTuning) and the pass is worth a fork and join
         // (2²⁶ multiply-adds: r = 64 at 1024 × 1024, where it saves about 2 ms); the calling thread alone otherwise: at
         // r = 16 the pass takes about 0.5 ms, and on a busy host a worker woken for half of it can arrive late.
         private static int NormThreads(long work) =>
-            NormThreadsOverride ?? (Native.OpenMpTuning.ShortSpin && work >= 1L << 26 ? torch.get_num_threads() : 1);
+            KernelThreadsOverride ?? KernelWorkers.Count(work, long.MaxValue, 1L << 26);
 
         // The mask passes over [n, in] elements likewise, from two spans of DoRAKernels' size up.
         private static int PassThreads(long elements) =>
-            NormThreadsOverride ?? (Native.OpenMpTuning.ShortSpin && elements >= 1L << 19 ? torch.get_num_threads() : 1);
+            KernelThreadsOverride ?? KernelWorkers.Count(elements, long.MaxValue, 1L << 19);
 
         /// <inheritdoc />
         public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)

@@ -37,17 +37,7 @@ namespace Peft.Runtime.Kernels
             for (int k = 0; k < r; k++)
                 for (int l = k; l < r; l++)
                     gram[k * r + l] = gram[l * r + k] = Dot(a + (long)k * inF, a + (long)l * inF, inF);
-            const int chunk = 64;
-            int chunks = (outF + chunk - 1) / chunk;
-            if (threads <= 1 || chunks <= 1)
-            {
-                NormRows(w, a, b, m, norm, factor, inF, r, s, gram, 0, outF);
-                return;
-            }
-            nint wP = (nint)w, aP = (nint)a, bP = (nint)b, mP = (nint)m, normP = (nint)norm, factorP = (nint)factor;
-            System.Threading.Tasks.Parallel.For(0, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
-                c => NormRows((float*)wP, (float*)aP, (float*)bP, (float*)mP, (float*)normP, (float*)factorP, inF, r, s, gram,
-                    c * chunk, Math.Min(outF, (c + 1) * chunk)));
+            KernelWorkers.Spans(outF, 64, threads, (o0, o1) => NormRows(w, a, b, m, norm, factor, inF, r, s, gram, (int)o0, (int)o1));
         }
 
         // Rows [o0, o1) of NormAndFactor, given A·Aᵀ.
@@ -191,7 +181,7 @@ namespace Peft.Runtime.Kernels
         /// <paramref name="e"/> may be null when only xd is wanted.
         /// </summary>
         internal static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long count, int threads) =>
-            InSpans(count, threads, (first, end) => SplitDropped(mask, x, xd, e, first, end));
+            KernelWorkers.Spans(count, MaskSpan, threads, (first, end) => SplitDropped(mask, x, xd, e, first, end));
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void SplitDropped(DropoutMask mask, float* x, float* xd, float* e, long first, long count)
@@ -224,7 +214,7 @@ namespace Peft.Runtime.Kernels
         /// input gradient of x through e = x − x ⊙ k (dE) and through xd = x ⊙ k (dXd).
         /// </summary>
         internal static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long count, int threads) =>
-            InSpans(count, threads, (first, end) => MergeDropped(mask, dE, dXd, first, end));
+            KernelWorkers.Spans(count, MaskSpan, threads, (first, end) => MergeDropped(mask, dE, dXd, first, end));
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MergeDropped(DropoutMask mask, float* dE, float* dXd, long first, long count)
@@ -245,21 +235,7 @@ namespace Peft.Runtime.Kernels
             }
         }
 
-        /// <summary>Elements per work item of the mask passes when they are shared: 64 mask chunks (1 MiB of floats).</summary>
+        /// <summary>Elements per work item of the mask passes when they are shared: 64 mask chunks (1 MiB of floats, a multiple of the mask's block).</summary>
         private const long MaskSpan = 64L * MaskChunk;
-
-        // Runs body(first, end) over [0, count) in spans of MaskSpan elements (multiples of the mask's block), on up to
-        // `threads` workers; pointers captured by the lambdas stay valid because the caller waits for all of them.
-        private static void InSpans(long count, int threads, Action<long, long> body)
-        {
-            long spans = (count + MaskSpan - 1) / MaskSpan;
-            if (threads <= 1 || spans <= 1)
-            {
-                body(0, count);
-                return;
-            }
-            System.Threading.Tasks.Parallel.For(0L, spans, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads },
-                i => body(i * MaskSpan, Math.Min(count, (i + 1) * MaskSpan)));
-        }
     }
 }

@@ -204,9 +204,7 @@ namespace Peft.Runtime.Kernels
         // r = 16 was faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there
         // too: 1.110–1.120 of the frozen base against 1.145–1.160 on one.
         private static int KernelThreads(Args args, long rank) =>
-            KernelThreadsOverride ?? (args.Rows * (args.In + args.Out) * rank >= (Native.OpenMpTuning.ShortSpin ? ShortSpinParallelWork : ParallelWork)
-                ? torch.get_num_threads()
-                : 1);
+            KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
 
         private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
         {

@@ -201,25 +201,10 @@ namespace Peft.Runtime.Kernels
         /// <see cref="Forward"/> over all rows, shared by up to <paramref name="threads"/> workers (libtorch's intra-op
         /// thread count, so the thin half uses the cores the GEMM does).
         /// </summary>
-        /// <remarks>
-        /// Rows go out in chunks of <see cref="ChunkRows"/> to whichever worker asks next, not in fixed halves: after a
-        /// GEMM, libgomp's worker spins on the other core for milliseconds, and a .NET worker given a fixed half there
-        /// would make the caller wait; with chunks the caller simply does more of them.
-        /// </remarks>
+        /// <remarks>Rows go out in chunks of <see cref="ChunkRows"/> (<see cref="KernelWorkers.Spans"/>).</remarks>
         internal static void ForwardAll(LoRAProblem p, float* bias, float* previous, float* u, float* y, int threads)
         {
-            long chunks = (p.Rows + ChunkRows - 1) / ChunkRows;
-            if (threads <= 1 || chunks <= 1)
-            {
-                Forward(p, bias, previous, u, y, 0, p.Rows);
-                return;
-            }
-            nint biasP = (nint)bias, previousP = (nint)previous, uP = (nint)u, yP = (nint)y;
-            System.Threading.Tasks.Parallel.For(0L, chunks, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
-            {
-                long row0 = chunk * ChunkRows, row1 = Math.Min(p.Rows, row0 + ChunkRows);
-                Forward(p, (float*)biasP, (float*)previousP, (float*)uP, (float*)yP, row0, row1);
-            });
+            KernelWorkers.Spans(p.Rows, ChunkRows, threads, (row0, row1) => Forward(p, bias, previous, u, y, row0, row1));
         }
 
         /// <summary>

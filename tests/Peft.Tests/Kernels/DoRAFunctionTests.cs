@@ -109,12 +109,12 @@ public class DoRAFunctionTests
         (Tensor norm, Tensor factor) = (null!, null!);
         try
         {
-            DoRAFunction.NormThreadsOverride = threads;
+            DoRAFunction.KernelThreadsOverride = threads;
             (norm, factor) = DoRAFunction.NormAndFactor(s.W, s.A, s.B, s.M, s.Scaling);
         }
         finally
         {
-            DoRAFunction.NormThreadsOverride = null;
+            DoRAFunction.KernelThreadsOverride = null;
         }
         var dense = DoRA.RowNorm(s.W + s.B.detach().matmul(s.A.detach()) * s.Scaling);
         TensorAssert.Close(dense, norm, rtol: 1e-5, atol: 1e-6);
@@ -300,7 +300,7 @@ public class DoRAFunctionTests
         var expectedGrads = Grads(expected, upstream, Trainable(s));
         try
         {
-            DoRAFunction.NormThreadsOverride = 2;
+            DoRAFunction.KernelThreadsOverride = 2;
             var actual = DoRAFunction.Apply(s.X, s.W, s.Bias, s.A, s.B, s.M, s.Scaling, 0.1, 99);
             var actualGrads = Grads(actual, upstream, Trainable(s));
             TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
@@ -309,7 +309,7 @@ public class DoRAFunctionTests
         }
         finally
         {
-            DoRAFunction.NormThreadsOverride = null;
+            DoRAFunction.KernelThreadsOverride = null;
         }
     }
 
