@@ -5,6 +5,7 @@ using Peft.Runtime;
 using Peft.Runtime.Adapters;
 using Peft.Runtime.IO;
 using TorchSharp;
+using Peft.Tests.SharedData;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -41,7 +42,7 @@ public sealed class PeftFixtureTests
         TensorAssert.Close(before, module.forward(x), rtol: 1e-4, atol: 1e-4);
     }
 
-    [Fact]
+    [SharedDataFact(PeftFixtures.Folder)]
     public void DistilBertImdbLoraLoadsAndMerges()
     {
         manual_seed(11);
@@ -54,7 +55,7 @@ public sealed class PeftFixtureTests
         Assert.False(TensorAssert.Same(classifier, classifierBefore));
     }
 
-    [Fact]
+    [SharedDataFact(PeftFixtures.Folder)]
     public void Gpt2SeqClsLoraLoadsAndMerges()
     {
         manual_seed(12);
@@ -62,7 +63,7 @@ public sealed class PeftFixtureTests
         LoadsAndMergesExactly(model, model, "gpt2-seqcls-lora", layers: 12, outFeatures: 2304, scaling: 1.0);
     }
 
-    [Fact]
+    [SharedDataFact(PeftFixtures.Folder)]
     public void AFixtureDoesNotLoadOntoAModelOfOtherShapes()
     {
         var model = new Block(); // q, v are Linear(32, 32) with rank 4: nothing in the DistilBERT file fits
@@ -71,7 +72,7 @@ public sealed class PeftFixtureTests
         Assert.Contains("has rank 4; the file has rank 8", ex.Message);
     }
 
-    [Fact]
+    [SharedDataFact(PeftFixtures.Folder)]
     public void SavingALoadedFixtureReproducesItsTensors()
     {
         string outDir = Path.Combine(Path.GetTempPath(), "peft-fixture-" + Guid.NewGuid().ToString("N"));

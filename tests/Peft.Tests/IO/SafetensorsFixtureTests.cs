@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using Peft.Runtime.IO;
 using TorchSharp;
+using Peft.Tests.SharedData;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -11,7 +12,7 @@ namespace Peft.Tests.IO;
 /// <summary>Files written by Hugging Face PEFT (through Python's safetensors) read, and write back byte for byte.</summary>
 public class SafetensorsFixtureTests
 {
-    [Theory]
+    [SharedDataTheory(PeftFixtures.Folder)]
     [InlineData("distilbert-imdb-lora", 28, 12, new long[] { 768, 8 })]
     [InlineData("gpt2-seqcls-lora", 25, 12, new long[] { 2304, 8 })]
     public void PeftAdapterReads(string adapter, int tensorCount, int loraCount, long[] loraBShape)
@@ -45,7 +46,7 @@ public class SafetensorsFixtureTests
         Assert.True(file.Tensors[loraB[0].Name].abs().sum().item<float>() > 0);
     }
 
-    [Theory]
+    [SharedDataTheory(PeftFixtures.Folder)]
     [InlineData("distilbert-imdb-lora")]
     [InlineData("gpt2-seqcls-lora")]
     public void RewritingAPeftAdapterGivesTheSameBytes(string adapter)
