@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Runtime.Loader;
+using System.Runtime.Versioning;
 
 namespace Peft.Runtime.Native
 {
@@ -13,7 +14,10 @@ namespace Peft.Runtime.Native
     /// <c>std::ios_base_library_init</c>, which nothing calls. On systems whose libstdc++ is older (Debian 12 stops
     /// at 3.4.30) a plain load fails. Where that happens we load a copy whose version need is marked weak
     /// (<c>VER_FLG_WEAK</c> in <c>.gnu.version_r</c>), after preloading libc10 / libtorch_cpu / libtorch so the copy
-    /// resolves them by soname. Where the plain load works this does nothing beyond the preload.
+    /// resolves them by soname. The copy is cached in <c>$XDG_CACHE_HOME/peftdsl/native</c> (or
+    /// <c>~/.cache/peftdsl/native</c>), a 0700 folder, and its SHA-256 checked before every load; where no such
+    /// private folder can be had it is written to a 0700 temporary folder for the process (<see cref="PrivateCacheFolder"/>).
+    /// Where the plain load works this does nothing beyond the preload.
     /// Generated code calls <see cref="EnsureLoaded"/> from a module initializer; calling it again is free.
     /// On Linux it also sets glibc's malloc thresholds so that tensors freed at the end of a step are not paged in
     /// afresh on the next (<see cref="AllocatorTuning"/>), and shortens libgomp's idle spin so the fused kernels'
@@ -54,6 +58,7 @@ namespace Peft.Runtime.Native
             }
         }
 
+        [SupportedOSPlatform("linux")]
         private static void LoadOnLinux()
         {
             string? packageDir = FindNativeDirectory();
@@ -85,25 +90,41 @@ namespace Peft.Runtime.Native
                 return;
             }
 
-            string patched = WeakVersionPatch.WritePatchedCopy(glue, "GLIBCXX_3.4.32");
+            PatchedCopy patched = WeakVersionPatch.WritePatchedCopy(glue, "GLIBCXX_3.4.32");
             try
             {
-                _glueHandle = NativeLibrary.Load(patched);
+                _glueHandle = NativeLibrary.Load(patched.Path);
             }
             catch (Exception ex) when (ex is DllNotFoundException or BadImageFormatException)
             {
                 throw new InvalidOperationException(
-                    $"PeftDsl could not load TorchSharp's native library '{glue}', nor its copy '{patched}' with the GLIBCXX_3.4.32 need made weak: {ex.Message}", ex);
+                    $"PeftDsl could not load TorchSharp's native library '{glue}', nor its copy '{patched.Path}' with the GLIBCXX_3.4.32 need made weak: {ex.Message}", ex);
             }
+            if (patched.Temporary) DeleteAtExit(Path.GetDirectoryName(patched.Path)!);
 
             // TorchSharp probes by file path first; that load of the original still fails, then the soname
             // matches our copy. The resolver covers probing orders where it would not.
             AssemblyLoadContext.Default.ResolvingUnmanagedDll += (_, name) =>
                 name.Contains("LibTorchSharp", StringComparison.Ordinal) ? _glueHandle : IntPtr.Zero;
-            LoadReport = $"loaded {patched} (copy of {glue} with the GLIBCXX_3.4.32 need marked weak)";
+            LoadReport = $"loaded {patched.Path} (copy of {glue} with the GLIBCXX_3.4.32 need marked weak, from the {patched.Cache})";
         }
 
-        private static string? FindNativeDirectory()
+        // A folder made for this process alone would otherwise pile up in /tmp, a copy per run. The mapping outlives
+        // the file, so removing it while loaded is harmless.
+        private static void DeleteAtExit(string folder) =>
+            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+            {
+                try
+                {
+                    Directory.Delete(folder, recursive: true);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // best effort
+                }
+            };
+
+        internal static string? FindNativeDirectory()
         {
             string baseDir = AppContext.BaseDirectory;
             foreach (string dir in new[] { Path.Combine(baseDir, "runtimes", "linux-x64", "native"), baseDir })

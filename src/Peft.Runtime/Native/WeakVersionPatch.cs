@@ -1,6 +1,7 @@
 using System;
 using System.Buffers.Binary;
 using System.IO;
+using System.Runtime.Versioning;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -15,24 +16,102 @@ namespace Peft.Runtime.Native
         private const uint ShtGnuVerneed = 0x6ffffffe;
         private const ushort VerFlagWeak = 0x2;
 
-        /// <summary>Writes (once per content) a patched copy into a per-user cache folder and returns its path.</summary>
-        public static string WritePatchedCopy(string library, string version)
+        /// <summary>
+        /// Returns the path of a copy of <paramref name="library"/> with <paramref name="version"/> marked weak, whose
+        /// content has just been checked against the patched image: from the private per-user cache when there is one
+        /// (<see cref="PrivateCacheFolder"/>), else written afresh into a 0700 folder made for this process.
+        /// </summary>
+        [SupportedOSPlatform("linux")]
+        public static PatchedCopy WritePatchedCopy(string library, string version) =>
+            WritePatchedCopy(library, version, Environment.GetEnvironmentVariable("XDG_CACHE_HOME"), Environment.GetEnvironmentVariable("HOME"));
+
+        /// <summary><see cref="WritePatchedCopy(string, string)"/> with the environment's two values given: for tests.</summary>
+        [SupportedOSPlatform("linux")]
+        internal static PatchedCopy WritePatchedCopy(string library, string version, string? xdgCacheHome, string? home)
+        {
+            byte[] image = PatchedImage(library, version);
+            byte[] hash = SHA256.HashData(image);
+            string fileName = Path.GetFileName(library);
+
+            string refusal;
+            if (PrivateCacheFolder.CacheRoot(xdgCacheHome, home) is not { } root)
+                refusal = "neither XDG_CACHE_HOME nor HOME is an absolute path";
+            else if (PrivateCacheFolder.TryOpen(root, Convert.ToHexString(hash)[..16], out string folder, out refusal))
+            {
+                // The folder is ours and no one else can write it or the folders above it, so the file checked here
+                // is the file the loader opens next: no other user can swap it between the check and the load. Our
+                // own processes may replace it meanwhile, but only ever with the same bytes.
+                string cached = Path.Combine(folder, fileName);
+                try
+                {
+                    if (!HasContent(cached, hash)) WriteAtomically(cached, image);
+                    return new PatchedCopy(cached, $"private cache {folder}", Temporary: false);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    refusal = $"cannot write {cached}: {ex.Message}";
+                }
+            }
+
+            string temporary = PrivateCacheFolder.CreateProcessFolder();
+            string path = Path.Combine(temporary, fileName);
+            WriteAtomically(path, image);
+            return new PatchedCopy(path, $"temporary folder {temporary} for this process, as {refusal}", Temporary: true);
+        }
+
+        /// <summary>The bytes of <paramref name="library"/> with <paramref name="version"/> marked weak.</summary>
+        internal static byte[] PatchedImage(string library, string version)
         {
             byte[] image = File.ReadAllBytes(library);
-            int patchedEntries = MarkWeak(image, version);
-            if (patchedEntries == 0)
+            if (MarkWeak(image, version) == 0)
                 throw new InvalidOperationException($"'{library}' declares no need for {version}; cannot make it weak.");
+            return image;
+        }
 
-            string hash = Convert.ToHexString(SHA256.HashData(image))[..16];
-            string dir = Path.Combine(Path.GetTempPath(), $"peftdsl-native-{Environment.UserName}", hash);
-            string target = Path.Combine(dir, Path.GetFileName(library));
-            if (File.Exists(target) && new FileInfo(target).Length == image.Length) return target;
+        /// <summary>Whether <paramref name="path"/> is a regular file whose SHA-256 is <paramref name="hash"/>; its length alone proves nothing.</summary>
+        [SupportedOSPlatform("linux")]
+        private static bool HasContent(string path, byte[] hash)
+        {
+            if (UnixFileStatus.Read(path) is not { IsRegularFile: true }) return false;
+            try
+            {
+                using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                return SHA256.HashData(stream).AsSpan().SequenceEqual(hash);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                return false;
+            }
+        }
 
-            Directory.CreateDirectory(dir);
-            string temp = target + "." + Guid.NewGuid().ToString("N") + ".tmp";
-            File.WriteAllBytes(temp, image);
-            File.Move(temp, target, overwrite: true); // atomic: concurrent processes never see half a file
-            return target;
+        /// <summary>
+        /// Writes a temp file with a random name, created exclusively (O_EXCL: never through an existing file or
+        /// symlink), in the target's folder, then renames it over the target: concurrent processes see the old file
+        /// or the whole new one, never half of it.
+        /// </summary>
+        [SupportedOSPlatform("linux")]
+        private static void WriteAtomically(string target, byte[] image)
+        {
+            string temp = Path.Combine(Path.GetDirectoryName(target)!,
+                "." + Path.GetFileName(target) + "." + Convert.ToHexString(RandomNumberGenerator.GetBytes(12)) + ".tmp");
+            var options = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                Share = FileShare.None,
+                UnixCreateMode = PrivateCacheFolder.OwnerOnly,
+            };
+            try
+            {
+                using (var stream = new FileStream(temp, options))
+                    stream.Write(image);
+                File.Move(temp, target, overwrite: true);
+            }
+            catch
+            {
+                File.Delete(temp); // no-op when it was renamed or never made
+                throw;
+            }
         }
 
         /// <summary>Sets the weak flag on every <c>Vernaux</c> entry named <paramref name="version"/>; returns how many.</summary>
@@ -91,4 +170,10 @@ namespace Peft.Runtime.Native
             return patched;
         }
     }
+
+    /// <summary>A verified patched library: where it is, and which cache (and, for a temporary one, why).</summary>
+    /// <param name="Path">The file to load.</param>
+    /// <param name="Cache">Which cache it is in, for <see cref="TorchNative.LoadReport"/>.</param>
+    /// <param name="Temporary">True when it lies in a folder made for this process, which it may delete at exit.</param>
+    internal readonly record struct PatchedCopy(string Path, string Cache, bool Temporary);
 }

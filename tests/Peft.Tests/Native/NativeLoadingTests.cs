@@ -2,7 +2,7 @@ using Peft.Runtime.Native;
 using TorchSharp;
 using Xunit;
 
-namespace Peft.Tests;
+namespace Peft.Tests.Native;
 
 public class NativeLoadingTests
 {
