@@ -7,7 +7,7 @@ using Peft.Runtime.Native;
 using TorchSharp;
 using Xunit;
 
-namespace Peft.Tests;
+namespace Peft.Tests.Native;
 
 /// <summary>Runs alone: other tests' allocations in the same malloc arena would blur the page-fault count.</summary>
 [CollectionDefinition(nameof(AllocatorTuningTests), DisableParallelization = true)]

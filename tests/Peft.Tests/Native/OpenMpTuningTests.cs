@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using Peft.Runtime.Native;
 using Xunit;
 
-namespace Peft.Tests;
+namespace Peft.Tests.Native;
 
 public class OpenMpTuningTests
 {
