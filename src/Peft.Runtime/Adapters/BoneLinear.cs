@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -207,17 +210,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new BoneSettings(o.Block, o.Variant);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not BoneSettings bone)
+            if (settings is not BoneOptions bone)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a Bone (MISS) adapter; the file describes a {settings.PeftType} adapter");
             if (bone.Variant != current.Variant)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
@@ -269,5 +268,52 @@ namespace Peft.Runtime.Adapters
         }
 
         private static long Gcd(long a, long b) => b == 0 ? a : Gcd(b, a % b);
+    }
+
+    /// <summary>
+    /// The options of one Bone (PEFT's MiSS) adapter, as <c>[Bone]</c> declares them (the same defaults), and its entry in
+    /// PEFT's <c>MissConfig</c>: <c>r</c> (the block) and <c>init_weights</c> (<c>true</c> for <see cref="BoneVariant.Bone"/>,
+    /// <c>"bat"</c> for <see cref="BoneVariant.Bat"/>). PEFT's MiSS has no per-layer pattern, so both are shared by every
+    /// layer of the adapter.
+    /// </summary>
+    public sealed record BoneOptions : AdapterSettings
+    {
+        /// <summary>The block size r (PEFT's <c>r</c>; PEFT's default is 64).</summary>
+        public int Block { get; init; } = 64;
+
+        /// <summary>The form of the update (PEFT's <c>init_weights</c>: <c>true</c> or <c>"bat"</c>).</summary>
+        public BoneVariant Variant { get; init; } = BoneVariant.Bone;
+
+        /// <inheritdoc />
+        public override string PeftType => "MISS";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["r"] = Block;
+            config["init_weights"] = Variant == BoneVariant.Bat ? JsonValue.Create("bat") : JsonValue.Create(true);
+        }
+
+        /// <summary>
+        /// Reads a MiSS config (or a legacy BONE one, which has the same fields). PEFT's defaults: <c>r</c> = 64,
+        /// <c>init_weights</c> = true. <c>false</c> (PEFT's random start) reads as <see cref="BoneVariant.Bone"/>, whose
+        /// shape and forward it shares; <c>"mini"</c> is refused.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            double r = AdapterConfig.Number(config, "r", file, fallback: 64);
+            if (r != System.Math.Floor(r) || r < 1 || r > int.MaxValue)
+                throw new InvalidDataException($"{file}: field 'r' must be a whole number of at least 1, got {config["r"]!.ToJsonString()}");
+            var variant = config["init_weights"] switch
+            {
+                null => BoneVariant.Bone,
+                JsonValue v when v.TryGetValue<bool>(out _) => BoneVariant.Bone,
+                JsonValue v when v.TryGetValue<string>(out var s) && s == "bat" => BoneVariant.Bat,
+                JsonValue v when v.TryGetValue<string>(out var s) && s == "mini" =>
+                    throw new InvalidDataException($"{file}: init_weights \"mini\" (MiSS with mini_r) is not supported by PeftDsl; supported: true, false, \"bat\""),
+                var other => throw new InvalidDataException($"{file}: field 'init_weights' must be true, false or \"bat\", got {other.ToJsonString()}"),
+            };
+            return new BoneOptions { Block = (int)r, Variant = variant };
+        }
     }
 }

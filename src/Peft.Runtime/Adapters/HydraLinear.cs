@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -180,17 +183,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new HydraSettings(o.ParallelRank, o.SequentialRank, o.Alpha, o.Dropout);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not HydraSettings hydra)
+            if (settings is not HydraOptions hydra)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a Hydra adapter; the file describes a {settings.PeftType} adapter");
             if (hydra.ParallelRank != current.ParallelRank || hydra.SequentialRank != current.SequentialRank)
                 throw new InvalidOperationException(
@@ -240,5 +239,64 @@ namespace Peft.Runtime.Adapters
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
         }
+    }
+
+    /// <summary>
+    /// The options of one Hydra adapter, as <c>[Hydra]</c> declares them (the same defaults), and its entry in PeftDsl's
+    /// own <c>peft_type: "HYDRA"</c> config (PEFT has no Hydra), in LoRA's vocabulary: <c>r</c> (the parallel rank, per
+    /// layer through <c>rank_pattern</c>), <c>sequential_r</c> (per layer through <c>sequential_rank_pattern</c>),
+    /// <c>lora_alpha</c> (per layer through <c>alpha_pattern</c>) and <c>lora_dropout</c>.
+    /// </summary>
+    public sealed record HydraOptions : AdapterSettings
+    {
+        /// <summary>The rank of the parallel branch B_p·A_p (written as <c>r</c>).</summary>
+        public int ParallelRank { get; init; } = 8;
+
+        /// <summary>The rank of the sequential branch B_s·A_s (written as <c>sequential_r</c>).</summary>
+        public int SequentialRank { get; init; } = 8;
+
+        /// <summary>As LoRA's <c>lora_alpha</c>, per branch: the branches are scaled by Alpha / their rank.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Dropout probability on each branch's input (written as <c>lora_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>The factor applied to B_p·A_p: Alpha / ParallelRank.</summary>
+        public double ParallelScaling => Alpha / ParallelRank;
+
+        /// <summary>The factor applied to B_s·A_s: Alpha / SequentialRank.</summary>
+        public double SequentialScaling => Alpha / SequentialRank;
+
+        /// <inheritdoc />
+        public override string PeftType => "HYDRA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = ParallelRank,
+            ["sequential_r"] = SequentialRank,
+            ["lora_alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["lora_dropout"] = Dropout;
+        }
+
+        /// <summary>Reads the fields of a HYDRA config that apply to the layer at <paramref name="modulePath"/> (the defaults above).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int parallel = Rank(AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8), "r", file);
+            int sequential = Rank(AdapterConfig.PerLayer(config, "sequential_r", modulePath, file, fallback: 8), "sequential_r", file);
+            double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
+            double dropout = AdapterConfig.Number(config, "lora_dropout", file, fallback: 0);
+            return new HydraOptions { ParallelRank = parallel, SequentialRank = sequential, Alpha = alpha, Dropout = dropout };
+        }
+
+        private static int Rank(double value, string field, string file) =>
+            value == System.Math.Floor(value) && value >= 1 && value <= int.MaxValue
+                ? (int)value
+                : throw new InvalidDataException($"{file}: '{field}' must be a whole number of at least 1, got {value}");
     }
 }

@@ -1,5 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -110,13 +114,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => new IA3Settings(Options(adapter).FeedForward);
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not IA3Settings ia3)
+            if (settings is not IA3Options ia3)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is an (IA)³ adapter; the file describes a {settings.PeftType} adapter");
             if (ia3.FeedForward != current.FeedForward)
                 throw new InvalidOperationException(
@@ -144,5 +148,53 @@ namespace Peft.Runtime.Adapters
         /// <param name="options">The declared options.</param>
         public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, IA3Options options) =>
             AdapterWrap.Linear<IA3Linear>(layer, site, "IA3", existing => existing.AddAdapter(adapter, options), linear => new IA3Linear(site, linear, adapter, options));
+    }
+
+    /// <summary>
+    /// The options of one (IA)³ adapter, as <c>[IA3]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>IA3Config</c>: whether this layer is one of its <c>feedforward_modules</c>.
+    /// </summary>
+    public sealed record IA3Options : AdapterSettings
+    {
+        /// <summary>Scale the inputs (l of length in) instead of the outputs (l of length out); PEFT's <c>feedforward_modules</c>.</summary>
+        public bool FeedForward { get; init; }
+
+        /// <inheritdoc />
+        public override string PeftType => "IA3";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["init_ia3_weights"] = true;
+            config["fan_in_fan_out"] = false;
+        }
+
+        /// <inheritdoc />
+        public override void WriteLayerListFields(JsonObject config, IReadOnlyList<(string Path, AdapterSettings Settings)> sites) =>
+            config["feedforward_modules"] = new JsonArray(sites
+                .Where(s => s.Settings is IA3Options { FeedForward: true })
+                .Select(s => (JsonNode?)JsonValue.Create(s.Path)).ToArray());
+
+        /// <summary>
+        /// Reads whether the layer at <paramref name="modulePath"/> is a feed-forward one, as PEFT decides it: a list
+        /// matches when the path ends with one of its entries, a string when it matches the whole path as a regular
+        /// expression; no <c>feedforward_modules</c> means none.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            switch (config["feedforward_modules"])
+            {
+                case null:
+                    return new IA3Options { FeedForward = false };
+                case JsonArray list:
+                    var entries = list.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s
+                        : throw new InvalidDataException($"{file}: feedforward_modules must list module names, got {n?.ToJsonString() ?? "null"}"));
+                    return new IA3Options { FeedForward = entries.Any(e => modulePath.EndsWith(e, StringComparison.Ordinal)) };
+                case JsonValue value when value.TryGetValue<string>(out var pattern):
+                    return new IA3Options { FeedForward = Regex.IsMatch(modulePath, "^(?:" + pattern + ")$", RegexOptions.CultureInvariant) };
+                default:
+                    throw new InvalidDataException($"{file}: feedforward_modules must be a list of module names or a regular expression");
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -119,17 +121,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoHaSettings(o.Rank, o.Alpha, o.RankDropout, o.ModuleDropout);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoHaSettings loha)
+            if (settings is not LoHaOptions loha)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoHa adapter; the file describes a {settings.PeftType} adapter");
             if (loha.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {loha.Rank}");
@@ -173,6 +171,55 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "rank dropout", options.RankDropout));
             if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "module dropout", options.ModuleDropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoHa adapter, as <c>[LoHa]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoHaConfig</c>; <c>r</c> and <c>alpha</c> may differ per layer (<c>rank_pattern</c>, <c>alpha_pattern</c>).
+    /// </summary>
+    public sealed record LoHaOptions : AdapterSettings
+    {
+        /// <summary>The rank r of each of the two products (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>alpha</c>; the update is scaled by Alpha / r.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
+        public double RankDropout { get; init; }
+
+        /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
+        public double ModuleDropout { get; init; }
+
+        /// <summary>The factor applied to the Hadamard product.</summary>
+        public double Scaling => Alpha / Rank;
+
+        /// <inheritdoc />
+        public override string PeftType => "LOHA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["rank_dropout"] = RankDropout;
+            config["module_dropout"] = ModuleDropout;
+        }
+
+        /// <summary>Reads the fields of a LoHa config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults: r = 8, alpha = 8).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
+            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
+            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            return new LoHaOptions { Rank = rank, Alpha = alpha, RankDropout = rankDropout, ModuleDropout = moduleDropout };
         }
     }
 }

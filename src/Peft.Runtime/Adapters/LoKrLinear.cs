@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -143,17 +145,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoKrSettings(o.Rank, o.Alpha, o.DecomposeFactor, o.DecomposeBoth, o.RankDropout, o.ModuleDropout);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoKrSettings lokr)
+            if (settings is not LoKrOptions lokr)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoKr adapter; the file describes a {settings.PeftType} adapter");
             var proposed = current with
             {
@@ -271,6 +269,69 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "rank dropout", options.RankDropout));
             if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "module dropout", options.ModuleDropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoKr adapter, as <c>[LoKr]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoKrConfig</c>; <c>r</c> and <c>alpha</c> may differ per layer (<c>rank_pattern</c>, <c>alpha_pattern</c>).
+    /// </summary>
+    public sealed record LoKrOptions : AdapterSettings
+    {
+        /// <summary>The rank r (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>alpha</c>; the update is scaled by Alpha / r.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>PEFT's <c>decompose_factor</c>: -1 for factors near the square root, or a positive preferred factor.</summary>
+        public int DecomposeFactor { get; init; } = -1;
+
+        /// <summary>PEFT's <c>decompose_both</c>: W1 low-rank too when the rank is small enough.</summary>
+        public bool DecomposeBoth { get; init; }
+
+        /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
+        public double RankDropout { get; init; }
+
+        /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
+        public double ModuleDropout { get; init; }
+
+        /// <summary>The factor applied to the Kronecker product.</summary>
+        public double Scaling => Alpha / Rank;
+
+        /// <inheritdoc />
+        public override string PeftType => "LOKR";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["decompose_factor"] = DecomposeFactor;
+            config["decompose_both"] = DecomposeBoth;
+            config["rank_dropout"] = RankDropout;
+            config["module_dropout"] = ModuleDropout;
+        }
+
+        /// <summary>
+        /// Reads the fields of a LoKr config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults:
+        /// r = 8, alpha = 8, decompose_factor = -1). <c>rank_dropout_scale</c> and <c>init_weights</c> act only in
+        /// training and at creation, and are not read.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
+            int factor = checked((int)AdapterConfig.Number(config, "decompose_factor", file, fallback: -1));
+            bool both = config["decompose_both"]?.GetValue<bool>() ?? false;
+            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
+            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            return new LoKrOptions { Rank = rank, Alpha = alpha, DecomposeFactor = factor, DecomposeBoth = both, RankDropout = rankDropout, ModuleDropout = moduleDropout };
         }
     }
 }

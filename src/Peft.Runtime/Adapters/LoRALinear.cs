@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -23,22 +25,18 @@ namespace Peft.Runtime.Adapters
         private readonly AdapterModuleDict<Linear> lora_A = new();
         private readonly AdapterModuleDict<Linear> lora_B = new();
         private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
-        private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal); // a DoRAOptions for a DoRA adapter
         private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
         private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
 
-        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a LoRA one.</summary>
-        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
-
-        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one.</summary>
-        public LoRALinear(string site, Linear baseLayer, string adapter, DoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
-
-        private LoRALinear(string site, Linear baseLayer) : base(site, baseLayer)
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one when <paramref name="options"/> is a <see cref="DoRAOptions"/>.</summary>
+        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : base(site, baseLayer)
         {
             (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
             register_module("lora_A", lora_A);
             register_module("lora_B", lora_B);
             register_module("lora_magnitude_vector", lora_magnitude_vector);
+            AddAdapter(adapter, options);
         }
 
         /// <summary>The base layer's input size.</summary>
@@ -50,7 +48,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public override string PeftType => "LORA";
 
-        /// <summary>The options of adapter <paramref name="adapter"/> (for a DoRA adapter, its rank, alpha, dropout, scaling and init).</summary>
+        /// <summary>The options of adapter <paramref name="adapter"/> (a <see cref="DoRAOptions"/> for a DoRA adapter).</summary>
         public LoRAOptions Options(string adapter)
         {
             RequireAdapter(adapter);
@@ -74,14 +72,10 @@ namespace Peft.Runtime.Adapters
         public Parameter Magnitude(string adapter) =>
             IsDora(adapter) ? lora_magnitude_vector[adapter].Weight : throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoRA adapter; only DoRA adapters have a magnitude vector");
 
-        /// <summary>Adds a named LoRA adapter; it is checked against the layer's shape first.</summary>
-        public void AddAdapter(string adapter, LoRAOptions options) => AddAdapterCore(adapter, options, dora: false);
-
-        /// <summary>Adds a named DoRA adapter; it is checked against the layer's shape first.</summary>
-        public void AddAdapter(string adapter, DoRAOptions options) => AddAdapterCore(adapter, options.ToLoRAOptions(), dora: true);
-
-        private void AddAdapterCore(string adapter, LoRAOptions options, bool dora)
+        /// <summary>Adds a named LoRA adapter, or a DoRA one for <see cref="DoRAOptions"/>; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, LoRAOptions options)
         {
+            bool dora = options.UseDora;
             LoRA.Validate(Site, dora ? "DoRA" : "LoRA", options, InFeatures, OutFeatures);
             var weight = BaseWeight;
             var a = nn.Linear(InFeatures, options.Rank, hasBias: false, device: weight.device, dtype: weight.dtype);
@@ -283,11 +277,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoRASettings(o.Rank, o.Alpha, o.Dropout, o.UseRsLora, UseDora: IsDora(adapter), o.Init);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <summary>
         /// Checks that a file's settings fit the adapter: a LoRA config, <c>use_dora</c> matching the adapter's kind,
@@ -299,7 +289,7 @@ namespace Peft.Runtime.Adapters
             var current = Options(adapter);
             bool dora = IsDora(adapter);
             string kind = dora ? "DoRA" : "LoRA";
-            if (settings is not LoRASettings lora || lora.UseDora != dora)
+            if (settings is not LoRAOptions lora || lora.UseDora != dora)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a {kind} adapter; the file describes {Describe(settings)}");
             if (lora.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
@@ -321,14 +311,14 @@ namespace Peft.Runtime.Adapters
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             ValidateSettings(adapter, settings);
-            var lora = (LoRASettings)settings;
+            var lora = (LoRAOptions)settings;
             _options[adapter] = _options[adapter] with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora };
         }
 
         internal static string Describe(AdapterSettings settings) => settings switch
         {
-            LoRASettings { UseDora: true } => "a DoRA adapter (use_dora: true)",
-            LoRASettings => "a LoRA adapter (use_dora: false)",
+            LoRAOptions { UseDora: true } => "a DoRA adapter (use_dora: true)",
+            LoRAOptions => "a LoRA adapter (use_dora: false)",
             _ => $"a {settings.PeftType} adapter",
         };
 
@@ -356,9 +346,9 @@ namespace Peft.Runtime.Adapters
         /// init cannot be converted (the magnitude rescales the residual, which a plain LoRA cannot express).
         /// </summary>
         /// <returns>The tensors by in-memory name (as <see cref="AdapterParameters"/> names them) and the settings.</returns>
-        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRASettings Settings) AsPlainLoRA(string adapter)
+        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRAOptions Settings) AsPlainLoRA(string adapter)
         {
-            var settings = (LoRASettings)Settings(adapter);
+            var settings = Options(adapter);
             if (!_initialFactors.TryGetValue(adapter, out var initial))
                 return (AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), settings);
             if (IsDora(adapter))
@@ -399,6 +389,92 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Init))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoRA adapter, as <c>[LoRA]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoraConfig</c>. <see cref="DoRAOptions"/> derives from it: a DoRA adapter is a LoRA adapter with a magnitude
+    /// vector (PEFT's <c>use_dora</c>).
+    /// </summary>
+    public record LoRAOptions : AdapterSettings
+    {
+        /// <summary>The rank r (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>lora_alpha</c>; the update is scaled by Alpha / r (Alpha / √r with <see cref="UseRsLora"/>).</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Dropout probability on the adapter input (PEFT's <c>lora_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>Rank-stabilised scaling Alpha / √r.</summary>
+        public bool UseRsLora { get; init; }
+
+        /// <summary>How A and B start.</summary>
+        public LoRAInit Init { get; init; } = LoRAInit.Default;
+
+        /// <summary>The factor applied to B·A.</summary>
+        public double Scaling => UseRsLora ? Alpha / System.Math.Sqrt(Rank) : Alpha / Rank;
+
+        /// <summary>PEFT's <c>use_dora</c>: true for <see cref="DoRAOptions"/>.</summary>
+        public virtual bool UseDora => false;
+
+        /// <inheritdoc />
+        public override string PeftType => "LORA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["lora_alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["lora_dropout"] = Dropout;
+            config["use_rslora"] = UseRsLora;
+            config["use_dora"] = UseDora;
+            config["fan_in_fan_out"] = false;
+            config["bias"] = "none";
+            // PEFT writes true for its default init and a string for the others ("gaussian", "pissa", "olora").
+            config["init_lora_weights"] = Init == LoRAInit.Default ? JsonValue.Create(true) : JsonValue.Create(LoRAInitialization.ConfigValue(Init));
+        }
+
+        /// <summary>Reads the fields of a LoRA config that apply to the layer at <paramref name="modulePath"/> (a <see cref="DoRAOptions"/> with <c>use_dora</c>).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            // PEFT's LoraConfig defaults: r = 8, lora_alpha = 8.
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
+            bool useRsLora = config["use_rslora"]?.GetValue<bool>() ?? false;
+            bool useDora = config["use_dora"]?.GetValue<bool>() ?? false;
+            double dropout = config["lora_dropout"]?.GetValue<double>() ?? 0;
+            var init = ReadInit(config, file);
+            var kind = useDora ? new DoRAOptions() : new LoRAOptions();
+            return kind with { Rank = rank, Alpha = alpha, Dropout = dropout, UseRsLora = useRsLora, Init = init };
+        }
+
+        /// <summary>
+        /// PEFT's <c>init_lora_weights</c>: <c>true</c> / <c>false</c> and inits that leave the base weight alone
+        /// (<c>"eva"</c>, <c>"orthogonal"</c>, ...) read as <see cref="LoRAInit.Default"/> (after loading, only the
+        /// factors matter); <c>"pissa"</c> and <c>"pissa_niter_N"</c> as PiSSA, <c>"olora"</c> as OLoRA. Inits that
+        /// change the base weight in a way this library does not reproduce (<c>"corda"</c>, <c>"loftq"</c>,
+        /// <c>"lora_ga"</c>) are refused: their factors fit only that changed base weight.
+        /// </summary>
+        private static LoRAInit ReadInit(JsonObject config, string file)
+        {
+            if (config["init_lora_weights"] is not JsonValue v || !v.TryGetValue<string>(out var text)) return LoRAInit.Default;
+            string init = text.ToLowerInvariant();
+            if (init == "gaussian") return LoRAInit.Gaussian;
+            if (init.StartsWith("pissa", System.StringComparison.Ordinal)) return LoRAInit.PiSSA;
+            if (init == "olora") return LoRAInit.OLoRA;
+            if (init.StartsWith("corda", System.StringComparison.Ordinal) || init == "loftq" || init == "lora_ga")
+                throw new System.IO.InvalidDataException(
+                    $"{file}: init_lora_weights '{text}' changes the base weights in a way PeftDsl does not reproduce; " +
+                    "convert the adapter to a plain LoRA in PEFT (save_pretrained with path_initial_model_for_weight_conversion)");
+            return LoRAInit.Default;
         }
     }
 }

@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -80,7 +82,7 @@ namespace Peft.Runtime.Adapters
             RegisterAdapterName(adapter);
             var weight = BaseWeight;
             var lambdaB = new Parameter(zeros(OutFeatures, dtype: weight.dtype, device: weight.device));
-            var lambdaD = new Parameter(full(options.Rank, InitialLambdaD, dtype: weight.dtype, device: weight.device));
+            var lambdaD = new Parameter(full(options.Rank, options.InitialLambdaD, dtype: weight.dtype, device: weight.device));
             vera_lambda_b.Add(adapter, lambdaB);
             vera_lambda_d.Add(adapter, lambdaD);
             _veraOptions[adapter] = options;
@@ -124,7 +126,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRASettings { SaveProjection: true };
+        public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRAOptions { SaveProjection: true };
 
         private (Tensor A, Tensor B) Sliced(string adapter) =>
             (_projA[adapter].narrow(1, 0, InFeatures), _projB[adapter].narrow(0, 0, OutFeatures));
@@ -162,17 +164,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new VeRASettings(o.Rank, o.ProjectionSeed, SaveProjection: true, o.Dropout, InitialLambdaD);
-        }
+        public override AdapterSettings Settings(string adapter) => Options(adapter) with { SaveProjection = true }; // the file always holds them
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not VeRASettings vera)
+            if (settings is not VeRAOptions vera)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a VeRA adapter; the file describes a {settings.PeftType} adapter");
             if (vera.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {vera.Rank}");
@@ -220,6 +218,55 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "VeRA", options.Rank));
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one VeRA adapter, as <c>[VeRA]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>VeraConfig</c> (which has no per-layer patterns: one rank for the adapter). <see cref="SaveProjection"/> and
+    /// <see cref="InitialLambdaD"/> are read from files; <c>[VeRA]</c> leaves them at PEFT's defaults.
+    /// </summary>
+    public sealed record VeRAOptions : AdapterSettings
+    {
+        /// <summary>The rank r of the shared projections (PEFT's <c>r</c>; PEFT's default 256).</summary>
+        public int Rank { get; init; } = 256;
+
+        /// <summary>Dropout probability on the adapter input (PEFT's <c>vera_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>The seed of the CPU generator that draws the projections (PEFT's <c>projection_prng_key</c>).</summary>
+        public int ProjectionSeed { get; init; }
+
+        /// <summary>PEFT's <c>save_projection</c>: whether the file holds <c>base_model.vera_A</c> / <c>vera_B</c>.</summary>
+        public bool SaveProjection { get; init; } = true;
+
+        /// <summary>PEFT's <c>d_initial</c>, the value λ_d starts at.</summary>
+        public double InitialLambdaD { get; init; } = VeRALinear.InitialLambdaD;
+
+        /// <inheritdoc />
+        public override string PeftType => "VERA";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["r"] = Rank;
+            config["projection_prng_key"] = ProjectionSeed;
+            config["save_projection"] = SaveProjection;
+            config["vera_dropout"] = Dropout;
+            config["d_initial"] = InitialLambdaD;
+            config["fan_in_fan_out"] = false;
+            config["bias"] = "none";
+        }
+
+        /// <summary>Reads the fields of a VeRA config (PEFT's defaults: r = 256, projection_prng_key = 0, save_projection = true).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.Number(config, "r", file, fallback: 256));
+            int seed = checked((int)AdapterConfig.Number(config, "projection_prng_key", file, fallback: 0));
+            bool save = config["save_projection"]?.GetValue<bool>() ?? true;
+            double dropout = AdapterConfig.Number(config, "vera_dropout", file, fallback: 0);
+            double dInitial = AdapterConfig.Number(config, "d_initial", file, fallback: 0.1);
+            return new VeRAOptions { Rank = rank, ProjectionSeed = seed, SaveProjection = save, Dropout = dropout, InitialLambdaD = dInitial };
         }
     }
 }
