@@ -26,34 +26,19 @@ namespace Peft.Runtime.Adapters
     /// the adapted weight once per step and running one GEMM. Other orders, dtypes and devices, and an unfrozen base,
     /// take the composition of TorchSharp ops (a Bat adapter there builds the adapted weight, as PEFT does).
     /// </remarks>
-    public sealed class BoneLinear : AdapterLayerBase
+    public sealed class BoneLinear : AdapterLayerBase<BoneOptions>
     {
         private readonly AdapterParameterDict miss_block = new();
-        private readonly Dictionary<string, BoneOptions> _options = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public BoneLinear(string site, Linear baseLayer, string adapter, BoneOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("miss_block", miss_block);
+            RegisterAdapterDict(nameof(miss_block), miss_block);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "MISS";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public BoneOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _options[adapter];
-        }
 
         /// <summary>The trainable block D of an adapter: [r, out] for Bone, [out/r, r, r] for Bat.</summary>
         public Parameter Block(string adapter)
@@ -66,21 +51,19 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, BoneOptions options)
         {
             Bone.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             long r = options.Block;
             long[] shape = options.Variant == BoneVariant.Bat ? new[] { OutFeatures / r, r, r } : new[] { r, OutFeatures };
             miss_block.Add(adapter, new Parameter(zeros(shape, dtype: weight.dtype, device: weight.device), requires_grad: true));
-            _options[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
             if (TryFused(input, adapters) is { } fused) return fused;
-            if (adapters.Any(a => _options[a].Variant == BoneVariant.Bat))
+            if (adapters.Any(a => OptionsOf(a).Variant == BoneVariant.Bat))
             {
                 // The adapted weight, built in active order so that it equals merging the adapters in that order.
                 Tensor weight = BaseWeight.detach();
@@ -106,8 +89,8 @@ namespace Peft.Runtime.Adapters
         private Tensor? TryFused(Tensor input, List<string> adapters)
         {
             if (adapters.Count == 0) return null;
-            bool batFirst = _options[adapters[0]].Variant == BoneVariant.Bat;
-            if (adapters.Skip(1).Any(a => _options[a].Variant == BoneVariant.Bat)) return null;
+            bool batFirst = OptionsOf(adapters[0]).Variant == BoneVariant.Bat;
+            if (adapters.Skip(1).Any(a => OptionsOf(a).Variant == BoneVariant.Bat)) return null;
             var bat = batFirst ? miss_block[adapters[0]] : null;
             var bones = adapters.Skip(batFirst ? 1 : 0).Select(a => (Tensor)miss_block[a]).ToArray();
             // As in the composition: a Bat adapter acts on the weight's value (PEFT uses weight.data), a Bone-only
@@ -123,7 +106,7 @@ namespace Peft.Runtime.Adapters
         private Tensor Apply(Tensor weight, string adapter)
         {
             var d = miss_block[adapter];
-            return _options[adapter].Variant == BoneVariant.Bat
+            return OptionsOf(adapter).Variant == BoneVariant.Bat
                 ? weight + BatDelta(weight, d)
                 : weight + BoneDelta(d, InFeatures);
         }
@@ -149,26 +132,16 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             var d = miss_block[adapter];
-            if (_options[adapter].Variant != BoneVariant.Bat) return BoneDelta(d, InFeatures);
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat) return BoneDelta(d, InFeatures);
             using var scope = NewDisposeScope();
             return BatDelta(OriginalWeight(), d).MoveToOuterDisposeScope();
-        }
-
-        /// <summary>The base weight with every merge undone, on a copy when anything is merged.</summary>
-        private Tensor OriginalWeight()
-        {
-            if (MergedAdapters.Count == 0) return BaseWeight.detach();
-            using var _ = no_grad();
-            var weight = BaseWeight.detach().clone();
-            for (int i = MergedAdapters.Count - 1; i >= 0; i--) UnmergeFrom(weight, null, MergedAdapters[i]);
-            return weight;
         }
 
         /// <inheritdoc />
         protected override void MergeInto(Tensor weight, Tensor? bias, string adapter)
         {
             var d = miss_block[adapter].detach();
-            if (_options[adapter].Variant != BoneVariant.Bat)
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat)
             {
                 weight.add_(BoneDelta(d, InFeatures).to(weight.dtype));
                 return;
@@ -187,7 +160,7 @@ namespace Peft.Runtime.Adapters
         protected override void UnmergeFrom(Tensor weight, Tensor? bias, string adapter)
         {
             var d = miss_block[adapter].detach();
-            if (_options[adapter].Variant != BoneVariant.Bat)
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat)
             {
                 weight.sub_(BoneDelta(d, InFeatures).to(weight.dtype));
                 return;
@@ -203,16 +176,6 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"miss_block.{adapter}", miss_block[adapter]);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => Options(adapter);
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
@@ -222,13 +185,6 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
             if (bone.Block != current.Block)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has block {current.Block}; the file has block (r) {bone.Block}");
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            miss_block.Remove(adapter);
-            _options.Remove(adapter);
         }
     }
 

@@ -13,40 +13,25 @@ namespace Peft.Runtime.Adapters
     /// W1b, W2b [r, in], held under PEFT's parameter-dict names <c>hada_w1_a.&lt;adapter&gt;</c>, <c>hada_w1_b</c>,
     /// <c>hada_w2_a</c>, <c>hada_w2_b</c>.
     /// </summary>
-    public sealed class LoHaLinear : AdapterLayerBase
+    public sealed class LoHaLinear : AdapterLayerBase<LoHaOptions>
     {
         private readonly AdapterParameterDict hada_w1_a = new();
         private readonly AdapterParameterDict hada_w1_b = new();
         private readonly AdapterParameterDict hada_w2_a = new();
         private readonly AdapterParameterDict hada_w2_b = new();
-        private readonly Dictionary<string, LoHaOptions> _lohaOptions = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public LoHaLinear(string site, Linear baseLayer, string adapter, LoHaOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("hada_w1_a", hada_w1_a);
-            register_module("hada_w1_b", hada_w1_b);
-            register_module("hada_w2_a", hada_w2_a);
-            register_module("hada_w2_b", hada_w2_b);
+            RegisterAdapterDict(nameof(hada_w1_a), hada_w1_a);
+            RegisterAdapterDict(nameof(hada_w1_b), hada_w1_b);
+            RegisterAdapterDict(nameof(hada_w2_a), hada_w2_a);
+            RegisterAdapterDict(nameof(hada_w2_b), hada_w2_b);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "LOHA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public LoHaOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _lohaOptions[adapter];
-        }
 
         /// <summary>W1a of an adapter ([out, r]).</summary>
         public Parameter W1A(string adapter) => hada_w1_a[adapter];
@@ -64,7 +49,7 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, LoHaOptions options)
         {
             LoHa.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
             var w1a = Make(OutFeatures, options.Rank);
@@ -83,17 +68,15 @@ namespace Peft.Runtime.Adapters
             hada_w1_b.Add(adapter, w1b);
             hada_w2_a.Add(adapter, w2a);
             hada_w2_b.Add(adapter, w2b);
-            _lohaOptions[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _lohaOptions[adapter];
+                var options = OptionsOf(adapter);
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
                 if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: true);
@@ -107,21 +90,8 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             var product = matmul(W1A(adapter), W1B(adapter)).mul(matmul(W2A(adapter), W2B(adapter)));
-            return product.mul(_lohaOptions[adapter].Scaling);
+            return product.mul(OptionsOf(adapter).Scaling);
         }
-
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"hada_w1_a.{adapter}", W1A(adapter));
-            yield return ($"hada_w1_b.{adapter}", W1B(adapter));
-            yield return ($"hada_w2_a.{adapter}", W2A(adapter));
-            yield return ($"hada_w2_b.{adapter}", W2B(adapter));
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
@@ -131,17 +101,7 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoHa adapter; the file describes a {settings.PeftType} adapter");
             if (loha.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {loha.Rank}");
-            _lohaOptions[adapter] = current with { Alpha = loha.Alpha, RankDropout = loha.RankDropout, ModuleDropout = loha.ModuleDropout };
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            hada_w1_a.Remove(adapter);
-            hada_w1_b.Remove(adapter);
-            hada_w2_a.Remove(adapter);
-            hada_w2_b.Remove(adapter);
-            _lohaOptions.Remove(adapter);
+            SetOptions(adapter, current with { Alpha = loha.Alpha, RankDropout = loha.RankDropout, ModuleDropout = loha.ModuleDropout });
         }
     }
 

@@ -14,7 +14,7 @@ namespace Peft.Runtime.Adapters
     /// decompose_both) and W2 [b, d] (<c>lokr_w2</c>, or <c>lokr_w2_a</c> [b, r] · <c>lokr_w2_b</c> [r, d] when
     /// r &lt; max(b, d) / 2), each a parameter dict keyed by adapter name as in PEFT.
     /// </summary>
-    public sealed class LoKrLinear : AdapterLayerBase
+    public sealed class LoKrLinear : AdapterLayerBase<LoKrOptions>
     {
         private readonly AdapterParameterDict lokr_w1 = new();
         private readonly AdapterParameterDict lokr_w1_a = new();
@@ -22,36 +22,21 @@ namespace Peft.Runtime.Adapters
         private readonly AdapterParameterDict lokr_w2 = new();
         private readonly AdapterParameterDict lokr_w2_a = new();
         private readonly AdapterParameterDict lokr_w2_b = new();
-        private readonly Dictionary<string, LoKrOptions> _lokrOptions = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public LoKrLinear(string site, Linear baseLayer, string adapter, LoKrOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("lokr_w1", lokr_w1);
-            register_module("lokr_w1_a", lokr_w1_a);
-            register_module("lokr_w1_b", lokr_w1_b);
-            register_module("lokr_w2", lokr_w2);
-            register_module("lokr_w2_a", lokr_w2_a);
-            register_module("lokr_w2_b", lokr_w2_b);
+            RegisterAdapterDict(nameof(lokr_w1), lokr_w1);
+            RegisterAdapterDict(nameof(lokr_w1_a), lokr_w1_a);
+            RegisterAdapterDict(nameof(lokr_w1_b), lokr_w1_b);
+            RegisterAdapterDict(nameof(lokr_w2), lokr_w2);
+            RegisterAdapterDict(nameof(lokr_w2_a), lokr_w2_a);
+            RegisterAdapterDict(nameof(lokr_w2_b), lokr_w2_b);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "LOKR";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public LoKrOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _lokrOptions[adapter];
-        }
 
         /// <summary>How an adapter's factors are shaped: out = a·b, in = c·d, and which of W1, W2 are low-rank.</summary>
         public LoKr.Layout Layout(string adapter) => LoKr.LayoutFor(Options(adapter), InFeatures, OutFeatures);
@@ -69,7 +54,7 @@ namespace Peft.Runtime.Adapters
         {
             LoKr.Validate(Site, options, InFeatures, OutFeatures);
             var layout = LoKr.LayoutFor(options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
             using (no_grad())
@@ -106,17 +91,15 @@ namespace Peft.Runtime.Adapters
                     lokr_w2.Add(adapter, w2);
                 }
             }
-            _lokrOptions[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _lokrOptions[adapter];
+                var options = OptionsOf(adapter);
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
                 if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: false);
@@ -129,23 +112,8 @@ namespace Peft.Runtime.Adapters
         public override Tensor DeltaWeight(string adapter)
         {
             RequireAdapter(adapter);
-            return kron(W1(adapter), W2(adapter).contiguous()).mul(_lokrOptions[adapter].Scaling);
+            return kron(W1(adapter), W2(adapter).contiguous()).mul(OptionsOf(adapter).Scaling);
         }
-
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            if (lokr_w1.Contains(adapter)) yield return ($"lokr_w1.{adapter}", lokr_w1[adapter]);
-            if (lokr_w1_a.Contains(adapter)) yield return ($"lokr_w1_a.{adapter}", lokr_w1_a[adapter]);
-            if (lokr_w1_b.Contains(adapter)) yield return ($"lokr_w1_b.{adapter}", lokr_w1_b[adapter]);
-            if (lokr_w2.Contains(adapter)) yield return ($"lokr_w2.{adapter}", lokr_w2[adapter]);
-            if (lokr_w2_a.Contains(adapter)) yield return ($"lokr_w2_a.{adapter}", lokr_w2_a[adapter]);
-            if (lokr_w2_b.Contains(adapter)) yield return ($"lokr_w2_b.{adapter}", lokr_w2_b[adapter]);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => Options(adapter);
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
@@ -167,19 +135,7 @@ namespace Peft.Runtime.Adapters
             if (mine != theirs)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' is shaped {mine}; the file's settings (r {lokr.Rank}, decompose_factor {lokr.DecomposeFactor}, decompose_both {lokr.DecomposeBoth.ToString().ToLowerInvariant()}) give {theirs}");
-            _lokrOptions[adapter] = proposed;
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            lokr_w1.Remove(adapter);
-            lokr_w1_a.Remove(adapter);
-            lokr_w1_b.Remove(adapter);
-            lokr_w2.Remove(adapter);
-            lokr_w2_a.Remove(adapter);
-            lokr_w2_b.Remove(adapter);
-            _lokrOptions.Remove(adapter);
+            SetOptions(adapter, proposed);
         }
     }
 

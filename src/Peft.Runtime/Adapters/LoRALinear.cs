@@ -20,40 +20,25 @@ namespace Peft.Runtime.Adapters
     /// Adapters initialised with <see cref="LoRAInit.PiSSA"/> or <see cref="LoRAInit.OLoRA"/> replace the base weight
     /// by the residual W − s·B₀·A₀ when they are added, as PEFT does; deleting such an adapter leaves the residual.
     /// </remarks>
-    public sealed class LoRALinear : AdapterLayerBase
+    public sealed class LoRALinear : AdapterLayerBase<LoRAOptions>
     {
         private readonly AdapterModuleDict<Linear> lora_A = new();
         private readonly AdapterModuleDict<Linear> lora_B = new();
         private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
-        private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal); // a DoRAOptions for a DoRA adapter
         private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
         private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one when <paramref name="options"/> is a <see cref="DoRAOptions"/>.</summary>
         public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("lora_A", lora_A);
-            register_module("lora_B", lora_B);
-            register_module("lora_magnitude_vector", lora_magnitude_vector);
+            RegisterAdapterDict(nameof(lora_A), lora_A);
+            RegisterAdapterDict(nameof(lora_B), lora_B);
+            RegisterAdapterDict(nameof(lora_magnitude_vector), lora_magnitude_vector);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "LORA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/> (a <see cref="DoRAOptions"/> for a DoRA adapter).</summary>
-        public LoRAOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _options[adapter];
-        }
 
         /// <summary>Whether adapter <paramref name="adapter"/> is a DoRA adapter (has a magnitude vector).</summary>
         public bool IsDora(string adapter)
@@ -105,7 +90,7 @@ namespace Peft.Runtime.Adapters
                         nn.init.zeros_(b.weight!);
                         break;
                 }
-                RegisterAdapterName(adapter); // the last check: nothing below fails
+                RegisterAdapter(adapter, options); // the last check: nothing below fails
                 if (residual is not null)
                 {
                     weight.copy_(residual);
@@ -120,7 +105,6 @@ namespace Peft.Runtime.Adapters
             }
             lora_A.Add(adapter, a);
             lora_B.Add(adapter, b);
-            _options[adapter] = options;
             if (dora)
             {
                 // m starts as the row norms of W + s·B·A (after any residual init), so the layer starts at its base.
@@ -133,7 +117,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <summary>s·B·A, the low-rank part of an adapter ([out, in]).</summary>
-        private Tensor LoRADelta(string adapter) => matmul(LoraB(adapter), LoraA(adapter)).mul(_options[adapter].Scaling);
+        private Tensor LoRADelta(string adapter) => matmul(LoraB(adapter), LoraA(adapter)).mul(OptionsOf(adapter).Scaling);
 
         /// <summary>DoRA's g = m / n with n = ‖W + s·B·A‖ per row from the live base weight, without gradient through n.</summary>
         private Tensor DoraFactor(string adapter, Tensor weight)
@@ -153,7 +137,6 @@ namespace Peft.Runtime.Adapters
         /// </summary>
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
             if (FusedFunctionsApply(adapters))
                 return FusedForward(input, adapters);
@@ -164,7 +147,7 @@ namespace Peft.Runtime.Adapters
             for (int i = 0; i < adapters.Count; i++)
             {
                 var adapter = adapters[i];
-                var options = _options[adapter];
+                var options = OptionsOf(adapter);
                 bool drop = options.Dropout > 0 && training;
                 var x = drop ? nn.functional.dropout(input, options.Dropout, training: true) : input;
                 var update = nn.functional.linear(nn.functional.linear(x, LoraA(adapter)), LoraB(adapter));
@@ -210,7 +193,7 @@ namespace Peft.Runtime.Adapters
             Tensor? result = null;
             foreach (var adapter in adapters)
             {
-                var options = _options[adapter];
+                var options = OptionsOf(adapter);
                 double dropout = training ? options.Dropout : 0;
                 if (result is null && lora_magnitude_vector.Contains(adapter))
                     result = DoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), Magnitude(adapter), options.Scaling, dropout);
@@ -266,19 +249,6 @@ namespace Peft.Runtime.Adapters
             using (record) DoRA.UnmergeInPlace(weight, LoRADelta(adapter), record);
         }
 
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"lora_A.{adapter}.weight", LoraA(adapter));
-            yield return ($"lora_B.{adapter}.weight", LoraB(adapter));
-            if (lora_magnitude_vector.Contains(adapter))
-                yield return ($"lora_magnitude_vector.{adapter}.weight", lora_magnitude_vector[adapter].Weight);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => Options(adapter);
-
         /// <summary>
         /// Checks that a file's settings fit the adapter: a LoRA config, <c>use_dora</c> matching the adapter's kind,
         /// the same rank, and, where an init changed the base weight (PiSSA, OLoRA), the same init (and for OLoRA the
@@ -312,7 +282,7 @@ namespace Peft.Runtime.Adapters
         {
             ValidateSettings(adapter, settings);
             var lora = (LoRAOptions)settings;
-            _options[adapter] = _options[adapter] with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora };
+            SetOptions(adapter, OptionsOf(adapter) with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora });
         }
 
         internal static string Describe(AdapterSettings settings) => settings switch
@@ -325,11 +295,8 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         protected override void RemoveAdapterParameters(string adapter)
         {
-            lora_A.Remove(adapter);
-            lora_B.Remove(adapter);
-            lora_magnitude_vector.Remove(adapter);
+            base.RemoveAdapterParameters(adapter);
             if (_doraMerges.Remove(adapter, out var record)) record.Dispose();
-            _options.Remove(adapter);
             if (_initialFactors.Remove(adapter, out var initial))
             {
                 initial.A.Dispose();
@@ -345,7 +312,7 @@ namespace Peft.Runtime.Adapters
         /// this update. Adapters whose init left the base alone are returned as they are. DoRA adapters with such an
         /// init cannot be converted (the magnitude rescales the residual, which a plain LoRA cannot express).
         /// </summary>
-        /// <returns>The tensors by in-memory name (as <see cref="AdapterParameters"/> names them) and the settings.</returns>
+        /// <returns>The tensors by in-memory name (as <see cref="AdapterLayerBase.AdapterParameters"/> names them) and the settings.</returns>
         public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRAOptions Settings) AsPlainLoRA(string adapter)
         {
             var settings = Options(adapter);

@@ -19,14 +19,13 @@ namespace Peft.Runtime.Adapters
     /// largest in- and out-size among them, so each layer's slices equal PEFT's. The projections are saved once for
     /// the model, as <c>base_model.vera_A</c> and <c>base_model.vera_B</c> (<see cref="ISharedAdapterTensors"/>).
     /// </remarks>
-    public sealed class VeRALinear : AdapterLayerBase, IModelAwareAdapter, ISharedAdapterTensors
+    public sealed class VeRALinear : AdapterLayerBase<VeRAOptions>, IModelAwareAdapter, ISharedAdapterTensors
     {
         private readonly AdapterParameterDict vera_lambda_b = new();
         private readonly AdapterParameterDict vera_lambda_d = new();
         private VeRAProjectionDict _projA = new();
         private VeRAProjectionDict _projB = new();
         private bool _projectionsShared;
-        private readonly Dictionary<string, VeRAOptions> _veraOptions = new(StringComparer.Ordinal);
 
         /// <summary>PEFT's <c>d_initial</c>: the value λ_d starts at.</summary>
         public const double InitialLambdaD = 0.1;
@@ -34,29 +33,15 @@ namespace Peft.Runtime.Adapters
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public VeRALinear(string site, Linear baseLayer, string adapter, VeRAOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("vera_lambda_b", vera_lambda_b);
-            register_module("vera_lambda_d", vera_lambda_d);
+            RegisterAdapterDict(nameof(vera_lambda_b), vera_lambda_b);
+            RegisterAdapterDict(nameof(vera_lambda_d), vera_lambda_d);
             register_module("vera_A", _projA);
             register_module("vera_B", _projB);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "VERA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public VeRAOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _veraOptions[adapter];
-        }
 
         /// <summary>λ_b of an adapter ([out]); starts at zero.</summary>
         public Parameter LambdaB(string adapter) => vera_lambda_b[adapter];
@@ -79,13 +64,12 @@ namespace Peft.Runtime.Adapters
         {
             VeRA.Validate(Site, options);
             if (_projectionsShared) Privatize(); // the next attach (PeftModelCore.Refresh) shares again, at the new sizes
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             var lambdaB = new Parameter(zeros(OutFeatures, dtype: weight.dtype, device: weight.device));
             var lambdaD = new Parameter(full(options.Rank, options.InitialLambdaD, dtype: weight.dtype, device: weight.device));
             vera_lambda_b.Add(adapter, lambdaB);
             vera_lambda_d.Add(adapter, lambdaD);
-            _veraOptions[adapter] = options;
             var (a, b) = VeRAProjections.Draw(options.ProjectionSeed, options.Rank, InFeatures, OutFeatures);
             _projA.Add(adapter, a.to(weight.dtype, weight.device).DetachFromDisposeScope());
             _projB.Add(adapter, b.to(weight.dtype, weight.device).DetachFromDisposeScope());
@@ -134,11 +118,10 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _veraOptions[adapter];
+                var options = OptionsOf(adapter);
                 var (a, b) = Sliced(adapter);
                 var x = options.Dropout > 0 && training ? nn.functional.dropout(input, options.Dropout, training: true) : input;
                 var hidden = nn.functional.linear(x, a).mul(LambdaD(adapter));
@@ -153,14 +136,6 @@ namespace Peft.Runtime.Adapters
             RequireAdapter(adapter);
             var (a, b) = Sliced(adapter);
             return matmul(LambdaB(adapter).unsqueeze(-1).mul(b), LambdaD(adapter).unsqueeze(-1).mul(a));
-        }
-
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"vera_lambda_b.{adapter}", LambdaB(adapter));
-            yield return ($"vera_lambda_d.{adapter}", LambdaD(adapter));
         }
 
         /// <inheritdoc />
@@ -179,15 +154,13 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' draws its projections with seed {current.ProjectionSeed}; the file holds no projections (save_projection: false) and was trained with projection_prng_key {vera.ProjectionSeed}; declare ProjectionSeed = {vera.ProjectionSeed}");
             // With saved projections the file's replace ours, so its seed is the one that describes them.
-            _veraOptions[adapter] = current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed };
+            SetOptions(adapter, current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed });
         }
 
         /// <inheritdoc />
         protected override void RemoveAdapterParameters(string adapter)
         {
-            vera_lambda_b.Remove(adapter);
-            vera_lambda_d.Remove(adapter);
-            _veraOptions.Remove(adapter);
+            base.RemoveAdapterParameters(adapter);
             // Other layers may use the shared projections: this layer leaves them and keeps its others to itself
             // until the next attach shares again.
             if (_projectionsShared) Privatize();
