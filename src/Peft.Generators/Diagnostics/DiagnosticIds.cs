@@ -56,5 +56,8 @@ namespace Peft.Generators.Diagnostics
 
         /// <summary>Diagnostic property: the block sizes PEFT006's fix offers, nearest first, comma-separated.</summary>
         public const string BlockCandidatesProperty = "PeftBlocks";
+
+        /// <summary>The generator caught an exception of its own (a PeftDsl bug); reported by the generator.</summary>
+        public const string InternalError = "PEFT999";
     }
 }
