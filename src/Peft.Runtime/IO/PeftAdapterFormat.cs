@@ -127,7 +127,7 @@ namespace Peft.Runtime.IO
 
             try
             {
-                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType)));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter)));
             }
             catch (InvalidOperationException ex)
             {

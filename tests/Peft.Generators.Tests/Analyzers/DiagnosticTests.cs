@@ -298,5 +298,42 @@ namespace Peft.Generators.Tests.Analyzers
         [Fact]
         public Task PEFT016_near_miss_linear_cast_and_lora_with_dora() => Expect(
             A($"[LoRA(4)][DoRA(4, Name = \"d\")] {M} q = ({M})Linear(8, 8); [LoRA(4)] {M} k = MakeLayer(); static {M} MakeLayer() => Linear(8, 8);"));
+
+        // ---- PEFT017 -------------------------------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT017_two_methods_under_the_default_name() => Expect(
+            A($"[LoRA(4)] {M} q = Linear(8, 8); [{{|#0:Bone(8)|}}] {M} mlp = Linear(8, 8);"),
+            At("PEFT017", 0).WithMessage("Demo.A.mlp: adapter 'default' has peft_type = \"MISS\" here but \"LORA\" at Demo.A.q; PEFT's adapter_config.json holds one peft_type for every layer of an adapter, so give one of these layers another adapter Name"));
+
+        [Fact]
+        public Task PEFT017_different_dropout_under_one_name() => Expect(
+            A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [LoRA(4, Name = \"a\")] {M} k = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.1, Name = \"a\")|}}] {M} v = Linear(8, 8);"),
+            At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "a", "lora_dropout", "0.1", "0", "Demo.A.q")));
+
+        [Fact]
+        public Task PEFT017_LoRA_and_DoRA_differ_in_use_dora() => Expect(
+            A($"[LoRA(4)] {M} q = Linear(8, 8); [{{|#0:DoRA(4)|}}] {M} v = Linear(8, 8);"),
+            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "use_dora", "true", "false", "Demo.A.q"));
+
+        [Fact]
+        public Task PEFT017_init_rslora_and_bone_variant() => Expect(
+            A($"[LoRA(4, Init = LoRAInit.PiSSA)] {M} q = Linear(8, 8); [{{|#0:LoRA(4)|}}] {M} k = Linear(8, 8);"
+              + $" [LoRA(4, Name = \"r\")] {M} a = Linear(8, 8); [{{|#1:LoRA(4, UseRsLora = true, Name = \"r\")|}}] {M} b = Linear(8, 8);"
+              + $" [Bone(4, Name = \"b\")] {M} c = Linear(8, 8); [{{|#2:Bone(4, Variant = BoneVariant.Bat, Name = \"b\")|}}] {M} d = Linear(8, 8);"),
+            At("PEFT017", 0).WithArguments("Demo.A.k", "default", "init_lora_weights", "true", "\"pissa\"", "Demo.A.q"),
+            At("PEFT017", 1).WithArguments("Demo.A.b", "r", "use_rslora", "true", "false", "Demo.A.a"),
+            At("PEFT017", 2).WithArguments("Demo.A.d", "b", "init_weights", "\"bat\"", "true", "Demo.A.c"));
+
+        [Fact]
+        public Task PEFT017_class_level_adapter_counts_on_its_targets() => Expect(
+            $"namespace Demo {{ [LoRA(4, Targets = new[] {{ nameof(q) }})] public partial class A : {M} {{ {M} q = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.2)|}}] {M} v = Linear(8, 8); {Tail} }} }}",
+            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "lora_dropout", "0.2", "0", "Demo.A.q"));
+
+        [Fact]
+        public Task PEFT017_near_miss_rank_and_alpha_differ_or_names_differ() => Expect(
+            A($"[LoRA(4, Alpha = 8)] {M} q = Linear(8, 8); [LoRA(2, Alpha = 16, Dropout = 0)] {M} k = Linear(8, 8);"
+              + $" [DoRA(4, Name = \"d\")] {M} v = Linear(8, 8); [Bone(4, Name = \"bone\")] {M} o = Linear(8, 8); [LoRA(4, Dropout = 0.1, Name = \"drop\")] {M} u = Linear(8, 8);"
+              + $" [LoHa(2, Alpha = 4, Name = \"h\")] {M} h1 = Linear(8, 8); [LoHa(4, Alpha = 2, Name = \"h\")] {M} h2 = Linear(8, 8);"));
     }
 }
