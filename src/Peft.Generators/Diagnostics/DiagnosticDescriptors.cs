@@ -272,6 +272,15 @@ namespace Peft.Generators.Diagnostics
             "{0}: [{2}] cannot join [{1}] on one member, because a wrapped layer holds adapters of one method only (LoRA and DoRA count as one); move one of them to another member",
             "The first adapter replaces the Linear by that method's adapter layer, which a second method cannot wrap again.");
 
+        // ---- PEFT017 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT017: the runtime's <see cref="PeftMessages.SharedConfigMismatch"/>.</summary>
+        public static readonly DiagnosticDescriptor SharedConfigMismatch = Error(
+            DiagnosticIds.SharedConfigMismatch,
+            "Adapters of one name differ in what PEFT's config holds once",
+            PeftMessages.SharedConfigMismatch,
+            "PEFT's adapter_config.json holds one method and one value of each shared field (use_dora, lora_dropout, init_lora_weights, use_rslora, Bone's variant, ...) for every layer of an adapter; only r and alpha may differ per layer. Layers whose adapters share a name but differ otherwise could be trained but not saved.");
+
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 
         /// <summary>PEFT999: {0} class, {1} exception type, message and first stack frame.</summary>

@@ -26,7 +26,8 @@ namespace Peft.Runtime.IO
         /// <summary>
         /// Groups the model's adapters into PEFT adapters. PEFT's format holds one method per adapter, so where one
         /// adapter name spans methods (LoRA on <c>q</c>, Bone on <c>v</c>, both <c>default</c>), the first method keeps
-        /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads.
+        /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads. A model
+        /// built so is refused when attached (PEFT017); this case arises only from adapters added to layers afterwards.
         /// </summary>
         /// <param name="core">The model.</param>
         /// <param name="directory">The folder written or read.</param>
@@ -127,7 +128,7 @@ namespace Peft.Runtime.IO
 
             try
             {
-                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType)));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter)));
             }
             catch (InvalidOperationException ex)
             {

@@ -1,0 +1,88 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime;
+using Peft.Runtime.Adapters;
+using Peft.Runtime.IO;
+using Xunit;
+
+namespace Peft.Tests.IO;
+
+/// <summary>
+/// The table PEFT017 compares attributes by (src/Shared/AdapterConfigFields.cs) is what the runtime's settings write:
+/// the same keys held once per adapter, the same per-layer keys, and the same JSON for each attribute's defaults.
+/// </summary>
+public sealed class AdapterConfigFieldsTests
+{
+    /// <summary>Each method's settings as its attribute's defaults give them (DoRA: LoRA with use_dora).</summary>
+    public static IEnumerable<object[]> DefaultSettings() => new[]
+    {
+        new object[] { "LoRA", new LoRASettings(8, 8, 0, false, false, LoRAInit.Default) },
+        new object[] { "DoRA", new LoRASettings(8, 8, 0, false, true, LoRAInit.Default) },
+        new object[] { "Bone", new BoneSettings(64, BoneVariant.Bone) },
+        new object[] { "Hydra", new HydraSettings(8, 8, 8, 0) },
+        new object[] { "VeRA", new VeRASettings(256, 0, true, 0, 0.1) },
+        new object[] { "LoHa", new LoHaSettings(8, 8, 0, 0) },
+        new object[] { "LoKr", new LoKrSettings(8, 8, -1, false, 0, 0) },
+        new object[] { "IA3", new IA3Settings(false) },
+    };
+
+    [Theory]
+    [MemberData(nameof(DefaultSettings))]
+    public void TheTableHoldsWhatTheSettingsWrite(string methodName, AdapterSettings settings)
+    {
+        var method = AdapterConfigFields.Find(methodName)!;
+        Assert.Equal(settings.PeftType, method.PeftType);
+        var written = new JsonObject();
+        settings.WriteSharedFields(written);
+        Assert.Equal(written.Select(f => f.Key).OrderBy(k => k, StringComparer.Ordinal), method.Shared.Select(f => f.Key).OrderBy(k => k, StringComparer.Ordinal));
+        Assert.Equal(settings.PerLayerFields.Keys.OrderBy(k => k, StringComparer.Ordinal), method.PerLayer.OrderBy(k => k, StringComparer.Ordinal));
+        foreach (var field in method.Shared)
+            Assert.Equal(written[field.Key]!.ToJsonString(), field.DefaultJson);
+    }
+
+    [Fact]
+    public void EveryMethodOfTheDslIsInTheTable() =>
+        Assert.Equal(
+            new[] { "Bone", "DoRA", "Hydra", "IA3", "LoHa", "LoKr", "LoRA", "VeRA" },
+            typeof(LoRAAttribute).Assembly.GetTypes().Where(t => t.Namespace == "Peft" && t.Name.EndsWith("Attribute") && t.GetProperty("Targets") is not null)
+                .Select(t => t.Name[..^"Attribute".Length]).OrderBy(n => n, StringComparer.Ordinal));
+
+    [Fact]
+    public void EnumValuesAreWrittenAsTheTableSays()
+    {
+        var lora = AdapterConfigFields.Find("LoRA")!.Shared.Single(f => f.Key == "init_lora_weights");
+        foreach (LoRAInit init in Enum.GetValues<LoRAInit>())
+        {
+            var written = new JsonObject();
+            new LoRASettings(8, 8, 0, false, false, init).WriteSharedFields(written);
+            Assert.Equal(written["init_lora_weights"]!.ToJsonString(), lora.EnumJson[(int)init]);
+        }
+
+        var bone = AdapterConfigFields.Find("Bone")!.Shared.Single(f => f.Key == "init_weights");
+        foreach (BoneVariant variant in Enum.GetValues<BoneVariant>())
+        {
+            var written = new JsonObject();
+            new BoneSettings(4, variant).WriteSharedFields(written);
+            Assert.Equal(written["init_weights"]!.ToJsonString(), bone.EnumJson[(int)variant]);
+        }
+    }
+
+    [Fact]
+    public void TheSaveRefusesWithTheConstructionCheck()
+    {
+        var sites = new List<(string, AdapterSettings)>
+        {
+            ("attn.q", new LoRASettings(4, 8, 0, false, false, LoRAInit.Default)),
+            ("mlp.fc", new LoRASettings(8, 16, 0, false, true, LoRAInit.Default)),
+        };
+        string expected = PeftMessages.Format(PeftMessages.SharedConfigMismatch, "mlp.fc", "task", "use_dora", "true", "false", "attn.q");
+        Assert.Equal(expected, AdapterConfig.SharedFieldConflict(sites, "task"));
+        var ex = Assert.Throws<InvalidOperationException>(() => AdapterConfig.Build(sites, Array.Empty<string>(), null, null, "task"));
+        Assert.Equal(expected, ex.Message);
+        // Rank and alpha alone differ: one config, with patterns.
+        sites[1] = ("mlp.fc", new LoRASettings(8, 16, 0, false, false, LoRAInit.Default));
+        Assert.Null(AdapterConfig.SharedFieldConflict(sites, "task"));
+    }
+}
