@@ -28,8 +28,8 @@ namespace Peft.Runtime.Adapters
         {
             config["decompose_factor"] = DecomposeFactor;
             config["decompose_both"] = DecomposeBoth;
-            config["rank_dropout"] = RankDropout;
-            config["module_dropout"] = ModuleDropout;
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
         }
 
         /// <summary>
