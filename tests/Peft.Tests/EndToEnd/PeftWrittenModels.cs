@@ -125,3 +125,44 @@ public sealed partial class WrittenIA3 : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
 }
+
+// The options PEFT's configs carry beyond rank and alpha, declared on the same tiny model.
+
+[PeftModel]
+public sealed partial class MissWithDropout : Module<Tensor, Tensor>
+{
+    [Bone(4, Dropout = 0.25)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [Bone(4, Dropout = 0.25)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [Bone(4, Dropout = 0.25)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public MissWithDropout() : base(nameof(MissWithDropout)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}
+
+[PeftModel]
+public sealed partial class LoKrScaledRankDropout : Module<Tensor, Tensor>
+{
+    [LoKr(4, Alpha = 8, RankDropout = 0.5, RankDropoutScale = true)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [LoKr(4, Alpha = 8, RankDropout = 0.5, RankDropoutScale = true)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [LoKr(4, Alpha = 8, RankDropout = 0.5, RankDropoutScale = true)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public LoKrScaledRankDropout() : base(nameof(LoKrScaledRankDropout)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}
+
+[PeftModel]
+public sealed partial class VeRAWithoutProjections : Module<Tensor, Tensor>
+{
+    [VeRA(4, SaveProjection = false)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [VeRA(4, SaveProjection = false)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [VeRA(4, SaveProjection = false)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public VeRAWithoutProjections() : base(nameof(VeRAWithoutProjections)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}
