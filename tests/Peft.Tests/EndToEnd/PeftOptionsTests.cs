@@ -227,13 +227,23 @@ public sealed class PeftOptionsTests : IDisposable
     {
         // What PEFT writes with save_projection: false is its VeRA file less base_model.vera_A / vera_B: both sides
         // draw the projections again from projection_prng_key.
-        string fixture = PeftWrittenTests.CaseFolder("vera");
+        // With PEFT_VERA_NOPROJ=DIR, DIR is such a file written by real PEFT (tools/peft-interop/README.md says how).
+        string? real = Environment.GetEnvironmentVariable("PEFT_VERA_NOPROJ");
+        string fixture = string.IsNullOrEmpty(real) ? PeftWrittenTests.CaseFolder("vera") : real;
         Directory.CreateDirectory(_dir);
+        if (!string.IsNullOrEmpty(real))
+            foreach (var name in new[] { PeftAdapterFormat.WeightsFileName, AdapterConfig.FileName })
+                File.Copy(Path.Combine(real, name), Path.Combine(_dir, name));
+        else
         using (var file = Safetensors.Read(Path.Combine(fixture, PeftAdapterFormat.WeightsFileName)))
             Safetensors.Write(Path.Combine(_dir, PeftAdapterFormat.WeightsFileName),
                 file.Tensors.Where(t => !t.Key.StartsWith("base_model.vera_", StringComparison.Ordinal)), file.Metadata);
-        File.Copy(Path.Combine(fixture, AdapterConfig.FileName), ConfigPath);
-        EditConfig(c => c["save_projection"] = false);
+        if (string.IsNullOrEmpty(real))
+        {
+            File.Copy(Path.Combine(fixture, AdapterConfig.FileName), ConfigPath);
+            EditConfig(c => c["save_projection"] = false);
+        }
+        Assert.Equal("false", AdapterConfig.Read(ConfigPath)["save_projection"]!.ToJsonString());
 
         var model = new WrittenVeRA();
         PeftWrittenTests.LoadBase(model, Path.Combine(fixture, "base.safetensors"));
