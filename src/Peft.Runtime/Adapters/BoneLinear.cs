@@ -76,7 +76,9 @@ namespace Peft.Runtime.Adapters
         {
             if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
-            if (TryFused(input, adapters) is { } fused) return fused;
+            // PEFT's miss_dropout acts on the default variant's input in training: the unfused path below applies it.
+            bool dropout = training && adapters.Any(a => _options[a].Variant != BoneVariant.Bat && _options[a].Dropout > 0);
+            if (!dropout && TryFused(input, adapters) is { } fused) return fused;
             if (adapters.Any(a => _options[a].Variant == BoneVariant.Bat))
             {
                 // The adapted weight, built in active order so that it equals merging the adapters in that order.
@@ -89,7 +91,9 @@ namespace Peft.Runtime.Adapters
             {
                 var d = miss_block[adapter];
                 long r = d.shape[0];
-                var folded = input.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
+                double p = _options[adapter].Dropout;
+                var x = training && p > 0 ? nn.functional.dropout(input, p, training: true) : input;
+                var folded = x.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
                 result = result.add(folded.matmul(d));
             }
             return result;
@@ -210,7 +214,7 @@ namespace Peft.Runtime.Adapters
         public override AdapterSettings Settings(string adapter)
         {
             var o = Options(adapter);
-            return new BoneSettings(o.Block, o.Variant);
+            return new BoneSettings(o.Block, o.Variant, o.Dropout);
         }
 
         /// <inheritdoc />
@@ -223,6 +227,9 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
             if (bone.Block != current.Block)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has block {current.Block}; the file has block (r) {bone.Block}");
+            if (!(bone.Dropout >= 0 && bone.Dropout < 1))
+                throw new InvalidOperationException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, Site, bone.Dropout));
+            _options[adapter] = current with { Dropout = bone.Dropout }; // miss_dropout: the file wins
         }
 
         /// <inheritdoc />
@@ -253,6 +260,8 @@ namespace Peft.Runtime.Adapters
             int r = options.Block;
             if (r < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.BlockTooSmall, site, "Bone", r));
+            if (!(options.Dropout >= 0 && options.Dropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Variant))
                 throw new ArgumentException($"{site}: Bone variant {(int)options.Variant} is not one of {string.Join(", ", Enum.GetNames<BoneVariant>())}");
             if (options.Variant == BoneVariant.Bat)

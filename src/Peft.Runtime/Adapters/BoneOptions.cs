@@ -8,5 +8,8 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>The form of the update (PEFT's <c>init_weights</c>: <c>true</c> or <c>"bat"</c>).</summary>
         public BoneVariant Variant { get; init; } = BoneVariant.Bone;
+
+        /// <summary>PEFT's <c>miss_dropout</c>: dropout on the input of the default variant's update, in training (none for Bat, as in PEFT).</summary>
+        public double Dropout { get; init; }
     }
 }

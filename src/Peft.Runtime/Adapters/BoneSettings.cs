@@ -9,7 +9,7 @@ namespace Peft.Runtime.Adapters
     /// <see cref="BoneVariant.Bone"/>, <c>"bat"</c> for <see cref="BoneVariant.Bat"/>). PEFT's MiSS has no per-layer
     /// pattern, so both are shared by every layer of the adapter.
     /// </summary>
-    public sealed record BoneSettings(int Block, BoneVariant Variant) : AdapterSettings
+    public sealed record BoneSettings(int Block, BoneVariant Variant, double Dropout = 0) : AdapterSettings
     {
         /// <inheritdoc />
         public override string PeftType => "MISS";
@@ -19,6 +19,7 @@ namespace Peft.Runtime.Adapters
         {
             config["r"] = Block;
             config["init_weights"] = Variant == BoneVariant.Bat ? JsonValue.Create("bat") : JsonValue.Create(true);
+            config["miss_dropout"] = AdapterConfig.Float(Dropout);
         }
 
         /// <summary>
@@ -40,7 +41,10 @@ namespace Peft.Runtime.Adapters
                     throw new InvalidDataException($"{file}: init_weights \"mini\" (MiSS with mini_r) is not supported by PeftDsl; supported: true, false, \"bat\""),
                 var other => throw new InvalidDataException($"{file}: field 'init_weights' must be true, false or \"bat\", got {other.ToJsonString()}"),
             };
-            return new BoneSettings((int)r, variant);
+            double dropout = AdapterConfig.Number(config, "miss_dropout", file, fallback: 0); // legacy BONE files have none
+            if (!(dropout >= 0 && dropout < 1))
+                throw new InvalidDataException($"{file}: field 'miss_dropout' must be in [0, 1), got {dropout}");
+            return new BoneSettings((int)r, variant, dropout);
         }
     }
 }

@@ -117,7 +117,7 @@ namespace Peft.Runtime.Adapters
                 var options = _lokrOptions[adapter];
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
-                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: false);
+                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: options.RankDropoutScale);
                 result = result.add(nn.functional.linear(input, delta));
             }
             return result;
@@ -146,7 +146,7 @@ namespace Peft.Runtime.Adapters
         public override AdapterSettings Settings(string adapter)
         {
             var o = Options(adapter);
-            return new LoKrSettings(o.Rank, o.Alpha, o.DecomposeFactor, o.DecomposeBoth, o.RankDropout, o.ModuleDropout);
+            return new LoKrSettings(o.Rank, o.Alpha, o.DecomposeFactor, o.DecomposeBoth, o.RankDropout, o.ModuleDropout, o.RankDropoutScale);
         }
 
         /// <inheritdoc />
@@ -158,7 +158,7 @@ namespace Peft.Runtime.Adapters
             var proposed = current with
             {
                 Rank = lokr.Rank, Alpha = lokr.Alpha, DecomposeFactor = lokr.DecomposeFactor, DecomposeBoth = lokr.DecomposeBoth,
-                RankDropout = lokr.RankDropout, ModuleDropout = lokr.ModuleDropout,
+                RankDropout = lokr.RankDropout, ModuleDropout = lokr.ModuleDropout, RankDropoutScale = lokr.RankDropoutScale,
             };
             // The rank and the factorisation may differ as long as they give the same parameter shapes; the scaling
             // then follows the file's rank, as PEFT computes it.

@@ -18,6 +18,9 @@ namespace Peft.Runtime.Adapters
         /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
         public double RankDropout { get; init; }
 
+        /// <summary>Whether the rows <see cref="RankDropout"/> keeps are divided by the fraction kept (PEFT's <c>rank_dropout_scale</c>).</summary>
+        public bool RankDropoutScale { get; init; }
+
         /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
         public double ModuleDropout { get; init; }
 

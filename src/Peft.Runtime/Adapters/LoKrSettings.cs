@@ -11,7 +11,8 @@ namespace Peft.Runtime.Adapters
     /// <param name="DecomposeBoth">PEFT's <c>decompose_both</c>.</param>
     /// <param name="RankDropout">PEFT's <c>rank_dropout</c>.</param>
     /// <param name="ModuleDropout">PEFT's <c>module_dropout</c>.</param>
-    public sealed record LoKrSettings(int Rank, double Alpha, int DecomposeFactor, bool DecomposeBoth, double RankDropout, double ModuleDropout) : AdapterSettings
+    /// <param name="RankDropoutScale">PEFT's <c>rank_dropout_scale</c>.</param>
+    public sealed record LoKrSettings(int Rank, double Alpha, int DecomposeFactor, bool DecomposeBoth, double RankDropout, double ModuleDropout, bool RankDropoutScale = false) : AdapterSettings
     {
         /// <inheritdoc />
         public override string PeftType => "LOKR";
@@ -28,14 +29,15 @@ namespace Peft.Runtime.Adapters
         {
             config["decompose_factor"] = DecomposeFactor;
             config["decompose_both"] = DecomposeBoth;
-            config["rank_dropout"] = RankDropout;
-            config["module_dropout"] = ModuleDropout;
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
+            config["rank_dropout_scale"] = RankDropoutScale;
         }
 
         /// <summary>
         /// Reads the fields of a LoKr config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults:
-        /// r = 8, alpha = 8, decompose_factor = -1). <c>rank_dropout_scale</c> and <c>init_weights</c> act only in
-        /// training and at creation, and are not read.
+        /// r = 8, alpha = 8, decompose_factor = -1, rank_dropout_scale = false). <c>init_weights</c> acts only at
+        /// creation and is not read.
         /// </summary>
         public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
         {
@@ -45,7 +47,13 @@ namespace Peft.Runtime.Adapters
             bool both = config["decompose_both"]?.GetValue<bool>() ?? false;
             double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
             double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
-            return new LoKrSettings(rank, alpha, factor, both, rankDropout, moduleDropout);
+            bool scale = config["rank_dropout_scale"] switch
+            {
+                null => false,
+                JsonValue v when v.TryGetValue<bool>(out var b) => b,
+                var other => throw new System.IO.InvalidDataException($"{file}: field 'rank_dropout_scale' must be true or false, got {other.ToJsonString()}"),
+            };
+            return new LoKrSettings(rank, alpha, factor, both, rankDropout, moduleDropout, scale);
         }
     }
 }

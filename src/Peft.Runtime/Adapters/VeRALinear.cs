@@ -165,11 +165,24 @@ namespace Peft.Runtime.Adapters
         public override AdapterSettings Settings(string adapter)
         {
             var o = Options(adapter);
-            return new VeRASettings(o.Rank, o.ProjectionSeed, SaveProjection: true, o.Dropout, InitialLambdaD);
+            return new VeRASettings(o.Rank, o.ProjectionSeed, o.SaveProjection, o.Dropout, InitialLambdaD);
         }
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            ValidateSettings(adapter, settings);
+            var current = Options(adapter);
+            var vera = (VeRASettings)settings;
+            // With saved projections the file's replace ours, so its seed is the one that describes them.
+            _veraOptions[adapter] = current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed };
+        }
+
+        /// <summary>
+        /// A VeRA config of the same rank; without saved projections (<c>save_projection: false</c>), the same
+        /// <c>projection_prng_key</c>, since the projections are the model's shared tensors drawn from the declared seed.
+        /// </summary>
+        public override void ValidateSettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
             if (settings is not VeRASettings vera)
@@ -180,8 +193,6 @@ namespace Peft.Runtime.Adapters
             if (!vera.SaveProjection && vera.ProjectionSeed != current.ProjectionSeed)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' draws its projections with seed {current.ProjectionSeed}; the file holds no projections (save_projection: false) and was trained with projection_prng_key {vera.ProjectionSeed}; declare ProjectionSeed = {vera.ProjectionSeed}");
-            // With saved projections the file's replace ours, so its seed is the one that describes them.
-            _veraOptions[adapter] = current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed };
         }
 
         /// <inheritdoc />

@@ -11,5 +11,7 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>The seed of the CPU generator that draws the projections (PEFT's <c>projection_prng_key</c>).</summary>
         public int ProjectionSeed { get; init; }
+        /// <summary>Whether saved files hold the projections (PEFT's <c>save_projection</c>); without them they are redrawn from the seed on load.</summary>
+        public bool SaveProjection { get; init; } = true;
     }
 }

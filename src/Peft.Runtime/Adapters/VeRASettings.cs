@@ -20,8 +20,8 @@ namespace Peft.Runtime.Adapters
             config["r"] = Rank;
             config["projection_prng_key"] = ProjectionSeed;
             config["save_projection"] = SaveProjection;
-            config["vera_dropout"] = Dropout;
-            config["d_initial"] = InitialLambdaD;
+            config["vera_dropout"] = AdapterConfig.Float(Dropout);
+            config["d_initial"] = AdapterConfig.Float(InitialLambdaD);
             config["fan_in_fan_out"] = false;
             config["bias"] = "none";
         }

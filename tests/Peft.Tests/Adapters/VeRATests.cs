@@ -412,7 +412,7 @@ public class VeRATests
 
         var (otherRoot, otherQ, _) = TwoLayers(seed: 4, rank: 4, lambdaSeed: 8);
         var lambdaBefore = otherQ.LambdaB("default").detach().clone();
-        var ex = Assert.Throws<InvalidOperationException>(() => MiscAdapterKit.Attach(otherRoot).LoadAdapters(folder.Path));
+        var ex = Assert.Throws<System.IO.InvalidDataException>(() => MiscAdapterKit.Attach(otherRoot).LoadAdapters(folder.Path));
         Assert.Contains("projection_prng_key 3", ex.Message);
         Assert.Contains("ProjectionSeed = 3", ex.Message);
         TensorAssert.Equal(lambdaBefore, otherQ.LambdaB("default")); // nothing assigned
