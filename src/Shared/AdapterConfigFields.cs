@@ -63,7 +63,7 @@ namespace Peft
 
         private static Field[] LoRAShared(string useDora) => new[]
         {
-            new Field("lora_dropout", "Dropout", "0"),
+            new Field("lora_dropout", "Dropout", "0.0"),
             new Field("use_rslora", "UseRsLora", "false"),
             new Field("use_dora", null, useDora),
             new Field("fan_in_fan_out", null, "false"),
@@ -79,26 +79,28 @@ namespace Peft
             // PEFT's MiSS has no rank_pattern: the block is held once per adapter.
             new Method("Bone", "MISS", new string[0],
                 new Field("r", "Block", "64"),
-                new Field("init_weights", "Variant", "true", "true", "\"bat\"")),
+                new Field("init_weights", "Variant", "true", "true", "\"bat\""),
+                new Field("miss_dropout", "Dropout", "0.0")),
             new Method("Hydra", "HYDRA", new[] { "r", "sequential_r", "lora_alpha" },
-                new Field("lora_dropout", "Dropout", "0")),
+                new Field("lora_dropout", "Dropout", "0.0")),
             // VeRA's layers share one pair of projections: one rank and one seed per adapter.
             new Method("VeRA", "VERA", new string[0],
                 new Field("r", "Rank", "256"),
                 new Field("projection_prng_key", "ProjectionSeed", "0"),
-                new Field("save_projection", null, "true"),
-                new Field("vera_dropout", "Dropout", "0"),
+                new Field("save_projection", "SaveProjection", "true"),
+                new Field("vera_dropout", "Dropout", "0.0"),
                 new Field("d_initial", null, "0.1"),
                 new Field("fan_in_fan_out", null, "false"),
                 new Field("bias", null, "\"none\"")),
             new Method("LoHa", "LOHA", new[] { "r", "alpha" },
-                new Field("rank_dropout", "RankDropout", "0"),
-                new Field("module_dropout", "ModuleDropout", "0")),
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("module_dropout", "ModuleDropout", "0.0")),
             new Method("LoKr", "LOKR", new[] { "r", "alpha" },
                 new Field("decompose_factor", "DecomposeFactor", "-1"),
                 new Field("decompose_both", "DecomposeBoth", "false"),
-                new Field("rank_dropout", "RankDropout", "0"),
-                new Field("module_dropout", "ModuleDropout", "0")),
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("rank_dropout_scale", "RankDropoutScale", "false"),
+                new Field("module_dropout", "ModuleDropout", "0.0")),
             // feedforward_modules lists layers, so it may differ per layer.
             new Method("IA3", "IA3", new string[0],
                 new Field("init_ia3_weights", null, "true"),
@@ -116,16 +118,54 @@ namespace Peft
             return null;
         }
 
-        /// <summary>A value as <c>adapter_config.json</c> writes it (System.Text.Json's text for a bool, number or string).</summary>
+        /// <summary>A value as <c>adapter_config.json</c> writes it (a double as Python writes a float, see <see cref="PythonFloat"/>).</summary>
         public static string Json(object? value) => value switch
         {
             null => "null",
             bool b => b ? "true" : "false",
             string s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"",
-            double d => d.ToString("R", CultureInfo.InvariantCulture),
+            double d => PythonFloat(d),
             float f => f.ToString("R", CultureInfo.InvariantCulture),
             System.IFormattable n => n.ToString(null, CultureInfo.InvariantCulture),
             _ => value.ToString() ?? "null",
         };
+
+        /// <summary>
+        /// Python's <c>repr(float)</c>, which its <c>json</c> writes: the shortest round-trip digits, fixed notation for
+        /// 1e-4 ≤ |x| &lt; 1e16 (with <c>.0</c> when integral, e.g. <c>0.0</c>), else <c>1e-05</c> / <c>1.5e+16</c>; NaN and
+        /// infinities as Python writes them. So a config PeftDsl saves holds the same JSON values as PEFT's own.
+        /// </summary>
+        public static string PythonFloat(double value)
+        {
+            if (double.IsNaN(value)) return "NaN";
+            if (double.IsInfinity(value)) return value > 0 ? "Infinity" : "-Infinity";
+            string sign = value < 0 || (value == 0 && 1 / value < 0) ? "-" : "";
+            if (value == 0) return sign + "0.0";
+
+            // .NET's "R" gives the shortest round-trip digits; read them as 0.digits × 10^point.
+            string r = System.Math.Abs(value).ToString("R", CultureInfo.InvariantCulture);
+            int e = r.IndexOf('E');
+            string mantissa = e < 0 ? r : r.Substring(0, e);
+            int exponent = e < 0 ? 0 : int.Parse(r.Substring(e + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+            int dot = mantissa.IndexOf('.');
+            string intPart = dot < 0 ? mantissa : mantissa.Substring(0, dot);
+            string all = intPart + (dot < 0 ? "" : mantissa.Substring(dot + 1));
+            int lead = 0;
+            while (lead < all.Length && all[lead] == '0') lead++;
+            string digits = all.Substring(lead).TrimEnd('0');
+            int point = intPart.Length - lead + exponent;
+            int exp10 = point - 1;
+
+            if (exp10 >= -4 && exp10 < 16)
+            {
+                if (point <= 0) return sign + "0." + new string('0', -point) + digits;
+                string padded = digits.PadRight(point, '0');
+                string fraction = padded.Substring(point);
+                return sign + padded.Substring(0, point) + "." + (fraction.Length == 0 ? "0" : fraction);
+            }
+
+            string scaled = digits.Length > 1 ? digits[0] + "." + digits.Substring(1) : digits;
+            return sign + scaled + "e" + (exp10 < 0 ? "-" : "+") + System.Math.Abs(exp10).ToString("00", CultureInfo.InvariantCulture);
+        }
     }
 }

@@ -124,44 +124,7 @@ namespace Peft.Runtime.IO
         /// <c>0.0</c>, <c>0.05</c>, <c>1e-05</c>, <c>1e+16</c> (Python's shortest repr), so a config PeftDsl saves holds
         /// the same JSON values as PEFT's own.
         /// </summary>
-        public static JsonNode Float(double value) => JsonNode.Parse(PythonFloat(value))!;
-
-        /// <summary>Python's <c>repr(float)</c>: the shortest round-trip digits, fixed notation for 1e-4 ≤ |x| &lt; 1e16
-        /// (with <c>.0</c> when integral), else <c>d.ddde±XX</c>; JSON's <c>NaN</c> / <c>Infinity</c> as Python writes them.</summary>
-        internal static string PythonFloat(double value)
-        {
-            if (double.IsNaN(value)) return "NaN";
-            if (double.IsInfinity(value)) return value > 0 ? "Infinity" : "-Infinity";
-            string sign = value < 0 || (value == 0 && double.IsNegative(value)) ? "-" : "";
-            if (value == 0) return sign + "0.0";
-            // Shortest round-trip digits and the decimal exponent of the first one.
-            string e = Math.Abs(value).ToString("E16", System.Globalization.CultureInfo.InvariantCulture);
-            string r = Math.Abs(value).ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-            int exp10 = int.Parse(e[(e.IndexOf('E') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            string mantissa = r.Contains('E') ? r[..r.IndexOf('E')] : r;
-            string digits = mantissa.Replace(".", "").TrimStart('0').TrimEnd('0');
-            if (digits.Length == 0) digits = "0";
-            if (r.Contains('E')) exp10 = int.Parse(r[(r.IndexOf('E') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            else
-            {
-                // Fixed notation from .NET: the exponent follows from where the first significant digit sits.
-                string intPart = mantissa.Contains('.') ? mantissa[..mantissa.IndexOf('.')] : mantissa;
-                string fracPart = mantissa.Contains('.') ? mantissa[(mantissa.IndexOf('.') + 1)..] : "";
-                exp10 = intPart.TrimStart('0').Length > 0 ? intPart.TrimStart('0').Length - 1 : -(fracPart.Length - fracPart.TrimStart('0').Length) - 1;
-            }
-            if (exp10 >= -4 && exp10 < 16)
-            {
-                if (exp10 >= 0)
-                {
-                    string padded = digits.PadRight(exp10 + 1, '0');
-                    string whole = padded[..(exp10 + 1)], frac = padded[(exp10 + 1)..];
-                    return sign + whole + "." + (frac.Length == 0 ? "0" : frac);
-                }
-                return sign + "0." + new string('0', -exp10 - 1) + digits;
-            }
-            string m = digits.Length > 1 ? digits[0] + "." + digits[1..] : digits;
-            return sign + m + "e" + (exp10 < 0 ? "-" : "+") + Math.Abs(exp10).ToString("00", System.Globalization.CultureInfo.InvariantCulture);
-        }
+        public static JsonNode Float(double value) => JsonNode.Parse(AdapterConfigFields.PythonFloat(value))!;
 
         /// <summary>Serialises with sorted keys and two-space indentation, as PEFT's <c>save_pretrained</c>.</summary>
         public static string Serialize(JsonObject config) => config.ToJsonString(Indented);

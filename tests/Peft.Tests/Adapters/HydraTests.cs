@@ -352,6 +352,6 @@ public class HydraTests
             ("v", Hydra.Wrap(nn.Linear(8, 8), "T.v", "default", new HydraOptions { ParallelRank = 2, SequentialRank = 2 })));
         var ex = Assert.Throws<InvalidOperationException>(() =>
             PeftModelCore.Attach(root, new PeftModelInfo("T", Array.Empty<AdapterSiteInfo>(), Array.Empty<string>(), Array.Empty<PeftModelInfo>())));
-        Assert.Equal(PeftMessages.Format(PeftMessages.SharedConfigMismatch, "v", "default", "lora_dropout", "0", "0.1", "q"), ex.Message);
+        Assert.Equal(PeftMessages.Format(PeftMessages.SharedConfigMismatch, "v", "default", "lora_dropout", "0.0", "0.1", "q"), ex.Message);
     }
 }

@@ -85,4 +85,24 @@ public sealed class AdapterConfigFieldsTests
         sites[1] = ("mlp.fc", new LoRASettings(8, 16, 0, false, false, LoRAInit.Default));
         Assert.Null(AdapterConfig.SharedFieldConflict(sites, "task"));
     }
+
+    /// <summary>Python's repr of a float, which its json writes and PEFT's configs hold (checked against CPython 3.11).</summary>
+    [Theory]
+    [InlineData(0.0, "0.0")]
+    [InlineData(-0.0, "-0.0")]
+    [InlineData(0.05, "0.05")]
+    [InlineData(0.1, "0.1")]
+    [InlineData(1.0, "1.0")]
+    [InlineData(-2.5, "-2.5")]
+    [InlineData(123.45, "123.45")]
+    [InlineData(0.0001, "0.0001")]
+    [InlineData(0.00012, "0.00012")]
+    [InlineData(1e-05, "1e-05")]
+    [InlineData(1.5e-07, "1.5e-07")]
+    [InlineData(1e15, "1000000000000000.0")]
+    [InlineData(1e16, "1e+16")]
+    [InlineData(1.2345e20, "1.2345e+20")]
+    [InlineData(1e-300, "1e-300")]
+    public void FloatsAreWrittenAsPythonWritesThem(double value, string python) =>
+        Assert.Equal(python, AdapterConfigFields.PythonFloat(value));
 }
