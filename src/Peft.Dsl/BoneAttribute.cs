@@ -13,8 +13,8 @@ namespace Peft
     /// <remarks>
     /// Put it on a field or property typed <c>Module&lt;Tensor, Tensor&gt;</c> that holds a <c>Linear</c>, or on
     /// the class with <see cref="Targets"/> naming such fields. The block must divide the layer's in-features (Bat:
-    /// in- and out-features); PEFT pads the input instead, PeftDsl rejects it (PEFT006). There is no scaling and no
-    /// dropout. Saved as PEFT's <c>peft_type: "MISS"</c> with <c>r</c> = block and <c>init_weights</c> <c>true</c> or
+    /// in- and out-features); PEFT pads the input instead, PeftDsl rejects it (PEFT006). There is no scaling;
+    /// <see cref="Dropout"/> is PEFT's <c>miss_dropout</c>. Saved as PEFT's <c>peft_type: "MISS"</c> with <c>r</c> = block and <c>init_weights</c> <c>true</c> or
     /// <c>"bat"</c>; files of PEFT's older <c>"BONE"</c> type load too.
     /// </remarks>
     [AttributeUsage(AttributeTargets.Field | AttributeTargets.Property | AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
@@ -31,6 +31,13 @@ namespace Peft
 
         /// <summary>The form of the update; see <see cref="BoneVariant"/>. Default <see cref="BoneVariant.Bone"/>.</summary>
         public BoneVariant Variant { get; set; } = BoneVariant.Bone;
+
+        /// <summary>
+        /// PEFT's <c>miss_dropout</c>, in [0, 1): in training, dropout on the input of the Bone update (the folded
+        /// x in (Σₖ x[…, k·block:(k+1)·block])·D). PEFT applies it only to the default variant; with
+        /// <see cref="BoneVariant.Bat"/>, whose update acts on the weight, it has no effect, as in PEFT. Default 0.
+        /// </summary>
+        public double Dropout { get; set; }
 
         /// <summary>The adapter's name (PEFT's adapter name). Default <c>"default"</c>.</summary>
         public string Name { get; set; } = "default";

@@ -39,9 +39,12 @@ namespace Peft
 
         /// <summary>
         /// PEFT's <c>rank_dropout</c>, in [0, 1): in training, each output row of ΔW is dropped with this probability
-        /// (not rescaled, PEFT's default <c>rank_dropout_scale: false</c>). Default 0.
+        /// (not rescaled unless <see cref="RankDropoutScale"/>, PEFT's default <c>rank_dropout_scale: false</c>). Default 0.
         /// </summary>
         public double RankDropout { get; set; }
+
+        /// <summary>PEFT's <c>rank_dropout_scale</c>: divide the rows that <see cref="RankDropout"/> keeps by the fraction kept. Default false.</summary>
+        public bool RankDropoutScale { get; set; }
 
         /// <summary>PEFT's <c>module_dropout</c>, in [0, 1): in training, the whole update is skipped for a batch with this probability. Default 0.</summary>
         public double ModuleDropout { get; set; }

@@ -36,6 +36,14 @@ namespace Peft
         /// <summary>The seed of the generator that draws the shared projections (PEFT's <c>projection_prng_key</c>). Default 0.</summary>
         public int ProjectionSeed { get; set; }
 
+        /// <summary>
+        /// PEFT's <c>save_projection</c>: whether the adapter file holds the shared projections (<c>base_model.vera_A</c>,
+        /// <c>vera_B</c>). With false the file is smaller and the projections are drawn again from
+        /// <see cref="ProjectionSeed"/> on load, by PEFT and by PeftDsl alike (both reproduce PyTorch's CPU generator).
+        /// Default true, as in PEFT.
+        /// </summary>
+        public bool SaveProjection { get; set; } = true;
+
         /// <summary>The adapter's name (PEFT's adapter name). Default <c>"default"</c>.</summary>
         public string Name { get; set; } = "default";
 

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
 using Microsoft.CodeAnalysis.Text;
+using Peft.Generators.Diagnostics;
 using Peft.Generators.Emit;
 using Peft.Generators.Model;
 using Peft.Generators.Parse;
@@ -24,16 +25,23 @@ namespace Peft.Generators
             {
                 if (known.Kind == AttributeKind.Merge) continue; // read with its class; never the class's canonical attribute
 
-                IncrementalValuesProvider<ClassModel?> classes = context.SyntaxProvider
+                IncrementalValuesProvider<ParseResult?> classes = context.SyntaxProvider
                     .ForAttributeWithMetadataName(
                         known.MetadataName,
                         static (node, _) => node is ClassDeclarationSyntax or VariableDeclaratorSyntax or PropertyDeclarationSyntax,
                         (attributeContext, cancellationToken) => ClassParser.Parse(attributeContext, known, cancellationToken))
                     .WithTrackingName(TrackingNames.ParseClass)
-                    .Where(static model => model is not null)
+                    .Where(static result => result is not null)
                     .WithTrackingName(TrackingNames.Classes);
 
-                context.RegisterSourceOutput(classes, static (output, model) => ClassEmitter.AddSource(output, model!));
+                context.RegisterSourceOutput(classes, static (output, result) =>
+                {
+                    if (result!.Error is { } error)
+                        output.ReportDiagnostic(Diagnostic.Create(
+                            DiagnosticDescriptors.InternalError, error.Location?.ToLocation(), error.ClassName, error.Exception));
+                    else
+                        ClassEmitter.AddSource(output, result.Model!);
+                });
             }
 
             IncrementalValueProvider<bool> canInitialize = context.CompilationProvider

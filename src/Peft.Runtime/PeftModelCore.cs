@@ -27,7 +27,7 @@ namespace Peft.Runtime
         {
             _root = root;
             Info = info;
-            Refresh();
+            Refresh(checkAdapterConfigs: true);
         }
 
         /// <summary>What the compiler saw of the root class.</summary>
@@ -61,9 +61,11 @@ namespace Peft.Runtime
         }
 
         /// <summary>Walks the module tree again (after adapters were added, removed or unloaded).</summary>
-        public void Refresh()
+        public void Refresh() => Refresh(checkAdapterConfigs: false);
+
+        private void Refresh(bool checkAdapterConfigs)
         {
-            var layers = new List<(string, IAdapterLayer)>();
+            var layers = new List<(string Path, IAdapterLayer Layer)>();
             var trainable = new List<string>();
             foreach (var (path, module) in NamedModulesWithRoot())
             {
@@ -71,10 +73,27 @@ namespace Peft.Runtime
                 if (module is IPeftComponent component)
                     trainable.AddRange(component.TrainableMembers.Select(m => Join(path, m)));
             }
+            if (checkAdapterConfigs) RequireOneConfigPerAdapter(layers);
             _layers = layers;
             _trainableModules = trainable;
             foreach (var (_, layer) in layers)
                 if (layer is IModelAwareAdapter aware) aware.OnModelAttached(layers);
+        }
+
+        /// <summary>
+        /// PEFT017 across classes: the layers of one adapter name, wherever in the tree they sit, must agree on what
+        /// PEFT's <c>adapter_config.json</c> holds once per adapter (the method, <c>use_dora</c>, <c>lora_dropout</c>,
+        /// ...), or the adapter could not be saved. Refused when the model is built, by the check the save runs
+        /// (<see cref="AdapterConfig.SharedFieldConflict"/>), naming both layers by their module paths.
+        /// </summary>
+        private static void RequireOneConfigPerAdapter(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers)
+        {
+            foreach (var adapter in layers.SelectMany(l => l.Layer.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
+            {
+                var sites = layers.Where(l => l.Layer.AdapterNames.Contains(adapter))
+                    .Select(l => (l.Path, l.Layer.Settings(adapter))).ToList();
+                if (AdapterConfig.SharedFieldConflict(sites, adapter) is { } conflict) throw new InvalidOperationException(conflict);
+            }
         }
 
         private IEnumerable<(string Path, nn.Module Module)> NamedModulesWithRoot()

@@ -31,6 +31,10 @@ namespace Peft
         public const string VeRASharedMismatch = "{0}: VeRA adapter '{1}' has rank {2} and projection seed {3} here but rank {4} and projection seed {5} at {6}; the layers of one VeRA adapter share its projections, so they need one rank and one seed";
         public const string UnknownLoRAInit = "{0}: {1} init {2} is not a LoRAInit value";
 
+        // PEFT017, and the runtime's refusal at RegisterComponents and at save: {0} the later layer, {1} adapter name,
+        // {2} config key, {3} its value there (JSON), {4} the value at the first layer (JSON), {5} the first layer.
+        public const string SharedConfigMismatch = "{0}: adapter '{1}' has {2} = {3} here but {4} at {5}; PEFT's adapter_config.json holds one {2} for every layer of an adapter, so give one of these layers another adapter Name";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

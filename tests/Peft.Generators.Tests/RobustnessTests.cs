@@ -1,7 +1,10 @@
+using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using Peft.Generators.Parse;
 using Xunit;
 
 namespace Peft.Generators.Tests
@@ -85,6 +88,61 @@ namespace Peft.Generators.Tests
 
         [Fact]
         public void There_are_at_least_thirty_cases() => Assert.True(Cases.Count >= 30);
+
+        [Fact]
+        public void An_exception_in_the_parser_is_reported_as_PEFT999_not_swallowed()
+        {
+            // The hook runs inside the parser's try block, as a bug of the parser's own would.
+            ClassParser.TestHook.Value = name => throw new InvalidOperationException("boom in " + name);
+            try
+            {
+                var (result, output) = Harness.Run(Harness.Compile(Sources.Block, Sources.Attention)); // asserts the generator did not throw
+
+                Diagnostic error = Assert.Single(result.Diagnostics, d => d.Id == "PEFT999" && d.GetMessage(CultureInfo.InvariantCulture).Contains("Demo.Block"));
+                Assert.Equal(DiagnosticSeverity.Error, error.Severity);
+                string message = error.GetMessage(CultureInfo.InvariantCulture);
+                Assert.Contains("System.InvalidOperationException: boom in Block", message);
+                Assert.Contains("(at Peft.Generators.Tests.RobustnessTests", message); // the first stack frame
+                Assert.Contains("please file an issue", message);
+                FileLinePositionSpan span = error.Location.GetLineSpan();
+                Assert.Equal("Input0.cs", span.Path);
+                Assert.Contains("Block", Sources.Block.Split('\n')[span.StartLinePosition.Line]);
+
+                // Every class failed, so each has its error and no file; the build fails instead of missing the wiring.
+                Assert.Equal(2, result.Diagnostics.Count(d => d.Id == "PEFT999"));
+                Assert.DoesNotContain(result.GeneratedSources, s => s.HintName != "PeftDsl.ModuleInitializer.g.cs");
+            }
+            finally
+            {
+                ClassParser.TestHook.Value = null;
+            }
+
+            // Without the hook the same sources generate normally.
+            var (clean, _) = Harness.Run(Harness.Compile(Sources.Block, Sources.Attention));
+            Assert.DoesNotContain(clean.Diagnostics, d => d.Id == "PEFT999");
+            Assert.Contains(clean.GeneratedSources, s => s.HintName == "Demo.Block.Peft.g.cs");
+        }
+
+        [Fact]
+        public void Cancellation_in_the_parser_still_propagates()
+        {
+            ClassParser.TestHook.Value = _ => throw new OperationCanceledException();
+            try
+            {
+                GeneratorDriver driver = Harness.CreateDriver().RunGenerators(Harness.Compile(Sources.Block));
+                GeneratorRunResult result = Assert.Single(driver.GetRunResult().Results);
+                // Not swallowed into PEFT999: the driver sees the cancellation (and records it as the generator's exception).
+                Assert.DoesNotContain(result.Diagnostics, d => d.Id == "PEFT999");
+            }
+            catch (OperationCanceledException)
+            {
+                // Equally fine: the driver let it through.
+            }
+            finally
+            {
+                ClassParser.TestHook.Value = null;
+            }
+        }
 
         [Theory]
         [MemberData(nameof(CaseNames))]

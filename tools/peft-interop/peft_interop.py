@@ -3,7 +3,10 @@
   python3 peft_interop.py write OUT   PEFT writes one adapter per method, with the base weights, an input and
                                       PEFT's outputs (unmerged and merged): PeftDsl's tests load these.
   python3 peft_interop.py check DIR   PEFT loads each adapter PeftDsl wrote (DIR/<case>/adapter + base.safetensors
-                                      + reference.safetensors) and compares its output with PeftDsl's.
+                                      + reference.safetensors; or DIR/<case> itself, as `write` lays it out) and
+                                      compares its output with the reference's.
+
+Each prints one line per case and a count of failures, and exits 1 when any case failed.
 
 The model is the same on both sides: q = Linear(16, 24), v = Linear(16, 16), f = Linear(16, 16),
 head = Linear(56, 5); y = head(cat(q(x), v(x), f(x))). Adapters target q, v (and f); head is modules_to_save.
@@ -65,54 +68,85 @@ def randomise(model):
                 p.copy_(noise)
 
 
+def close(y, reference):
+    """The error and whether it is within float32 rounding of the reference's size."""
+    err = (y - reference).abs().max().item()
+    return err, err <= 1e-4 * (1 + reference.abs().max().item())
+
+
 def write(out):
+    """One line per case; returns how many cases failed (no adapter tensors written, or merging changed the output)."""
     os.makedirs(out, exist_ok=True)
+    failures = 0
     for case, make_config in configs().items():
         try:
             config = make_config()
         except AttributeError as e:
             print(f"{case}: skipped, this PEFT has no such config ({e})")
             continue
-        torch.manual_seed(0)
-        base = Tiny()
-        base_state = {k: v.clone().contiguous() for k, v in base.state_dict().items()}
-        model = peft.get_peft_model(base, config)
-        randomise(model)
-        model.eval()
-        x = torch.randn(3, 16, generator=torch.Generator().manual_seed(2))
-        with torch.no_grad():
-            y = model(x)
-            merged = model.merge_and_unload()(x)
-        folder = os.path.join(out, case)
-        model.save_pretrained(folder)  # the adapter: adapter_config.json + adapter_model.safetensors
-        save_file(base_state, os.path.join(folder, "base.safetensors"))
-        save_file({"x": x, "y": y, "y_merged": merged}, os.path.join(folder, "reference.safetensors"))
-        print(f"{case}: wrote {sorted(os.listdir(folder))}, |y - y_merged| = {(y - merged).abs().max():.2e}")
+        try:
+            torch.manual_seed(0)
+            base = Tiny()
+            base_state = {k: v.clone().contiguous() for k, v in base.state_dict().items()}
+            model = peft.get_peft_model(base, config)
+            randomise(model)
+            model.eval()
+            x = torch.randn(3, 16, generator=torch.Generator().manual_seed(2))
+            folder = os.path.join(out, case)
+            # Save before merging: merge_and_unload() folds the adapters into the base layers and removes them, so an
+            # adapter saved after it holds no tensors.
+            model.save_pretrained(folder)  # the adapter: adapter_config.json + adapter_model.safetensors
+            tensors = len(load_file(os.path.join(folder, "adapter_model.safetensors")))
+            with torch.no_grad():
+                y = model(x)
+                merged = model.merge_and_unload()(x)
+            save_file(base_state, os.path.join(folder, "base.safetensors"))
+            save_file({"x": x, "y": y, "y_merged": merged}, os.path.join(folder, "reference.safetensors"))
+            err, ok = close(merged, y)
+            ok = ok and tensors > 0
+            failures += not ok
+            print(f"{case}: wrote {tensors} adapter tensors; max |y - y_merged| = {err:.2e} {'OK' if ok else 'MISMATCH'}")
+        except Exception as e:  # report every case, then fail
+            failures += 1
+            print(f"{case}: FAILED to write: {type(e).__name__}: {e}")
     with open(os.path.join(out, "VERSIONS.json"), "w") as f:
         json.dump({"peft": peft.__version__, "torch": torch.__version__}, f, indent=2)
+    print(f"{failures} failed")
+    return failures
 
 
 def check(directory):
+    """PEFT loads each case's adapter (DIR/<case>/adapter, or DIR/<case> itself as `write` lays it out) and must
+    reproduce reference.safetensors' y. One line per case; returns how many failed."""
     failures = 0
+    cases = 0
     for case in sorted(os.listdir(directory)):
         folder = os.path.join(directory, case)
         if not os.path.isdir(folder):
             continue
+        cases += 1
         try:
+            adapter = os.path.join(folder, "adapter")
+            if not os.path.isdir(adapter):
+                adapter = folder
+            tensors = len(load_file(os.path.join(adapter, "adapter_model.safetensors")))
             base = Tiny()
             base.load_state_dict(load_file(os.path.join(folder, "base.safetensors")))
-            model = peft.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"))
+            model = peft.PeftModel.from_pretrained(base, adapter)
             model.eval()
             ref = load_file(os.path.join(folder, "reference.safetensors"))
             with torch.no_grad():
                 y = model(ref["x"])
-            err = (y - ref["y"]).abs().max().item()
-            ok = err <= 1e-4 * (1 + ref["y"].abs().max().item())
+            err, ok = close(y, ref["y"])
+            ok = ok and tensors > 0
             failures += not ok
-            print(f"{case}: PEFT {peft.__version__} loaded PeftDsl's adapter; max |y_peft - y_peftdsl| = {err:.2e} {'OK' if ok else 'MISMATCH'}")
+            print(f"{case}: PEFT {peft.__version__} loaded {tensors} adapter tensors; max |y_peft - y_reference| = {err:.2e} {'OK' if ok else 'MISMATCH'}")
         except Exception as e:  # report every case, then fail
             failures += 1
             print(f"{case}: FAILED to load: {type(e).__name__}: {e}")
+    if cases == 0:
+        print(f"no case folders in {directory}")
+        failures += 1
     print(f"{failures} failed")
     return failures
 
@@ -120,7 +154,5 @@ def check(directory):
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("write", "check"):
         sys.exit(__doc__)
-    if sys.argv[1] == "write":
-        write(sys.argv[2])
-    else:
-        sys.exit(1 if check(sys.argv[2]) else 0)
+    failed = write(sys.argv[2]) if sys.argv[1] == "write" else check(sys.argv[2])
+    sys.exit(1 if failed else 0)

@@ -14,7 +14,8 @@ namespace Peft.Generators.Diagnostics
     /// <summary>
     /// Checks each adapter site: the member can hold the adapter layer (PEFT002, PEFT003), the rank or block is at
     /// least 1 (PEFT004) and fits the layer's known shape (PEFT005, PEFT006), dropouts lie in [0, 1) (PEFT007), names
-    /// are distinct (PEFT008) and the member holds a Linear of one method's adapters (PEFT016).
+    /// are distinct (PEFT008), the member holds a Linear of one method's adapters (PEFT016) and the class's adapters of
+    /// one name agree on what PEFT's config holds once per adapter (PEFT017).
     /// </summary>
     [DiagnosticAnalyzer(LanguageNames.CSharp)]
     public sealed class AdapterMemberAnalyzer : DiagnosticAnalyzer
@@ -41,7 +42,8 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.DuplicateAdapterName,
             DiagnosticDescriptors.EmptyAdapterName,
             DiagnosticDescriptors.UnsupportedLayer,
-            DiagnosticDescriptors.MixedMethods);
+            DiagnosticDescriptors.MixedMethods,
+            DiagnosticDescriptors.SharedConfigMismatch);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -99,6 +101,86 @@ namespace Peft.Generators.Diagnostics
                         context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MixedMethods, location, site, first.Method, use.Method));
                 }
             }
+
+            CheckSharedConfig(context, view);
+        }
+
+        // ---- PEFT017 -------------------------------------------------------------------------------------------
+
+        /// <summary>
+        /// Adapters of one name on different members become one PEFT adapter, whose config holds one method and one
+        /// value of each shared field (<see cref="AdapterConfigFields"/>, the table the runtime's settings write): each
+        /// later member is compared with the first that uses the name, and the first field that differs is reported
+        /// on the later one, as the runtime words it when the model is built.
+        /// </summary>
+        private static void CheckSharedConfig(SymbolAnalysisContext context, PeftClassView view)
+        {
+            CancellationToken cancellationToken = context.CancellationToken;
+            var firsts = new Dictionary<string, (ISymbol Member, AdapterUse Use, AdapterConfigFields.Method Method)>(StringComparer.Ordinal);
+            foreach (var (member, uses) in view.Sites)
+            {
+                var here = new HashSet<string>(StringComparer.Ordinal);
+                foreach (AdapterUse use in uses)
+                {
+                    // An empty name or a second adapter of one name on a member is PEFT008's.
+                    if (use.Name is null || !here.Add(use.Name) || AdapterConfigFields.Find(use.Method) is not { } method) continue;
+                    if (!firsts.TryGetValue(use.Name, out var first))
+                    {
+                        firsts.Add(use.Name, (member, use, method));
+                        continue;
+                    }
+
+                    if (FirstDifference(first.Method, first.Use, method, use) is not { } difference) continue;
+                    var properties = ImmutableDictionary<string, string?>.Empty.Add(DiagnosticIds.MemberNameProperty, member.Name);
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.SharedConfigMismatch,
+                        UseLocation(use, member, cancellationToken), properties,
+                        view.SiteOf(member), use.Name, difference.Key, difference.Value, difference.FirstValue, view.SiteOf(first.Member)));
+                }
+            }
+        }
+
+        /// <summary>The first config field in which <paramref name="use"/> differs from <paramref name="first"/>; null when none does (or a value is unknown).</summary>
+        private static (string Key, string Value, string FirstValue)? FirstDifference(
+            AdapterConfigFields.Method firstMethod, AdapterUse first, AdapterConfigFields.Method method, AdapterUse use)
+        {
+            if (firstMethod.PeftType != method.PeftType)
+                return (AdapterConfigFields.PeftTypeKey, AdapterConfigFields.Json(method.PeftType), AdapterConfigFields.Json(firstMethod.PeftType));
+            foreach (AdapterConfigFields.Field field in method.Shared)
+            {
+                AdapterConfigFields.Field? firstField = firstMethod.Shared.FirstOrDefault(f => f.Key == field.Key);
+                if (firstField is null) continue;
+                if (ConfigValue(use, field) is not { } value || ConfigValue(first, firstField) is not { } firstValue) continue;
+                if (value != firstValue) return (field.Key, value, firstValue);
+            }
+
+            return null;
+        }
+
+        /// <summary>What the config would hold for <paramref name="field"/>, as JSON text; null when the argument's value is not known.</summary>
+        private static string? ConfigValue(AdapterUse use, AdapterConfigFields.Field field)
+        {
+            if (field.Property is null) return field.DefaultJson;
+            if (!AttributeArguments.TryGet(use.Attribute, field.Property, out TypedConstant value))
+                return HasArgument(use.Attribute, field.Property) ? null : field.DefaultJson;
+            return value.Kind switch
+            {
+                TypedConstantKind.Enum when field.EnumJson.Length > 0 =>
+                    value.Value is int index && index >= 0 && index < field.EnumJson.Length ? field.EnumJson[index] : null,
+                TypedConstantKind.Primitive when value.Value is not null => AdapterConfigFields.Json(value.Value),
+                _ => null,
+            };
+        }
+
+        /// <summary>Whether the attribute gives <paramref name="property"/> at all (an erroneous argument is unknown, not the default).</summary>
+        private static bool HasArgument(AttributeData attribute, string property)
+        {
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (argument.Key == property) return true;
+            }
+
+            IMethodSymbol? constructor = attribute.AttributeConstructor;
+            return constructor is null || constructor.Parameters.Any(p => AttributeArguments.PascalCase(p.Name) == property);
         }
 
         /// <summary>Where a use is written: the attribute on the member, or the Targets element naming it.</summary>

@@ -271,5 +271,23 @@ namespace Peft.Generators.Diagnostics
             "Adapter method does not support the layer",
             "{0}: [{2}] cannot join [{1}] on one member, because a wrapped layer holds adapters of one method only (LoRA and DoRA count as one); move one of them to another member",
             "The first adapter replaces the Linear by that method's adapter layer, which a second method cannot wrap again.");
+
+        // ---- PEFT017 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT017: the runtime's <see cref="PeftMessages.SharedConfigMismatch"/>.</summary>
+        public static readonly DiagnosticDescriptor SharedConfigMismatch = Error(
+            DiagnosticIds.SharedConfigMismatch,
+            "Adapters of one name differ in what PEFT's config holds once",
+            PeftMessages.SharedConfigMismatch,
+            "PEFT's adapter_config.json holds one method and one value of each shared field (use_dora, lora_dropout, init_lora_weights, use_rslora, Bone's variant, ...) for every layer of an adapter; only r and alpha may differ per layer. Layers whose adapters share a name but differ otherwise could be trained but not saved.");
+
+        // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
+
+        /// <summary>PEFT999: {0} class, {1} exception type, message and first stack frame.</summary>
+        public static readonly DiagnosticDescriptor InternalError = Error(
+            DiagnosticIds.InternalError,
+            "Internal error in the PeftDsl generator",
+            "PeftDsl's generator failed on {0} and wrote none of its code, so its adapters are not wired: {1}; this is a bug in PeftDsl, please file an issue with this message",
+            "The generator caught an exception of its own while reading the class. It reports it instead of passing it off as a class with nothing to generate, which would build a model without its adapters.");
     }
 }

@@ -54,7 +54,16 @@ namespace Peft.Generators.Diagnostics
         /// <summary>The adapter method does not support the layer the member holds.</summary>
         public const string UnsupportedLayer = "PEFT016";
 
+        /// <summary>Layers of one class whose adapters share a name differ in what PEFT's adapter_config.json holds once per adapter.</summary>
+        public const string SharedConfigMismatch = "PEFT017";
+
+        /// <summary>Diagnostic property: PEFT017's member, whose name its fix gives the adapter.</summary>
+        public const string MemberNameProperty = "PeftMember";
+
         /// <summary>Diagnostic property: the block sizes PEFT006's fix offers, nearest first, comma-separated.</summary>
         public const string BlockCandidatesProperty = "PeftBlocks";
+
+        /// <summary>The generator caught an exception of its own (a PeftDsl bug); reported by the generator.</summary>
+        public const string InternalError = "PEFT999";
     }
 }

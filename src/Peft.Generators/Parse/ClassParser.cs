@@ -13,7 +13,8 @@ namespace Peft.Generators.Parse
 {
     /// <summary>
     /// Turns the class around an attribute application into a <see cref="ClassModel"/>. Never throws: whatever it
-    /// cannot wire it leaves out, and it returns null where the class gets no file.
+    /// cannot wire it leaves out, it returns null where the class gets no file, and a bug of its own is an internal
+    /// error (PEFT999), not a missing file.
     /// </summary>
     internal static class ClassParser
     {
@@ -25,13 +26,21 @@ namespace Peft.Generators.Parse
         private static readonly SymbolDisplayFormat NamespaceFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .WithGlobalNamespaceStyle(SymbolDisplayGlobalNamespaceStyle.Omitted);
 
+        /// <summary>
+        /// Tests only (through InternalsVisibleTo): called with the class's name just before its model is built, so a
+        /// test can make the parser throw. Async-local, so that tests running side by side do not see each other's.
+        /// </summary>
+        internal static readonly AsyncLocal<Action<string>?> TestHook = new AsyncLocal<Action<string>?>();
+
         /// <summary>The parse step of the attribute <paramref name="pipeline"/>'s pipeline.</summary>
         /// <remarks>
         /// Every annotated member of a class reaches this step, through each of its attributes; only the class's
         /// first application of a known attribute (class first, then fields and properties in declaration order)
-        /// produces the model, so each class is parsed once and gets exactly one file.
+        /// produces the model, so each class is parsed once and gets exactly one file. Never throws except on
+        /// cancellation: an exception is a bug in the generator, returned as an internal error (PEFT999) so that it
+        /// fails the build instead of passing for a class with nothing to generate.
         /// </remarks>
-        public static ClassModel? Parse(GeneratorAttributeSyntaxContext context, KnownAttribute pipeline, CancellationToken cancellationToken)
+        public static ParseResult? Parse(GeneratorAttributeSyntaxContext context, KnownAttribute pipeline, CancellationToken cancellationToken)
         {
             try
             {
@@ -46,18 +55,50 @@ namespace Peft.Generators.Parse
 
                 Compilation compilation = context.SemanticModel.Compilation;
                 if (!IsEligible(type, compilation, cancellationToken)) return null;
-                return Build(type, compilation, cancellationToken);
+                TestHook.Value?.Invoke(type.Name);
+                return ParseResult.Of(Build(type, compilation, cancellationToken));
             }
             catch (OperationCanceledException)
             {
                 throw;
             }
-            catch (Exception)
+            catch (Exception ex)
             {
-                // A half-typed file must never break the build: emit nothing for this class.
-                return null;
+                return new ParseResult(null, InternalError(context, ex));
             }
         }
+
+        /// <summary>What PEFT999 says about <paramref name="exception"/>; built so that it cannot throw itself.</summary>
+        private static InternalErrorModel InternalError(GeneratorAttributeSyntaxContext context, Exception exception)
+        {
+            string what = exception.GetType().FullName;
+            try
+            {
+                what += ": " + OneLine(exception.Message);
+                string? frame = exception.StackTrace?.Split('\n').Select(line => line.Trim()).FirstOrDefault(line => line.Length > 0);
+                if (frame is not null) what += " (" + frame + ")";
+
+                ISymbol target = context.TargetSymbol;
+                INamedTypeSymbol? type = target as INamedTypeSymbol ?? target.ContainingType;
+                string name = type?.ToDisplayString(UserFormat) ?? target.Name;
+                SyntaxToken identifier = context.TargetNode switch
+                {
+                    BaseTypeDeclarationSyntax declaration => declaration.Identifier,
+                    VariableDeclaratorSyntax variable => variable.Identifier,
+                    PropertyDeclarationSyntax property => property.Identifier,
+                    _ => default,
+                };
+                Location location = identifier.RawKind != 0 ? identifier.GetLocation() : context.TargetNode.GetLocation();
+                return new InternalErrorModel(name, what, LocationModel.From(location));
+            }
+            catch (Exception)
+            {
+                return new InternalErrorModel("a class with PeftDsl attributes", what, null);
+            }
+        }
+
+        private static string OneLine(string text) =>
+            string.Join(" ", text.Split(new[] { '\r', '\n' }, StringSplitOptions.RemoveEmptyEntries).Select(line => line.Trim()));
 
         // ---- which application produces the model ----------------------------------------------------------
 

@@ -62,7 +62,9 @@ namespace Peft.Runtime.Adapters
         protected override Tensor ForwardActive(Tensor input)
         {
             var adapters = UnmergedActiveAdapters.ToList();
-            if (TryFused(input, adapters) is { } fused) return fused;
+            // PEFT's miss_dropout acts on the default variant's input in training: the unfused path below applies it.
+            bool dropout = training && adapters.Any(a => OptionsOf(a).Variant != BoneVariant.Bat && OptionsOf(a).Dropout > 0);
+            if (!dropout && TryFused(input, adapters) is { } fused) return fused;
             if (adapters.Any(a => OptionsOf(a).Variant == BoneVariant.Bat))
             {
                 // The adapted weight, built in active order so that it equals merging the adapters in that order.
@@ -75,7 +77,9 @@ namespace Peft.Runtime.Adapters
             {
                 var d = miss_block[adapter];
                 long r = d.shape[0];
-                var folded = input.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
+                double p = OptionsOf(adapter).Dropout;
+                var x = training && p > 0 ? nn.functional.dropout(input, p, training: true) : input;
+                var folded = x.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
                 result = result.add(folded.matmul(d));
             }
             return result;
@@ -185,6 +189,9 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
             if (bone.Block != current.Block)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has block {current.Block}; the file has block (r) {bone.Block}");
+            if (!(bone.Dropout >= 0 && bone.Dropout < 1))
+                throw new InvalidOperationException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, Site, bone.Dropout));
+            SetOptions(adapter, current with { Dropout = bone.Dropout }); // miss_dropout: the file wins
         }
     }
 
@@ -208,6 +215,8 @@ namespace Peft.Runtime.Adapters
             int r = options.Block;
             if (r < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.BlockTooSmall, site, "Bone", r));
+            if (!(options.Dropout >= 0 && options.Dropout < 1))
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Variant))
                 throw new ArgumentException($"{site}: Bone variant {(int)options.Variant} is not one of {string.Join(", ", Enum.GetNames<BoneVariant>())}");
             if (options.Variant == BoneVariant.Bat)
@@ -229,8 +238,8 @@ namespace Peft.Runtime.Adapters
     /// <summary>
     /// The options of one Bone (PEFT's MiSS) adapter, as <c>[Bone]</c> declares them (the same defaults), and its entry in
     /// PEFT's <c>MissConfig</c>: <c>r</c> (the block) and <c>init_weights</c> (<c>true</c> for <see cref="BoneVariant.Bone"/>,
-    /// <c>"bat"</c> for <see cref="BoneVariant.Bat"/>). PEFT's MiSS has no per-layer pattern, so both are shared by every
-    /// layer of the adapter.
+    /// <c>"bat"</c> for <see cref="BoneVariant.Bat"/>), and <c>miss_dropout</c> (<see cref="Dropout"/>). PEFT's MiSS has
+    /// no per-layer pattern, so all are shared by every layer of the adapter.
     /// </summary>
     public sealed record BoneOptions : AdapterSettings
     {
@@ -240,6 +249,9 @@ namespace Peft.Runtime.Adapters
         /// <summary>The form of the update (PEFT's <c>init_weights</c>: <c>true</c> or <c>"bat"</c>).</summary>
         public BoneVariant Variant { get; init; } = BoneVariant.Bone;
 
+        /// <summary>PEFT's <c>miss_dropout</c>: dropout on the input of the default variant's update, in training (none for Bat, as in PEFT).</summary>
+        public double Dropout { get; init; }
+
         /// <inheritdoc />
         public override string PeftType => "MISS";
 
@@ -248,6 +260,7 @@ namespace Peft.Runtime.Adapters
         {
             config["r"] = Block;
             config["init_weights"] = Variant == BoneVariant.Bat ? JsonValue.Create("bat") : JsonValue.Create(true);
+            config["miss_dropout"] = AdapterConfig.Float(Dropout);
         }
 
         /// <summary>
@@ -269,7 +282,10 @@ namespace Peft.Runtime.Adapters
                     throw new InvalidDataException($"{file}: init_weights \"mini\" (MiSS with mini_r) is not supported by PeftDsl; supported: true, false, \"bat\""),
                 var other => throw new InvalidDataException($"{file}: field 'init_weights' must be true, false or \"bat\", got {other.ToJsonString()}"),
             };
-            return new BoneOptions { Block = (int)r, Variant = variant };
+            double dropout = AdapterConfig.Number(config, "miss_dropout", file, fallback: 0); // legacy BONE files have none
+            if (!(dropout >= 0 && dropout < 1))
+                throw new InvalidDataException($"{file}: field 'miss_dropout' must be in [0, 1), got {dropout}");
+            return new BoneOptions { Block = (int)r, Variant = variant, Dropout = dropout };
         }
     }
 }

@@ -231,7 +231,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public override void WriteSharedFields(JsonObject config)
         {
-            config["lora_dropout"] = Dropout;
+            config["lora_dropout"] = AdapterConfig.Float(Dropout);
         }
 
         /// <summary>Reads the fields of a HYDRA config that apply to the layer at <paramref name="modulePath"/> (the defaults above).</summary>

@@ -168,8 +168,8 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public override void WriteSharedFields(JsonObject config)
         {
-            config["rank_dropout"] = RankDropout;
-            config["module_dropout"] = ModuleDropout;
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
         }
 
         /// <summary>Reads the fields of a LoHa config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults: r = 8, alpha = 8).</summary>

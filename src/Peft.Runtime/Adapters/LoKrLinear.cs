@@ -102,7 +102,7 @@ namespace Peft.Runtime.Adapters
                 var options = OptionsOf(adapter);
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
-                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: false);
+                if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: options.RankDropoutScale);
                 result = result.add(nn.functional.linear(input, delta));
             }
             return result;
@@ -124,7 +124,7 @@ namespace Peft.Runtime.Adapters
             var proposed = current with
             {
                 Rank = lokr.Rank, Alpha = lokr.Alpha, DecomposeFactor = lokr.DecomposeFactor, DecomposeBoth = lokr.DecomposeBoth,
-                RankDropout = lokr.RankDropout, ModuleDropout = lokr.ModuleDropout,
+                RankDropout = lokr.RankDropout, ModuleDropout = lokr.ModuleDropout, RankDropoutScale = lokr.RankDropoutScale,
             };
             // The rank and the factorisation may differ as long as they give the same parameter shapes; the scaling
             // then follows the file's rank, as PEFT computes it.
@@ -249,6 +249,9 @@ namespace Peft.Runtime.Adapters
         /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
         public double RankDropout { get; init; }
 
+        /// <summary>Whether the rows <see cref="RankDropout"/> keeps are divided by the fraction kept (PEFT's <c>rank_dropout_scale</c>).</summary>
+        public bool RankDropoutScale { get; init; }
+
         /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
         public double ModuleDropout { get; init; }
 
@@ -270,14 +273,15 @@ namespace Peft.Runtime.Adapters
         {
             config["decompose_factor"] = DecomposeFactor;
             config["decompose_both"] = DecomposeBoth;
-            config["rank_dropout"] = RankDropout;
-            config["module_dropout"] = ModuleDropout;
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
+            config["rank_dropout_scale"] = RankDropoutScale;
         }
 
         /// <summary>
         /// Reads the fields of a LoKr config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults:
-        /// r = 8, alpha = 8, decompose_factor = -1). <c>rank_dropout_scale</c> and <c>init_weights</c> act only in
-        /// training and at creation, and are not read.
+        /// r = 8, alpha = 8, decompose_factor = -1, rank_dropout_scale = false). <c>init_weights</c> acts only at
+        /// creation and is not read.
         /// </summary>
         public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
         {
@@ -287,7 +291,17 @@ namespace Peft.Runtime.Adapters
             bool both = config["decompose_both"]?.GetValue<bool>() ?? false;
             double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
             double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
-            return new LoKrOptions { Rank = rank, Alpha = alpha, DecomposeFactor = factor, DecomposeBoth = both, RankDropout = rankDropout, ModuleDropout = moduleDropout };
+            bool scale = config["rank_dropout_scale"] switch
+            {
+                null => false,
+                JsonValue v when v.TryGetValue<bool>(out var b) => b,
+                var other => throw new System.IO.InvalidDataException($"{file}: field 'rank_dropout_scale' must be true or false, got {other.ToJsonString()}"),
+            };
+            return new LoKrOptions
+            {
+                Rank = rank, Alpha = alpha, DecomposeFactor = factor, DecomposeBoth = both, RankDropout = rankDropout, ModuleDropout = moduleDropout,
+                RankDropoutScale = scale,
+            };
         }
     }
 }

@@ -400,7 +400,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public override void WriteSharedFields(JsonObject config)
         {
-            config["lora_dropout"] = Dropout;
+            config["lora_dropout"] = AdapterConfig.Float(Dropout);
             config["use_rslora"] = UseRsLora;
             config["use_dora"] = UseDora;
             config["fan_in_fan_out"] = false;

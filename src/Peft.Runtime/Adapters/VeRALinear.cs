@@ -139,10 +139,20 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => Options(adapter) with { SaveProjection = true }; // the file always holds them
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
+        {
+            ValidateSettings(adapter, settings);
+            var current = Options(adapter);
+            var vera = (VeRAOptions)settings;
+            // With saved projections the file's replace ours, so its seed is the one that describes them.
+            SetOptions(adapter, current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed });
+        }
+
+        /// <summary>
+        /// A VeRA config of the same rank; without saved projections (<c>save_projection: false</c>), the same
+        /// <c>projection_prng_key</c>, since the projections are the model's shared tensors drawn from the declared seed.
+        /// </summary>
+        public override void ValidateSettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
             if (settings is not VeRAOptions vera)
@@ -153,8 +163,6 @@ namespace Peft.Runtime.Adapters
             if (!vera.SaveProjection && vera.ProjectionSeed != current.ProjectionSeed)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' draws its projections with seed {current.ProjectionSeed}; the file holds no projections (save_projection: false) and was trained with projection_prng_key {vera.ProjectionSeed}; declare ProjectionSeed = {vera.ProjectionSeed}");
-            // With saved projections the file's replace ours, so its seed is the one that describes them.
-            SetOptions(adapter, current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed });
         }
 
         /// <inheritdoc />
@@ -196,8 +204,9 @@ namespace Peft.Runtime.Adapters
 
     /// <summary>
     /// The options of one VeRA adapter, as <c>[VeRA]</c> declares them (the same defaults), and its entry in PEFT's
-    /// <c>VeraConfig</c> (which has no per-layer patterns: one rank for the adapter). <see cref="SaveProjection"/> and
-    /// <see cref="InitialLambdaD"/> are read from files; <c>[VeRA]</c> leaves them at PEFT's defaults.
+    /// <c>VeraConfig</c> (which has no per-layer patterns: one rank for the adapter). With <see cref="SaveProjection"/> false
+    /// a save writes no projections, and a load redraws them from <see cref="ProjectionSeed"/>. <see cref="InitialLambdaD"/>
+    /// is read from files; <c>[VeRA]</c> leaves it at PEFT's default.
     /// </summary>
     public sealed record VeRAOptions : AdapterSettings
     {
@@ -210,7 +219,10 @@ namespace Peft.Runtime.Adapters
         /// <summary>The seed of the CPU generator that draws the projections (PEFT's <c>projection_prng_key</c>).</summary>
         public int ProjectionSeed { get; init; }
 
-        /// <summary>PEFT's <c>save_projection</c>: whether the file holds <c>base_model.vera_A</c> / <c>vera_B</c>.</summary>
+        /// <summary>
+        /// PEFT's <c>save_projection</c>: whether saved files hold the projections (<c>base_model.vera_A</c> / <c>vera_B</c>);
+        /// without them they are redrawn from the seed on load.
+        /// </summary>
         public bool SaveProjection { get; init; } = true;
 
         /// <summary>PEFT's <c>d_initial</c>, the value λ_d starts at.</summary>
@@ -225,8 +237,8 @@ namespace Peft.Runtime.Adapters
             config["r"] = Rank;
             config["projection_prng_key"] = ProjectionSeed;
             config["save_projection"] = SaveProjection;
-            config["vera_dropout"] = Dropout;
-            config["d_initial"] = InitialLambdaD;
+            config["vera_dropout"] = AdapterConfig.Float(Dropout);
+            config["d_initial"] = AdapterConfig.Float(InitialLambdaD);
             config["fan_in_fan_out"] = false;
             config["bias"] = "none";
         }

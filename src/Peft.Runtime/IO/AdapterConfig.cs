@@ -31,14 +31,19 @@ namespace Peft.Runtime.IO
         /// per-layer field is the global one (<c>r</c>, <c>lora_alpha</c>), the others go into
         /// <c>rank_pattern</c> / <c>alpha_pattern</c> keyed by module path.
         /// </summary>
-        public static JsonObject Build(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, IReadOnlyList<string> modulesToSave, string? baseModel, string? taskType)
+        /// <param name="sites">The adapter's layers, by module path.</param>
+        /// <param name="modulesToSave">PEFT's <c>modules_to_save</c>.</param>
+        /// <param name="baseModel">PEFT's <c>base_model_name_or_path</c>.</param>
+        /// <param name="taskType">PEFT's <c>task_type</c>.</param>
+        /// <param name="adapter">The adapter's name, for the message refusing layers that differ in a shared field.</param>
+        public static JsonObject Build(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, IReadOnlyList<string> modulesToSave, string? baseModel, string? taskType, string adapter = "default")
         {
             if (sites.Count == 0) throw new ArgumentException("an adapter config needs at least one layer", nameof(sites));
             var first = sites[0].Settings;
             var config = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
             var shared = new JsonObject();
             first.WriteSharedFields(shared);
-            RequireSameSharedFields(sites, shared);
+            if (SharedFieldConflict(sites, adapter) is { } conflict) throw new InvalidOperationException(conflict);
             first.WriteLayerListFields(shared, sites);
             foreach (var (key, value) in shared) config[key] = value?.DeepClone();
 
@@ -69,25 +74,36 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>
-        /// PEFT's config holds one value of each shared field for all layers of an adapter (one <c>use_dora</c>, one
-        /// <c>lora_dropout</c>, ...): a layer that differs cannot be written, and is refused rather than lost.
+        /// PEFT's config holds one value of each shared field for all layers of an adapter (one <c>peft_type</c>, one
+        /// <c>use_dora</c>, one <c>lora_dropout</c>, ...): the first field in which a layer differs from the first layer,
+        /// worded as PEFT017 words it (<see cref="PeftMessages.SharedConfigMismatch"/>), or null when every layer agrees.
+        /// Checked when a <c>[PeftModel]</c> is attached and again at save, so such an adapter is refused as soon as it
+        /// is built rather than lost.
         /// </summary>
-        private static void RequireSameSharedFields(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, JsonObject first)
+        /// <param name="sites">The layers of one adapter, by module path, first layer first.</param>
+        /// <param name="adapter">The adapter's name, for the message.</param>
+        public static string? SharedFieldConflict(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, string adapter)
         {
+            if (sites.Count < 2) return null;
+            var (firstPath, firstSettings) = sites[0];
+            var first = new JsonObject();
+            firstSettings.WriteSharedFields(first);
             foreach (var (path, settings) in sites.Skip(1))
             {
-                if (settings.PeftType != sites[0].Settings.PeftType)
-                    throw new InvalidOperationException(
-                        $"layer '{path}' is {settings.PeftType} but layer '{sites[0].Path}' is {sites[0].Settings.PeftType}; one adapter config holds one PEFT type");
+                if (settings.PeftType != firstSettings.PeftType)
+                    return Conflict(path, adapter, AdapterConfigFields.PeftTypeKey,
+                        AdapterConfigFields.Json(settings.PeftType), AdapterConfigFields.Json(firstSettings.PeftType), firstPath);
                 var fields = new JsonObject();
                 settings.WriteSharedFields(fields);
                 foreach (var (key, value) in fields)
                     if (!JsonNode.DeepEquals(value, first[key]))
-                        throw new InvalidOperationException(
-                            $"layer '{path}' has {key} = {value?.ToJsonString() ?? "null"} but layer '{sites[0].Path}' has {first[key]?.ToJsonString() ?? "null"}; " +
-                            $"PEFT's adapter_config.json holds one {key} for every layer of an adapter, so give these layers separate adapter names");
+                        return Conflict(path, adapter, key, value?.ToJsonString() ?? "null", first[key]?.ToJsonString() ?? "null", firstPath);
             }
+            return null;
         }
+
+        private static string Conflict(string path, string adapter, string key, string value, string firstValue, string firstPath) =>
+            PeftMessages.Format(PeftMessages.SharedConfigMismatch, path, adapter, key, value, firstValue, firstPath);
 
         /// <summary>PEFT's pattern dictionary for a per-layer field, if it has one.</summary>
         public static string? PatternName(string field) => field switch
@@ -102,6 +118,13 @@ namespace Peft.Runtime.IO
         /// <summary>An integer-valued number is written as an integer, as Python's json does for ints.</summary>
         private static JsonNode Number(double value) =>
             value == Math.Floor(value) && Math.Abs(value) < 1e15 ? JsonValue.Create((long)value) : JsonValue.Create(value);
+
+        /// <summary>
+        /// A float field (<c>lora_dropout</c>, <c>d_initial</c>, ...) written as Python's <c>json</c> writes a float:
+        /// <c>0.0</c>, <c>0.05</c>, <c>1e-05</c>, <c>1e+16</c> (Python's shortest repr), so a config PeftDsl saves holds
+        /// the same JSON values as PEFT's own.
+        /// </summary>
+        public static JsonNode Float(double value) => JsonNode.Parse(AdapterConfigFields.PythonFloat(value))!;
 
         /// <summary>Serialises with sorted keys and two-space indentation, as PEFT's <c>save_pretrained</c>.</summary>
         public static string Serialize(JsonObject config) => config.ToJsonString(Indented);

@@ -26,7 +26,8 @@ namespace Peft.Runtime.IO
         /// <summary>
         /// Groups the model's adapters into PEFT adapters. PEFT's format holds one method per adapter, so where one
         /// adapter name spans methods (LoRA on <c>q</c>, Bone on <c>v</c>, both <c>default</c>), the first method keeps
-        /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads.
+        /// the name and each other is written as <c>&lt;name&gt;_&lt;type&gt;</c> — what PEFT's mixed model loads. A model
+        /// built so is refused when attached (PEFT017); this case arises only from adapters added to layers afterwards.
         /// </summary>
         /// <param name="core">The model.</param>
         /// <param name="directory">The folder written or read.</param>
@@ -127,7 +128,7 @@ namespace Peft.Runtime.IO
 
             try
             {
-                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType)));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter)));
             }
             catch (InvalidOperationException ex)
             {
@@ -154,6 +155,7 @@ namespace Peft.Runtime.IO
             foreach (var (path, layer) in unit.Sites)
             {
                 if (layer is not ISharedAdapterTensors shared) continue;
+                if (!shared.FileHoldsSharedTensors(layer.Settings(unit.Adapter))) continue; // VeRA with save_projection: false
                 foreach (var (name, tensor) in shared.SharedTensors(unit.Adapter))
                 {
                     string key = AdapterKeys.SharedKey(name, unit.Adapter);
@@ -197,6 +199,9 @@ namespace Peft.Runtime.IO
             {
                 foreach (var unit in units) plans.Add(Plan(core, unit)); // all validation, nothing assigned
                 Apply(plans);
+                // Only a load that happened warns: the file's values replaced the declared ones.
+                foreach (var plan in plans)
+                    foreach (var (source, message) in plan.Warnings) PeftWarnings.Raise(source, message);
             }
             finally
             {
@@ -231,7 +236,41 @@ namespace Peft.Runtime.IO
         private sealed record LoadPlan(
             SafetensorsFile File,
             List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
-            List<(Tensor Target, Tensor Source)> Copies);
+            List<(Tensor Target, Tensor Source)> Copies,
+            List<(string Source, string Message)> Warnings);
+
+        /// <summary>
+        /// Config fields that say only how a fresh adapter starts or how the next save writes it, not how the loaded one
+        /// computes: a file that differs in them is loaded without a word.
+        /// </summary>
+        private static readonly HashSet<string> StartOnlyFields = new(StringComparer.Ordinal)
+        {
+            "init_lora_weights", "init_weights", "init_ia3_weights", "d_initial", "save_projection",
+        };
+
+        /// <summary>
+        /// PEFT's rule for a file whose hyper-parameters differ from the declared ones: the file wins. Every field the
+        /// config holds for this layer (per-layer ones such as <c>lora_alpha</c> or an <c>alpha_pattern</c> entry, and
+        /// shared ones such as <c>lora_dropout</c>) that differs from the declaration, and that the layer accepted, is
+        /// named with both values. (Fields that fix tensor shapes were refused before this point.)
+        /// </summary>
+        private static IEnumerable<string> FileWins(string configPath, string path, string adapter, AdapterSettings declared, AdapterSettings file)
+        {
+            foreach (var (field, value) in file.PerLayerFields)
+                if (declared.PerLayerFields.TryGetValue(field, out var mine) && mine != value)
+                    yield return Wins(field, Show(mine), Show(value));
+            var ours = new JsonObject();
+            var theirs = new JsonObject();
+            declared.WriteSharedFields(ours);
+            file.WriteSharedFields(theirs);
+            foreach (var (field, value) in theirs)
+                if (!StartOnlyFields.Contains(field) && ours.ContainsKey(field) && !JsonNode.DeepEquals(ours[field], value))
+                    yield return Wins(field, ours[field]?.ToJsonString() ?? "null", value?.ToJsonString() ?? "null");
+
+            string Wins(string field, string mine, string theirs) =>
+                $"{configPath}: layer '{path}', adapter '{adapter}': the file's {field} = {theirs} replaces the adapter's {mine} (the file wins, as in PEFT)";
+            static string Show(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        }
 
         private static LoadPlan Plan(PeftModelCore core, Unit unit)
         {
@@ -265,6 +304,7 @@ namespace Peft.Runtime.IO
 
             var settings = new List<(IAdapterLayer, string, AdapterSettings)>();
             var copies = new List<(Tensor, Tensor)>();
+            var warnings = new List<(string, string)>();
             foreach (var (path, layer) in unit.Sites)
             {
                 // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
@@ -279,6 +319,8 @@ namespace Peft.Runtime.IO
                     throw new InvalidDataException($"{configPath}: layer '{path}': {ex.Message}", ex);
                 }
                 settings.Add((layer, unit.Adapter, layerSettings));
+                foreach (var message in FileWins(configPath, path, unit.Adapter, layer.Settings(unit.Adapter), layerSettings))
+                    warnings.Add((configPath, message));
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
                     string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
@@ -307,7 +349,7 @@ namespace Peft.Runtime.IO
                 throw new InvalidDataException(
                     $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
-            return new LoadPlan(file, settings, copies);
+            return new LoadPlan(file, settings, copies, warnings);
         }
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)

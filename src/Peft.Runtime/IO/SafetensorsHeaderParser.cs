@@ -58,7 +58,7 @@ namespace Peft.Runtime.IO
                 throw new SafetensorsFormatException(path, null, $"the header is not valid UTF-8 JSON: {ex.Message}", ex);
             }
 
-            CheckNoOverlap(entries, path);
+            CheckTiling(entries, dataLength, path);
             return new SafetensorsHeader(
                 entries.AsReadOnly(), metadata ?? ReadOnlyDictionary<string, string>.Empty, json.Length, fileLength);
         }
@@ -170,18 +170,35 @@ namespace Peft.Runtime.IO
             }
         }
 
-        private static void CheckNoOverlap(List<SafetensorsEntry> entries, string path)
+        /// <summary>
+        /// The safetensors crate's rule: the tensors' byte ranges, sorted by (begin, end), tile the data section
+        /// exactly, from 0 to its last byte, with no gap, no overlap and nothing after the last tensor. An empty tensor
+        /// counts too: it must sit where the tensors before it end. Without this a file with bytes inserted before the
+        /// data, or a header length that cuts a padding space, loads with every tensor shifted.
+        /// </summary>
+        private static void CheckTiling(List<SafetensorsEntry> entries, long dataLength, string path)
         {
-            // Empty ranges hold no byte, so they overlap nothing.
-            var ranges = entries.FindAll(e => e.End > e.Begin);
+            var ranges = new List<SafetensorsEntry>(entries);
             ranges.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
-            for (int i = 1; i < ranges.Count; i++)
+            long covered = 0;
+            SafetensorsEntry? prev = null;
+            foreach (SafetensorsEntry cur in ranges)
             {
-                SafetensorsEntry prev = ranges[i - 1], cur = ranges[i];
-                if (cur.Begin < prev.End)
+                if (cur.Begin < covered)
                     throw Fail(path, cur.Name,
-                        $"tensor '{cur.Name}' data_offsets [{cur.Begin}, {cur.End}] overlap tensor '{prev.Name}' [{prev.Begin}, {prev.End}]");
+                        $"tensor '{cur.Name}' data_offsets [{cur.Begin}, {cur.End}] overlap tensor '{prev!.Name}' [{prev.Begin}, {prev.End}]");
+                if (cur.Begin > covered)
+                    throw Fail(path, cur.Name, covered == 0
+                        ? $"tensor '{cur.Name}' data_offsets [{cur.Begin}, {cur.End}] leave the data section's first {cur.Begin} bytes unused; safetensors allows no gap"
+                        : $"tensor '{cur.Name}' data_offsets [{cur.Begin}, {cur.End}] leave a gap of {cur.Begin - covered} bytes after tensor '{prev!.Name}' [{prev.Begin}, {prev.End}]; safetensors allows no gap");
+                covered = cur.End;
+                prev = cur;
             }
+            if (covered != dataLength)
+                throw Fail(path, null,
+                    $"the tensors' data_offsets end at byte {covered} but the data section holds {dataLength} bytes "
+                    + "(file length - 8 - header length); safetensors allows no byte after the last tensor, so the header length "
+                    + "or the data section is wrong");
         }
 
         /// <summary>Reads a JSON array of non-negative 64-bit integers (a shape or the data offsets).</summary>

@@ -256,5 +256,75 @@ namespace Peft.Generators.Tests.Analyzers
             }
             """,
             expected: new[] { At("PEFT015", 0, DiagnosticSeverity.Warning), At("PEFT015", 1, DiagnosticSeverity.Warning) });
+
+        [Fact]
+        public Task PEFT017_name_the_later_adapter_after_its_field() => ExpectFix(new NameAdapterCodeFix(),
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(8)]
+                    private Module<Tensor, Tensor> q = Linear(16, 16);
+
+                    [{|#0:Bone(4)|}]
+                    private Module<Tensor, Tensor> mlp = Linear(16, 16);
+
+                    [{|#1:IA3|}]
+                    private Module<Tensor, Tensor> k = Linear(16, 16);
+
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => mlp.forward(q.forward(x));
+                }
+            }
+            """,
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(8)]
+                    private Module<Tensor, Tensor> q = Linear(16, 16);
+
+                    [Bone(4, Name = "mlp")]
+                    private Module<Tensor, Tensor> mlp = Linear(16, 16);
+
+                    [IA3(Name = "k")]
+                    private Module<Tensor, Tensor> k = Linear(16, 16);
+
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => mlp.forward(q.forward(x));
+                }
+            }
+            """,
+            expected: new[] { At("PEFT017", 0), At("PEFT017", 1) });
+
+        [Fact]
+        public Task PEFT017_replace_a_name_the_adapter_has() => ExpectFix(new NameAdapterCodeFix(),
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(8, Name = "task")] private Module<Tensor, Tensor> q = Linear(16, 16);
+                    [{|#0:DoRA(8, Name = "task", Alpha = 16)|}] private Module<Tensor, Tensor> v = Linear(16, 16);
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => v.forward(q.forward(x));
+                }
+            }
+            """,
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(8, Name = "task")] private Module<Tensor, Tensor> q = Linear(16, 16);
+                    [DoRA(8, Name = "v", Alpha = 16)] private Module<Tensor, Tensor> v = Linear(16, 16);
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => v.forward(q.forward(x));
+                }
+            }
+            """,
+            expected: At("PEFT017", 0));
     }
 }

@@ -76,14 +76,14 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT004_bone_block_and_hydra_ranks() => Expect(
-            A($"[Bone({{|#0:-2|}})] {M} v = Linear(8, 8); [Hydra({{|#1:0|}}, {{|#2:0|}})] {M} k = Linear(8, 8);"),
+            A($"[Bone({{|#0:-2|}})] {M} v = Linear(8, 8); [Hydra({{|#1:0|}}, {{|#2:0|}}, Name = \"h\")] {M} k = Linear(8, 8);"),
             At("PEFT004", 0).WithMessage(Format(PeftMessages.BlockTooSmall, "Demo.A.v", "Bone", -2)),
             At("PEFT004", 1).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.k", "Hydra parallel", 0)),
             At("PEFT004", 2).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.k", "Hydra sequential", 0)));
 
         [Fact]
         public Task PEFT004_near_miss_rank_one() => Expect(
-            A($"[LoRA(1)] {M} q = Linear(8, 8); [Bone(1)] {M} v = Linear(8, 8); [Hydra(1, 1)] {M} k = Linear(8, 8);"));
+            A($"[LoRA(1)] {M} q = Linear(8, 8); [Bone(1, Name = \"v\")] {M} v = Linear(8, 8); [Hydra(1, 1, Name = \"k\")] {M} k = Linear(8, 8);"));
 
         // ---- PEFT005 -------------------------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT005_constructor_shape_class_level_and_hydra() => Expect(
-            $"namespace Demo {{ [LoRA({{|#0:16|}}, Targets = new[] {{ nameof(q) }})] public partial class A : {M} {{ const int D = 8; {M} q; [Hydra(2, {{|#1:9|}})] {M} k = Linear(16, D); public A() : base(\"a\") {{ q = Linear(D, D * 4); RegisterComponents(); }} public override Tensor forward(Tensor x) => x; }} }}",
+            $"namespace Demo {{ [LoRA({{|#0:16|}}, Targets = new[] {{ nameof(q) }})] public partial class A : {M} {{ const int D = 8; {M} q; [Hydra(2, {{|#1:9|}}, Name = \"h\")] {M} k = Linear(16, D); public A() : base(\"a\") {{ q = Linear(D, D * 4); RegisterComponents(); }} public override Tensor forward(Tensor x) => x; }} }}",
             At("PEFT005", 0).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.q", "LoRA", 16, 8, 32, 8)),
             At("PEFT005", 1).WithMessage(Format(PeftMessages.SequentialRankTooLarge, "Demo.A.k", "Hydra", 9, 8)));
 
@@ -104,7 +104,7 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT004_PEFT005_PEFT007_other_methods() => Expect(
-            A($"[VeRA({{|#0:0|}})] {M} a = Linear(8, 8); [LoHa({{|#1:9|}}, RankDropout = {{|#2:1|}})] {M} b = Linear(8, 16); [LoKr({{|#3:-1|}}, ModuleDropout = {{|#4:-0.5|}})] {M} c = Linear(8, 8); [DoRA({{|#5:9|}})] {M} d = Linear(8, 8);"),
+            A($"[VeRA({{|#0:0|}})] {M} a = Linear(8, 8); [LoHa({{|#1:9|}}, RankDropout = {{|#2:1|}}, Name = \"b\")] {M} b = Linear(8, 16); [LoKr({{|#3:-1|}}, ModuleDropout = {{|#4:-0.5|}}, Name = \"c\")] {M} c = Linear(8, 8); [DoRA({{|#5:9|}}, Name = \"d\")] {M} d = Linear(8, 8);"),
             At("PEFT004", 0).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.a", "VeRA", 0)),
             At("PEFT005", 1).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.b", "LoHa", 9, 8, 16, 8)),
             At("PEFT007", 2).WithMessage(Format(PeftMessages.ProbabilityOutOfRange, "Demo.A.b", "LoHa", "rank dropout", 1.0)),
@@ -114,7 +114,7 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT005_near_miss_VeRA_and_LoKr_have_no_min_bound() => Expect(
-            A($"[VeRA(64)] {M} a = Linear(8, 8); [LoKr(64)] {M} c = Linear(8, 8); [IA3(FeedForward = true)] {M} d = Linear(8, 8);"));
+            A($"[VeRA(64)] {M} a = Linear(8, 8); [LoKr(64, Name = \"k\")] {M} c = Linear(8, 8); [IA3(FeedForward = true, Name = \"i\")] {M} d = Linear(8, 8);"));
 
         // ---- PEFT006 -------------------------------------------------------------------------------------------
 
@@ -130,19 +130,19 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT006_near_miss_divisor_and_bone_ignores_out_features() => Expect(
-            A($"[Bone(50)] {M} v = Linear(100, 128); [Bone(4)] {M} w = Linear(12, 10); [Bone(2, Variant = BoneVariant.Bat)] {M} b = Linear(12, 10);"));
+            A($"[Bone(50)] {M} v = Linear(100, 128); [Bone(4, Name = \"w\")] {M} w = Linear(12, 10); [Bone(2, Variant = BoneVariant.Bat, Name = \"b\")] {M} b = Linear(12, 10);"));
 
         // ---- PEFT007 -------------------------------------------------------------------------------------------
 
         [Fact]
         public Task PEFT007_dropout_outside_zero_one() => Expect(
-            A($"[LoRA(4, Dropout = {{|#0:1.5|}})] {M} q = Linear(8, 8); [Hydra(2, 2, Dropout = {{|#1:-0.1|}})] {M} k = Linear(8, 8);"),
+            A($"[LoRA(4, Dropout = {{|#0:1.5|}})] {M} q = Linear(8, 8); [Hydra(2, 2, Dropout = {{|#1:-0.1|}}, Name = \"k\")] {M} k = Linear(8, 8);"),
             At("PEFT007", 0).WithMessage("Demo.A.q: dropout 1.5 is outside [0, 1)"),
             At("PEFT007", 1).WithMessage(Format(PeftMessages.DropoutOutOfRange, "Demo.A.k", -0.1)));
 
         [Fact]
         public Task PEFT007_near_miss_zero_and_just_below_one() => Expect(
-            A($"[LoRA(4, Dropout = 0)] {M} q = Linear(8, 8); [LoRA(4, Dropout = 0.999)] {M} k = Linear(8, 8);"));
+            A($"[LoRA(4, Dropout = 0)] {M} q = Linear(8, 8); [LoRA(4, Dropout = 0.999, Name = \"k\")] {M} k = Linear(8, 8);"));
 
         // ---- PEFT008 -------------------------------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ namespace Peft.Generators.Tests.Analyzers
 
         [Fact]
         public Task PEFT016_adapter_on_a_Conv2d_and_an_Embedding() => Expect(
-            A($"[Bone(4)] {M} c = {{|#0:Conv2d(3, 8, 3)|}}; [LoRA(4)] {M} e = {{|#1:Embedding(10, 4)|}};"),
+            A($"[Bone(4)] {M} c = {{|#0:Conv2d(3, 8, 3)|}}; [LoRA(4, Name = \"e\")] {M} e = {{|#1:Embedding(10, 4)|}};"),
             At("PEFT016", 0).WithMessage("Demo.A.c: Bone adapts a Linear layer, but the member holds Conv2d"),
             At("PEFT016", 1).WithMessage(Format(PeftMessages.UnsupportedLayer, "Demo.A.e", "LoRA", "Embedding")));
 
@@ -298,5 +298,42 @@ namespace Peft.Generators.Tests.Analyzers
         [Fact]
         public Task PEFT016_near_miss_linear_cast_and_lora_with_dora() => Expect(
             A($"[LoRA(4)][DoRA(4, Name = \"d\")] {M} q = ({M})Linear(8, 8); [LoRA(4)] {M} k = MakeLayer(); static {M} MakeLayer() => Linear(8, 8);"));
+
+        // ---- PEFT017 -------------------------------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT017_two_methods_under_the_default_name() => Expect(
+            A($"[LoRA(4)] {M} q = Linear(8, 8); [{{|#0:Bone(8)|}}] {M} mlp = Linear(8, 8);"),
+            At("PEFT017", 0).WithMessage("Demo.A.mlp: adapter 'default' has peft_type = \"MISS\" here but \"LORA\" at Demo.A.q; PEFT's adapter_config.json holds one peft_type for every layer of an adapter, so give one of these layers another adapter Name"));
+
+        [Fact]
+        public Task PEFT017_different_dropout_under_one_name() => Expect(
+            A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [LoRA(4, Name = \"a\")] {M} k = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.1, Name = \"a\")|}}] {M} v = Linear(8, 8);"),
+            At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "a", "lora_dropout", "0.1", "0.0", "Demo.A.q")));
+
+        [Fact]
+        public Task PEFT017_LoRA_and_DoRA_differ_in_use_dora() => Expect(
+            A($"[LoRA(4)] {M} q = Linear(8, 8); [{{|#0:DoRA(4)|}}] {M} v = Linear(8, 8);"),
+            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "use_dora", "true", "false", "Demo.A.q"));
+
+        [Fact]
+        public Task PEFT017_init_rslora_and_bone_variant() => Expect(
+            A($"[LoRA(4, Init = LoRAInit.PiSSA)] {M} q = Linear(8, 8); [{{|#0:LoRA(4)|}}] {M} k = Linear(8, 8);"
+              + $" [LoRA(4, Name = \"r\")] {M} a = Linear(8, 8); [{{|#1:LoRA(4, UseRsLora = true, Name = \"r\")|}}] {M} b = Linear(8, 8);"
+              + $" [Bone(4, Name = \"b\")] {M} c = Linear(8, 8); [{{|#2:Bone(4, Variant = BoneVariant.Bat, Name = \"b\")|}}] {M} d = Linear(8, 8);"),
+            At("PEFT017", 0).WithArguments("Demo.A.k", "default", "init_lora_weights", "true", "\"pissa\"", "Demo.A.q"),
+            At("PEFT017", 1).WithArguments("Demo.A.b", "r", "use_rslora", "true", "false", "Demo.A.a"),
+            At("PEFT017", 2).WithArguments("Demo.A.d", "b", "init_weights", "\"bat\"", "true", "Demo.A.c"));
+
+        [Fact]
+        public Task PEFT017_class_level_adapter_counts_on_its_targets() => Expect(
+            $"namespace Demo {{ [LoRA(4, Targets = new[] {{ nameof(q) }})] public partial class A : {M} {{ {M} q = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.2)|}}] {M} v = Linear(8, 8); {Tail} }} }}",
+            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "lora_dropout", "0.2", "0.0", "Demo.A.q"));
+
+        [Fact]
+        public Task PEFT017_near_miss_rank_and_alpha_differ_or_names_differ() => Expect(
+            A($"[LoRA(4, Alpha = 8)] {M} q = Linear(8, 8); [LoRA(2, Alpha = 16, Dropout = 0)] {M} k = Linear(8, 8);"
+              + $" [DoRA(4, Name = \"d\")] {M} v = Linear(8, 8); [Bone(4, Name = \"bone\")] {M} o = Linear(8, 8); [LoRA(4, Dropout = 0.1, Name = \"drop\")] {M} u = Linear(8, 8);"
+              + $" [LoHa(2, Alpha = 4, Name = \"h\")] {M} h1 = Linear(8, 8); [LoHa(4, Alpha = 2, Name = \"h\")] {M} h2 = Linear(8, 8);"));
     }
 }

@@ -99,6 +99,15 @@ namespace Peft.Generators.Tests.Analyzers
                     public override Tensor forward(Tensor x) => q.forward(x);
                 }
 
+                // PEFT017
+                public partial class TwoDropouts : Module<Tensor, Tensor>
+                {
+                    [LoRA(8)] private Module<Tensor, Tensor> q = Linear(64, 64);
+                    [LoRA(8, Dropout = 0.1)] private Module<Tensor, Tensor> v = Linear(64, 64);
+                    public TwoDropouts() : base(nameof(TwoDropouts)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => v.forward(q.forward(x));
+                }
+
                 // PEFT015 (a warning: the build does not fail on it alone)
                 public partial class NeverRegisters : Module<Tensor, Tensor>
                 {
@@ -112,7 +121,7 @@ namespace Peft.Generators.Tests.Analyzers
                 public sealed partial class Good : Module<Tensor, Tensor>
                 {
                     [LoRA(8, Alpha = 16, Dropout = 0.05)] private Module<Tensor, Tensor> q = Linear(64, 64);
-                    [Bone(32)] private Module<Tensor, Tensor> v = Linear(64, 64);
+                    [Bone(32, Name = "mlp")] private Module<Tensor, Tensor> v = Linear(64, 64);
                     [Trainable] private Module<Tensor, Tensor> head = Linear(64, 10);
                     public Good() : base(nameof(Good)) => RegisterComponents();
                     public override Tensor forward(Tensor x) => head.forward(q.forward(x) + v.forward(x));
@@ -166,7 +175,7 @@ namespace Peft.Generators.Tests.Analyzers
                     .ToList();
                 Assert.Equal(new[] { "PEFT015" }, found.Where(d => d.Severity == "warning").Select(d => d.Id).ToArray());
                 Assert.Equal(
-                    new[] { "PEFT001", "PEFT002", "PEFT004", "PEFT005", "PEFT006", "PEFT007", "PEFT009", "PEFT013" },
+                    new[] { "PEFT001", "PEFT002", "PEFT004", "PEFT005", "PEFT006", "PEFT007", "PEFT009", "PEFT013", "PEFT017" },
                     found.Where(d => d.Severity == "error").Select(d => d.Id).OrderBy(id => id, StringComparer.Ordinal).ToArray());
             }
             finally

@@ -68,5 +68,19 @@ namespace Peft.Generators.Tests.Analyzers
             string run = RuntimeMessage(() => LoRA.Wrap(torch.nn.Conv2d(3, 8, 3), "Demo.A.c", "default", new LoRAOptions { Rank = 4 }));
             Assert.Equal(run, compile);
         }
+
+        [Fact]
+        public async Task PEFT017_shared_config_mismatch()
+        {
+            string compile = await AnalyzerMessage($"[LoRA(4)] {M} q = Linear(8, 8); [LoRA(4, Dropout = 0.1)] {M} v = Linear(8, 8);", "PEFT017");
+            var q = (Peft.Runtime.IAdapterLayer)LoRA.Wrap(torch.nn.Linear(8, 8), "Demo.A.q", "default", new LoRAOptions { Rank = 4 });
+            var v = (Peft.Runtime.IAdapterLayer)LoRA.Wrap(torch.nn.Linear(8, 8), "Demo.A.v", "default", new LoRAOptions { Rank = 4, Dropout = 0.1 });
+            string? run = Peft.Runtime.IO.AdapterConfig.SharedFieldConflict(new[] { ("Demo.A.q", q.Settings("default")), ("Demo.A.v", v.Settings("default")) }, "default");
+            Assert.Equal(run, compile);
+
+            string method = await AnalyzerMessage($"[LoRA(4)] {M} q = Linear(8, 8); [Bone(4)] {M} v = Linear(8, 8);", "PEFT017");
+            var bone = (Peft.Runtime.IAdapterLayer)Bone.Wrap(torch.nn.Linear(8, 8), "Demo.A.v", "default", new BoneOptions { Block = 4 });
+            Assert.Equal(Peft.Runtime.IO.AdapterConfig.SharedFieldConflict(new[] { ("Demo.A.q", q.Settings("default")), ("Demo.A.v", bone.Settings("default")) }, "default"), method);
+        }
     }
 }

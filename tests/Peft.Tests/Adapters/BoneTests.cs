@@ -365,14 +365,10 @@ public class BoneTests
     [Fact]
     public void LayersOfOneAdapterWithDifferentBlocksCannotShareOnePeftConfig()
     {
+        // MiSS has no rank_pattern: refused when the model is built (PEFT017's words), never first at save.
         using var scope = NewDisposeScope();
-        using var folder = new TempFolder();
-        var (_, core) = Model(BoneVariant.Bone, seed: 1, blockV: 8);
-        var ex = Assert.Throws<InvalidOperationException>(() => core.SaveAdapters(folder.Path));
-        Assert.Contains("'default'", ex.Message);
-        Assert.Contains("'q'", ex.Message);
-        Assert.Contains("'v'", ex.Message);
-        Assert.False(File.Exists(Path.Combine(folder.Path, AdapterConfig.FileName)));
+        var ex = Assert.Throws<InvalidOperationException>(() => Model(BoneVariant.Bone, seed: 1, blockV: 8));
+        Assert.Equal(PeftMessages.Format(PeftMessages.SharedConfigMismatch, "v", "default", "r", 8, 4, "q"), ex.Message);
     }
 
     [Theory]

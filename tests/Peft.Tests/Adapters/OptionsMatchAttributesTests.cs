@@ -31,7 +31,7 @@ public class OptionsMatchAttributesTests
     /// </summary>
     private static readonly Dictionary<Type, string[]> FileOnly = new()
     {
-        [typeof(VeRAOptions)] = new[] { nameof(VeRAOptions.SaveProjection), nameof(VeRAOptions.InitialLambdaD) },
+        [typeof(VeRAOptions)] = new[] { nameof(VeRAOptions.InitialLambdaD) },
     };
 
     /// <summary>Every adapter attribute of the DSL, found by reflection, so a new method is checked without an entry here.</summary>

@@ -21,22 +21,23 @@ public sealed partial class Family : Module<Tensor, Tensor>
     [Bone(4, Variant = BoneVariant.Bat, Name = "bat")] // PEFT's MiSS config holds one variant per adapter
     private Module<Tensor, Tensor> bat = Linear(16, 16);
 
-    [Hydra(2, 3, Alpha = 4)]
+    // One adapter holds one method (PEFT017): each other method under its own name.
+    [Hydra(2, 3, Alpha = 4, Name = "hydra")]
     private Module<Tensor, Tensor> hydra = Linear(16, 16);
 
-    [VeRA(4)]
+    [VeRA(4, Name = "vera")]
     private Module<Tensor, Tensor> vera = Linear(16, 16);
 
-    [LoHa(2, Alpha = 4)]
+    [LoHa(2, Alpha = 4, Name = "loha")]
     private Module<Tensor, Tensor> loha = Linear(16, 16);
 
-    [LoKr(2, Alpha = 4)]
+    [LoKr(2, Alpha = 4, Name = "lokr")]
     private Module<Tensor, Tensor> lokr = Linear(16, 16);
 
-    [IA3]
+    [IA3(Name = "ia3")]
     private Module<Tensor, Tensor> ia3 = Linear(16, 16);
 
-    [IA3(FeedForward = true)]
+    [IA3(FeedForward = true, Name = "ia3")] // feedforward_modules lists layers: one (IA)³ adapter holds both
     private Module<Tensor, Tensor> ia3ff = Linear(16, 16);
 
     public Family() : base(nameof(Family)) => RegisterComponents();

@@ -56,11 +56,12 @@ public sealed partial class TwoTaskHead : Module<Tensor, Tensor>
 [MergeWith("a", "b", Name = "ab")]
 public sealed partial class BoneTwoTask : Module<Tensor, Tensor>
 {
+    // Bone "a" and Bat "b" on both layers: one adapter holds one variant (PEFT017).
     [Bone(2, Name = "a")]
-    [Bone(4, Name = "b")]
+    [Bone(2, Variant = BoneVariant.Bat, Name = "b")]
     private Module<Tensor, Tensor> q = Linear(8, 8);
 
-    [Bone(2, Variant = BoneVariant.Bat, Name = "a")]
+    [Bone(2, Name = "a")]
     [Bone(2, Variant = BoneVariant.Bat, Name = "b")]
     private Module<Tensor, Tensor> v = Linear(8, 8);
 

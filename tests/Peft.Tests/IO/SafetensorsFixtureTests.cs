@@ -58,4 +58,21 @@ public class SafetensorsFixtureTests
         byte[] ours = Safetensors.Serialize(shuffled, file.Metadata);
         Assert.Equal(File.ReadAllBytes(path), ours);
     }
+
+    /// <summary>
+    /// Every file Python's safetensors wrote for PEFT (fixtures/peft, and fixtures/peft-written beside it where that
+    /// exists) passes the reader's checks, the crate's exact tiling of the data section included.
+    /// </summary>
+    [SharedDataFact(PeftFixtures.Folder)]
+    public void EveryPythonWrittenFixtureReads()
+    {
+        var folders = new[] { PeftFixtures.Directory, SharedFolder.Find("fixtures/peft-written") }.OfType<string>();
+        string[] files = folders.SelectMany(f => Directory.EnumerateFiles(f, "*.safetensors", SearchOption.AllDirectories)).ToArray();
+        Assert.True(files.Length >= 4, $"only {files.Length} fixture files");
+        foreach (string path in files)
+        {
+            using SafetensorsFile file = Safetensors.Read(path);
+            Assert.Equal(file.Header.Entries.Count, file.Tensors.Count);
+        }
+    }
 }

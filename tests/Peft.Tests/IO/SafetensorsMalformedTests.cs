@@ -112,16 +112,106 @@ public sealed class SafetensorsMalformedTests : IDisposable
     }
 
     [Fact]
+    public void EmptyTensorInsideAnother() =>
+        Rejects(Header(Entry("a", "F32", "[2]", "[0,8]") + "," + Entry("z", "F32", "[0]", "[4,4]"), 8),
+            "tensor 'z' data_offsets [4, 4] overlap tensor 'a' [0, 8]", "z");
+
+    [Fact]
+    public void GapBeforeTheFirstTensor() =>
+        Rejects(Header(Entry("a", "I8", "[2]", "[4,6]"), 6),
+            "tensor 'a' data_offsets [4, 6] leave the data section's first 4 bytes unused", "a");
+
+    [Fact]
+    public void GapBetweenTensors() =>
+        Rejects(Header(Entry("a", "I8", "[2]", "[0,2]") + "," + Entry("b", "I8", "[2]", "[3,5]"), 5),
+            "tensor 'b' data_offsets [3, 5] leave a gap of 1 bytes after tensor 'a' [0, 2]", "b");
+
+    [Fact]
+    public void BytesAfterTheLastTensor() =>
+        Rejects(Header(Entry("a", "F32", "[2]", "[0,8]"), 9),
+            "the tensors' data_offsets end at byte 8 but the data section holds 9 bytes");
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(64)]
+    public void BytesInsertedBeforeTheData(int count)
+    {
+        // Found by mutation fuzzing: every tensor would load shifted by the inserted bytes.
+        byte[] valid = Header(Entry("a", "F32", "[2]", "[0,8]") + "," + Entry("b", "I8", "[3]", "[8,11]"), 11);
+        int dataStart = valid.Length - 11;
+        byte[] file = valid[..dataStart].Concat(new byte[count]).Concat(valid[dataStart..]).ToArray();
+        Rejects(file, $"the tensors' data_offsets end at byte 11 but the data section holds {11 + count} bytes");
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(-2)]
+    [InlineData(-5)]
+    [InlineData(-8)]
+    public void HeaderLengthShortOfThePadding(int delta)
+    {
+        // A header length that cuts padding spaces still leaves valid JSON; the data section grows by as many bytes.
+        byte[] file = Header(Entry("a", "F32", "[2]", "[0,8]"), 8, pad: 8);
+        ShiftHeaderLength(file, delta);
+        Rejects(file, $"the tensors' data_offsets end at byte 8 but the data section holds {8 - delta} bytes");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(5)]
+    [InlineData(8)]
+    public void HeaderLengthIntoTheData(int delta)
+    {
+        // The data section shrinks below the tensor before the parser reaches the data bytes now inside the JSON.
+        byte[] file = Header(Entry("a", "F32", "[2]", "[0,8]"), 8, pad: 8);
+        ShiftHeaderLength(file, delta);
+        Rejects(file, $"tensor 'a' has data_offsets [0, 8] beyond the data section's {8 - delta} bytes", "a");
+    }
+
+    [Fact]
+    public void HeaderLengthIntoTheDataOfAnEmptyFile()
+    {
+        // No tensor to trip over: the data bytes taken into the JSON are what is refused.
+        byte[] file = Header("", 4);
+        ShiftHeaderLength(file, 1);
+        Rejects(file, "not valid JSON");
+    }
+
+    [Fact]
+    public void HeaderLengthIntoDataThatIsWhitespace()
+    {
+        // The data's first bytes are JSON whitespace, so the longer header still parses; the data section is short.
+        byte[] file = Header(Entry("a", "U8", "[4]", "[0,4]"), 4);
+        file[^4] = (byte)' ';
+        file[^3] = (byte)'\n';
+        ShiftHeaderLength(file, 2);
+        Rejects(file, "tensor 'a' has data_offsets [0, 4] beyond the data section's 2 bytes", "a");
+    }
+
+    [Fact]
+    public void NulPaddingAfterTheJson() => Rejects(File(null, "{}\0\0", 0), "not valid JSON");
+
+    [Fact]
+    public void ByteOrderMark() => Rejects(File(null, "\uFEFF{}", 0), "not");
+
+    [Fact]
     public void WellFormedEdgeCasesRead()
     {
-        // Gaps in the data section, unknown fields, null metadata, escaped keys, padding: all valid.
-        byte[] file = Header(
-            "\"__metadata__\":null,\"\\u0061\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[4,6],\"extra\":{\"x\":[1]}},"
-            + Entry("z", "F32", "[0]", "[0,0]"), 8, pad: 5);
+        // Unknown fields, null metadata, escaped keys, empty tensors at either end, JSON whitespace around the
+        // object (the crate allows it before and after): all valid.
+        byte[] file = File(null,
+            "\t\n {\"__metadata__\":null,\"\\u0061\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[0,2],\"extra\":{\"x\":[1]}},"
+            + Entry("z", "F32", "[0]", "[2,2]") + "," + Entry("y", "BOOL", "[0]", "[0,0]") + "}\r \t\n   ", 2);
         using SafetensorsFile read = Safetensors.Read(file, "memory");
-        Assert.Equal(new[] { "a", "z" }, read.Tensors.Keys);
+        Assert.Equal(new[] { "a", "z", "y" }, read.Tensors.Keys);
         Assert.Empty(read.Metadata);
     }
+
+    private static void ShiftHeaderLength(byte[] file, int delta) =>
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)((long)BinaryPrimitives.ReadUInt64LittleEndian(file) + delta));
 
     private void Rejects(byte[] file, string fragment, string? key = null, bool headerOnlyFinds = true)
     {

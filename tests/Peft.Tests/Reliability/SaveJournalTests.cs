@@ -28,7 +28,7 @@ public sealed class SaveJournalTests : IDisposable
 
     private static readonly string[] SavedFiles =
     {
-        "adapter_config.json", "adapter_model.safetensors", "default_miss/adapter_config.json", "default_miss/adapter_model.safetensors",
+        "adapter_config.json", "adapter_model.safetensors", "bone/adapter_config.json", "bone/adapter_model.safetensors",
         "other/adapter_config.json", "other/adapter_model.safetensors",
     };
 

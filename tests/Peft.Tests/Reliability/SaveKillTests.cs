@@ -95,7 +95,7 @@ public sealed class SaveKillTests : IDisposable
             model.SaveAdapters(_dir);
         }
         Assert.Equal(
-            new[] { "adapter_config.json", "adapter_model.safetensors", "default_miss/adapter_config.json", "default_miss/adapter_model.safetensors", "other/adapter_config.json", "other/adapter_model.safetensors" },
+            new[] { "adapter_config.json", "adapter_model.safetensors", "bone/adapter_config.json", "bone/adapter_model.safetensors", "other/adapter_config.json", "other/adapter_model.safetensors" },
             Directory.GetFiles(_dir, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(_dir, f)).OrderBy(f => f, StringComparer.Ordinal));
         Assert.Equal(3, LoadedVersion());
     }

@@ -7,8 +7,8 @@ using static TorchSharp.torch.nn;
 namespace Peft.Tests.Reliability;
 
 /// <summary>
-/// A model whose save spans three adapter folders (LoRA <c>default</c> in the directory itself, its Bone sites in
-/// <c>default_miss/</c>, LoRA <c>other</c> in <c>other/</c>) and six files: a save killed between any two of them is
+/// A model whose save spans three adapter folders (LoRA <c>default</c> in the directory itself, Bone <c>bone</c> in
+/// <c>bone/</c>, LoRA <c>other</c> in <c>other/</c>) and six files: a save killed between any two of them is
 /// what the journal must make whole.
 /// </summary>
 [PeftModel]
@@ -18,7 +18,7 @@ public sealed partial class SaveTarget : Module<Tensor, Tensor>
     [LoRA(4, Alpha = 4, Name = "other")]
     private Module<Tensor, Tensor> q = Linear(128, 128);
 
-    [Bone(8)]
+    [Bone(8, Name = "bone")]
     private Module<Tensor, Tensor> v = Linear(128, 128);
 
     [Trainable]

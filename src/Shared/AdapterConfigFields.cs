@@ -1,0 +1,171 @@
+// Compiled into both the analyzers (netstandard2.0) and the runtime: what PEFT's adapter_config.json holds once per
+// adapter, method by method. PEFT017 reads it to compare attributes at compile time; the runtime's settings records
+// write exactly these keys (tests/Peft.Tests/IO/AdapterConfigFieldsTests.cs holds the two together).
+using System.Globalization;
+
+namespace Peft
+{
+    /// <summary>The config fields of one PeftDsl method, as its <c>adapter_config.json</c> holds them.</summary>
+    internal static class AdapterConfigFields
+    {
+        /// <summary>A field the config holds once for every layer of an adapter.</summary>
+        internal sealed class Field
+        {
+            public Field(string key, string? property, string defaultJson, params string[] enumJson)
+            {
+                Key = key;
+                Property = property;
+                DefaultJson = defaultJson;
+                EnumJson = enumJson;
+            }
+
+            /// <summary>The config key, e.g. <c>lora_dropout</c>.</summary>
+            public string Key { get; }
+
+            /// <summary>The attribute property (or constructor parameter, PascalCase) that sets it; null where no attribute does.</summary>
+            public string? Property { get; }
+
+            /// <summary>The value written when the attribute leaves it out, as JSON text.</summary>
+            public string DefaultJson { get; }
+
+            /// <summary>For an enum property, the JSON text written for each value by its number; empty otherwise.</summary>
+            public string[] EnumJson { get; }
+        }
+
+        /// <summary>One method: its PEFT type, the fields held once per adapter, and those PEFT lets differ per layer (through a pattern).</summary>
+        internal sealed class Method
+        {
+            public Method(string name, string peftType, string[] perLayer, params Field[] shared)
+            {
+                Name = name;
+                PeftType = peftType;
+                PerLayer = perLayer;
+                Shared = shared;
+            }
+
+            /// <summary>The attribute's method, e.g. <c>DoRA</c>.</summary>
+            public string Name { get; }
+
+            /// <summary>PEFT's <c>peft_type</c>, e.g. <c>LORA</c> (DoRA is a LoRA with <c>use_dora</c>).</summary>
+            public string PeftType { get; }
+
+            /// <summary>Keys that may differ per layer (<c>r</c> → <c>rank_pattern</c>, ...).</summary>
+            public string[] PerLayer { get; }
+
+            /// <summary>Keys held once per adapter, beside <c>peft_type</c>.</summary>
+            public Field[] Shared { get; }
+        }
+
+        /// <summary>The key every config holds once: the method itself.</summary>
+        public const string PeftTypeKey = "peft_type";
+
+        private static readonly string[] LoRAInitJson = { "true", "\"gaussian\"", "\"pissa\"", "\"olora\"" };
+
+        private static Field[] LoRAShared(string useDora) => new[]
+        {
+            new Field("lora_dropout", "Dropout", "0.0"),
+            new Field("use_rslora", "UseRsLora", "false"),
+            new Field("use_dora", null, useDora),
+            new Field("fan_in_fan_out", null, "false"),
+            new Field("bias", null, "\"none\""),
+            new Field("init_lora_weights", "Init", "true", LoRAInitJson),
+        };
+
+        /// <summary>Every method, by its attribute's name.</summary>
+        public static readonly Method[] Methods =
+        {
+            new Method("LoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("false")),
+            new Method("DoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("true")),
+            // PEFT's MiSS has no rank_pattern: the block is held once per adapter.
+            new Method("Bone", "MISS", new string[0],
+                new Field("r", "Block", "64"),
+                new Field("init_weights", "Variant", "true", "true", "\"bat\""),
+                new Field("miss_dropout", "Dropout", "0.0")),
+            new Method("Hydra", "HYDRA", new[] { "r", "sequential_r", "lora_alpha" },
+                new Field("lora_dropout", "Dropout", "0.0")),
+            // VeRA's layers share one pair of projections: one rank and one seed per adapter.
+            new Method("VeRA", "VERA", new string[0],
+                new Field("r", "Rank", "256"),
+                new Field("projection_prng_key", "ProjectionSeed", "0"),
+                new Field("save_projection", "SaveProjection", "true"),
+                new Field("vera_dropout", "Dropout", "0.0"),
+                new Field("d_initial", null, "0.1"),
+                new Field("fan_in_fan_out", null, "false"),
+                new Field("bias", null, "\"none\"")),
+            new Method("LoHa", "LOHA", new[] { "r", "alpha" },
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("module_dropout", "ModuleDropout", "0.0")),
+            new Method("LoKr", "LOKR", new[] { "r", "alpha" },
+                new Field("decompose_factor", "DecomposeFactor", "-1"),
+                new Field("decompose_both", "DecomposeBoth", "false"),
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("rank_dropout_scale", "RankDropoutScale", "false"),
+                new Field("module_dropout", "ModuleDropout", "0.0")),
+            // feedforward_modules lists layers, so it may differ per layer.
+            new Method("IA3", "IA3", new string[0],
+                new Field("init_ia3_weights", null, "true"),
+                new Field("fan_in_fan_out", null, "false")),
+        };
+
+        /// <summary>The method of an attribute (<c>LoRA</c>, <c>Bone</c>, ...), or null.</summary>
+        public static Method? Find(string method)
+        {
+            foreach (Method m in Methods)
+            {
+                if (m.Name == method) return m;
+            }
+
+            return null;
+        }
+
+        /// <summary>A value as <c>adapter_config.json</c> writes it (a double as Python writes a float, see <see cref="PythonFloat"/>).</summary>
+        public static string Json(object? value) => value switch
+        {
+            null => "null",
+            bool b => b ? "true" : "false",
+            string s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"",
+            double d => PythonFloat(d),
+            float f => f.ToString("R", CultureInfo.InvariantCulture),
+            System.IFormattable n => n.ToString(null, CultureInfo.InvariantCulture),
+            _ => value.ToString() ?? "null",
+        };
+
+        /// <summary>
+        /// Python's <c>repr(float)</c>, which its <c>json</c> writes: the shortest round-trip digits, fixed notation for
+        /// 1e-4 ≤ |x| &lt; 1e16 (with <c>.0</c> when integral, e.g. <c>0.0</c>), else <c>1e-05</c> / <c>1.5e+16</c>; NaN and
+        /// infinities as Python writes them. So a config PeftDsl saves holds the same JSON values as PEFT's own.
+        /// </summary>
+        public static string PythonFloat(double value)
+        {
+            if (double.IsNaN(value)) return "NaN";
+            if (double.IsInfinity(value)) return value > 0 ? "Infinity" : "-Infinity";
+            string sign = value < 0 || (value == 0 && 1 / value < 0) ? "-" : "";
+            if (value == 0) return sign + "0.0";
+
+            // .NET's "R" gives the shortest round-trip digits; read them as 0.digits × 10^point.
+            string r = System.Math.Abs(value).ToString("R", CultureInfo.InvariantCulture);
+            int e = r.IndexOf('E');
+            string mantissa = e < 0 ? r : r.Substring(0, e);
+            int exponent = e < 0 ? 0 : int.Parse(r.Substring(e + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+            int dot = mantissa.IndexOf('.');
+            string intPart = dot < 0 ? mantissa : mantissa.Substring(0, dot);
+            string all = intPart + (dot < 0 ? "" : mantissa.Substring(dot + 1));
+            int lead = 0;
+            while (lead < all.Length && all[lead] == '0') lead++;
+            string digits = all.Substring(lead).TrimEnd('0');
+            int point = intPart.Length - lead + exponent;
+            int exp10 = point - 1;
+
+            if (exp10 >= -4 && exp10 < 16)
+            {
+                if (point <= 0) return sign + "0." + new string('0', -point) + digits;
+                string padded = digits.PadRight(point, '0');
+                string fraction = padded.Substring(point);
+                return sign + padded.Substring(0, point) + "." + (fraction.Length == 0 ? "0" : fraction);
+            }
+
+            string scaled = digits.Length > 1 ? digits[0] + "." + digits.Substring(1) : digits;
+            return sign + scaled + "e" + (exp10 < 0 ? "-" : "+") + System.Math.Abs(exp10).ToString("00", CultureInfo.InvariantCulture);
+        }
+    }
+}
