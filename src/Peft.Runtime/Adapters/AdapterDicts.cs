@@ -7,11 +7,32 @@ using static TorchSharp.torch;
 namespace Peft.Runtime.Adapters
 {
     /// <summary>
+    /// One of a layer's containers of adapter parameters, keyed by adapter name (PEFT's
+    /// <c>BaseTunerLayer.adapter_layer_names</c> lists these). A layer registers each once with
+    /// <see cref="AdapterLayerBase.RegisterAdapterDict"/>, and the base class enumerates and removes an adapter's
+    /// parameters through them.
+    /// </summary>
+    public interface IAdapterDict
+    {
+        /// <summary>Whether the adapter has an entry here.</summary>
+        bool Contains(string adapter);
+
+        /// <summary>Unregisters and disposes the adapter's entry, if any.</summary>
+        void Remove(string adapter);
+
+        /// <summary>
+        /// The adapter's parameters, named relative to the container: <c>&lt;adapter&gt;.weight</c> for a module entry,
+        /// <c>&lt;adapter&gt;</c> for a parameter entry.
+        /// </summary>
+        IEnumerable<(string Name, Parameter Parameter)> Parameters(string adapter);
+    }
+
+    /// <summary>
     /// Sub-modules keyed by adapter name (PEFT's <c>nn.ModuleDict</c>, e.g. <c>lora_A</c>), registered as they are
     /// added so parameter names read <c>lora_A.&lt;adapter&gt;.weight</c>. TorchSharp's own ModuleDict registers
     /// only once, which does not fit adapters that come and go.
     /// </summary>
-    public sealed class AdapterModuleDict<T> : nn.Module where T : nn.Module
+    public sealed class AdapterModuleDict<T> : nn.Module, IAdapterDict where T : nn.Module
     {
         private readonly Dictionary<string, T> _byAdapter = new(StringComparer.Ordinal);
 
@@ -40,6 +61,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
+        public IEnumerable<(string Name, Parameter Parameter)> Parameters(string adapter)
+        {
+            foreach (var (name, parameter) in _byAdapter[adapter].named_parameters())
+                yield return ($"{adapter}.{name}", parameter);
+        }
+
+        /// <inheritdoc />
         protected override void RegisterComponents() { } // registered one by one in Add
     }
 
@@ -47,7 +75,7 @@ namespace Peft.Runtime.Adapters
     /// Parameters keyed by adapter name (PEFT's <c>nn.ParameterDict</c>, e.g. <c>lora_magnitude_vector</c>,
     /// <c>hada_w1_a</c>), so parameter names read <c>&lt;container&gt;.&lt;adapter&gt;</c>.
     /// </summary>
-    public sealed class AdapterParameterDict : nn.Module
+    public sealed class AdapterParameterDict : nn.Module, IAdapterDict
     {
         // Looked up in the module's own registry, not a copy: Module.to(dtype / device) replaces registered parameters.
 
@@ -69,6 +97,12 @@ namespace Peft.Runtime.Adapters
             if (!_internal_params.TryGetValue(adapter, out var parameter)) return;
             _internal_params.Remove(adapter);
             parameter.Dispose();
+        }
+
+        /// <inheritdoc />
+        public IEnumerable<(string Name, Parameter Parameter)> Parameters(string adapter)
+        {
+            yield return (adapter, _internal_params[adapter]);
         }
 
         /// <inheritdoc />

@@ -8,12 +8,15 @@ using static TorchSharp.torch;
 namespace Peft.Runtime.Adapters
 {
     /// <summary>
-    /// What every adapter layer shares: the frozen <c>base_layer</c>, the adapter names, which are active, which are
-    /// merged, and a safe merge (computed on a copy, refused on NaN / Inf). A method supplies its forward, its
-    /// parameters and how it changes the base weight.
+    /// What every adapter layer shares: the frozen <c>base_layer</c> and its sizes, the adapter names, which are
+    /// active, which are merged, a safe merge (computed on a copy, refused on NaN / Inf), and a registry of the
+    /// layer's per-adapter parameter containers (PEFT's <c>adapter_layer_names</c>), through which adapters' parameters
+    /// are listed and removed. A method declares its containers, and supplies its forward and how it changes the base
+    /// weight; <see cref="AdapterLayerBase{TOptions}"/> adds the per-adapter options.
     /// </summary>
     public abstract class AdapterLayerBase : nn.Module<Tensor, Tensor>, IAdapterLayer
     {
+        private readonly List<(string Name, IAdapterDict Dict)> _adapterDicts = new();
         private readonly List<string> _adapters = new();
         private readonly List<string> _merged = new();
         private List<string> _active = new();
@@ -28,6 +31,24 @@ namespace Peft.Runtime.Adapters
             BaseLayer = baseLayer;
             register_module("base_layer", baseLayer);
             foreach (var p in baseLayer.parameters()) p.requires_grad = false;
+            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
+        }
+
+        /// <summary>The base layer's input size (a Linear's in_features: its weight's second dimension).</summary>
+        public long InFeatures { get; }
+
+        /// <summary>The base layer's output size (a Linear's out_features: its weight's first dimension).</summary>
+        public long OutFeatures { get; }
+
+        /// <summary>
+        /// Registers one of the layer's per-adapter containers under PEFT's name (<c>lora_A</c>, <c>hada_w1_a</c>, ...),
+        /// once, in the constructor. <see cref="AdapterParameters"/> lists an adapter's parameters in registration order,
+        /// and deleting an adapter removes its entry from each.
+        /// </summary>
+        protected void RegisterAdapterDict<TDict>(string name, TDict dict) where TDict : nn.Module, IAdapterDict
+        {
+            register_module(name, dict);
+            _adapterDicts.Add((name, dict));
         }
 
         /// <summary>Where the layer was declared (class and member), named in errors.</summary>
@@ -74,12 +95,14 @@ namespace Peft.Runtime.Adapters
         public sealed override Tensor forward(Tensor input)
         {
             var rows = _rowAdapters;
-            return rows is null ? ForwardActive(input) : ForwardRouted(input, rows);
+            if (rows is not null) return ForwardRouted(input, rows);
+            if (AdaptersDisabled && _merged.Count > 0) Unmerge(); // disabled: the base output, so merged adapters come out first
+            return ForwardActive(input);
         }
 
         /// <summary>
         /// The method's forward with the active adapters (<see cref="UnmergedActiveAdapters"/>), or the base output while
-        /// adapters are disabled. A mixed batch calls it once per sub-batch, with one adapter active or none.
+        /// adapters are disabled (nothing is merged then). A mixed batch calls it once per sub-batch, with one adapter active or none.
         /// </summary>
         protected abstract Tensor ForwardActive(Tensor input);
 
@@ -164,8 +187,17 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public abstract Tensor DeltaWeight(string adapter);
 
-        /// <inheritdoc />
-        public abstract IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter);
+        /// <summary>The adapter's parameters in every registered container, e.g. <c>lora_A.&lt;adapter&gt;.weight</c>, <c>hada_w1_a.&lt;adapter&gt;</c>.</summary>
+        public IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        {
+            RequireAdapter(adapter);
+            foreach (var (name, dict) in _adapterDicts)
+            {
+                if (!dict.Contains(adapter)) continue;
+                foreach (var (key, parameter) in dict.Parameters(adapter))
+                    yield return ($"{name}.{key}", parameter);
+            }
+        }
 
         /// <inheritdoc />
         public abstract AdapterSettings Settings(string adapter);
@@ -190,6 +222,19 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>Undoes <see cref="MergeInto"/> on copies of the merged weight and bias, in place.</summary>
         protected virtual void UnmergeFrom(Tensor weight, Tensor? bias, string adapter) => weight.sub_(DeltaWeight(adapter).to(weight.dtype));
+
+        /// <summary>
+        /// The base weight with every merge undone, on a copy when anything is merged: what a method whose change depends
+        /// on the weight (Bat, Hydra) acts on.
+        /// </summary>
+        protected Tensor OriginalWeight()
+        {
+            if (MergedAdapters.Count == 0) return BaseWeight.detach();
+            using var _ = no_grad();
+            var weight = BaseWeight.detach().clone();
+            for (int i = MergedAdapters.Count - 1; i >= 0; i--) UnmergeFrom(weight, null, MergedAdapters[i]);
+            return weight;
+        }
 
         /// <summary>
         /// Computes the merged weight and bias without changing the layer; throws, naming the adapter and this layer,
@@ -259,17 +304,69 @@ namespace Peft.Runtime.Adapters
             _active = _active.Where(a => a != adapter).ToList();
         }
 
-        /// <summary>Unregisters and disposes the adapter's own modules and parameters.</summary>
-        protected abstract void RemoveAdapterParameters(string adapter);
+        /// <summary>
+        /// Unregisters and disposes the adapter's entries in every registered container; a method that keeps more per
+        /// adapter overrides it and calls it.
+        /// </summary>
+        protected virtual void RemoveAdapterParameters(string adapter)
+        {
+            foreach (var (_, dict) in _adapterDicts) dict.Remove(adapter);
+        }
 
         /// <inheritdoc />
         protected override void RegisterComponents() { } // every component is registered explicitly, by PEFT's name
 
         /// <summary>The base layer's (in, out) sizes, for a Linear base.</summary>
-        protected static (long In, long Out) LinearShape(nn.Module<Tensor, Tensor> layer, string site)
+        private static (long In, long Out) LinearShape(nn.Module<Tensor, Tensor> layer, string site)
         {
             var weight = layer.get_parameter("weight") ?? throw new InvalidOperationException($"{site}: the layer has no 'weight' parameter");
             return (weight.shape[1], weight.shape[0]);
+        }
+    }
+
+    /// <summary>
+    /// An adapter layer whose adapters each carry options of type <typeparamref name="TOptions"/>, the method's options
+    /// record, which is also what PEFT's <c>adapter_config.json</c> holds for it (<see cref="Settings"/>).
+    /// </summary>
+    public abstract class AdapterLayerBase<TOptions> : AdapterLayerBase where TOptions : AdapterSettings
+    {
+        private readonly Dictionary<string, TOptions> _options = new(StringComparer.Ordinal);
+
+        /// <summary>Wraps <paramref name="baseLayer"/>, registered as <c>base_layer</c> and frozen.</summary>
+        protected AdapterLayerBase(string site, nn.Module<Tensor, Tensor> baseLayer) : base(site, baseLayer) { }
+
+        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
+        public TOptions Options(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _options[adapter];
+        }
+
+        /// <summary>The options of an adapter known to exist (forward and merge look them up without the check).</summary>
+        protected TOptions OptionsOf(string adapter) => _options[adapter];
+
+        /// <summary>Records a newly created adapter with its options (see <see cref="AdapterLayerBase.RegisterAdapterName"/>).</summary>
+        protected void RegisterAdapter(string adapter, TOptions options)
+        {
+            RegisterAdapterName(adapter);
+            _options[adapter] = options;
+        }
+
+        /// <summary>Replaces an existing adapter's options, e.g. with the alpha and dropout a loaded file gives.</summary>
+        protected void SetOptions(string adapter, TOptions options)
+        {
+            RequireAdapter(adapter);
+            _options[adapter] = options;
+        }
+
+        /// <inheritdoc />
+        public override AdapterSettings Settings(string adapter) => Options(adapter);
+
+        /// <inheritdoc />
+        protected override void RemoveAdapterParameters(string adapter)
+        {
+            base.RemoveAdapterParameters(adapter);
+            _options.Remove(adapter);
         }
     }
 }

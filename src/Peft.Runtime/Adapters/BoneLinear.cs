@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -23,34 +26,19 @@ namespace Peft.Runtime.Adapters
     /// the adapted weight once per step and running one GEMM. Other orders, dtypes and devices, and an unfrozen base,
     /// take the composition of TorchSharp ops (a Bat adapter there builds the adapted weight, as PEFT does).
     /// </remarks>
-    public sealed class BoneLinear : AdapterLayerBase
+    public sealed class BoneLinear : AdapterLayerBase<BoneOptions>
     {
         private readonly AdapterParameterDict miss_block = new();
-        private readonly Dictionary<string, BoneOptions> _options = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public BoneLinear(string site, Linear baseLayer, string adapter, BoneOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("miss_block", miss_block);
+            RegisterAdapterDict(nameof(miss_block), miss_block);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "MISS";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public BoneOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _options[adapter];
-        }
 
         /// <summary>The trainable block D of an adapter: [r, out] for Bone, [out/r, r, r] for Bat.</summary>
         public Parameter Block(string adapter)
@@ -63,23 +51,21 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, BoneOptions options)
         {
             Bone.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             long r = options.Block;
             long[] shape = options.Variant == BoneVariant.Bat ? new[] { OutFeatures / r, r, r } : new[] { r, OutFeatures };
             miss_block.Add(adapter, new Parameter(zeros(shape, dtype: weight.dtype, device: weight.device), requires_grad: true));
-            _options[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
             // PEFT's miss_dropout acts on the default variant's input in training: the unfused path below applies it.
-            bool dropout = training && adapters.Any(a => _options[a].Variant != BoneVariant.Bat && _options[a].Dropout > 0);
+            bool dropout = training && adapters.Any(a => OptionsOf(a).Variant != BoneVariant.Bat && OptionsOf(a).Dropout > 0);
             if (!dropout && TryFused(input, adapters) is { } fused) return fused;
-            if (adapters.Any(a => _options[a].Variant == BoneVariant.Bat))
+            if (adapters.Any(a => OptionsOf(a).Variant == BoneVariant.Bat))
             {
                 // The adapted weight, built in active order so that it equals merging the adapters in that order.
                 Tensor weight = BaseWeight.detach();
@@ -91,7 +77,7 @@ namespace Peft.Runtime.Adapters
             {
                 var d = miss_block[adapter];
                 long r = d.shape[0];
-                double p = _options[adapter].Dropout;
+                double p = OptionsOf(adapter).Dropout;
                 var x = training && p > 0 ? nn.functional.dropout(input, p, training: true) : input;
                 var folded = x.reshape(input.shape[..^1].Append(InFeatures / r).Append(r).ToArray()).sum(-2);
                 result = result.add(folded.matmul(d));
@@ -107,8 +93,8 @@ namespace Peft.Runtime.Adapters
         private Tensor? TryFused(Tensor input, List<string> adapters)
         {
             if (adapters.Count == 0) return null;
-            bool batFirst = _options[adapters[0]].Variant == BoneVariant.Bat;
-            if (adapters.Skip(1).Any(a => _options[a].Variant == BoneVariant.Bat)) return null;
+            bool batFirst = OptionsOf(adapters[0]).Variant == BoneVariant.Bat;
+            if (adapters.Skip(1).Any(a => OptionsOf(a).Variant == BoneVariant.Bat)) return null;
             var bat = batFirst ? miss_block[adapters[0]] : null;
             var bones = adapters.Skip(batFirst ? 1 : 0).Select(a => (Tensor)miss_block[a]).ToArray();
             // As in the composition: a Bat adapter acts on the weight's value (PEFT uses weight.data), a Bone-only
@@ -124,7 +110,7 @@ namespace Peft.Runtime.Adapters
         private Tensor Apply(Tensor weight, string adapter)
         {
             var d = miss_block[adapter];
-            return _options[adapter].Variant == BoneVariant.Bat
+            return OptionsOf(adapter).Variant == BoneVariant.Bat
                 ? weight + BatDelta(weight, d)
                 : weight + BoneDelta(d, InFeatures);
         }
@@ -150,26 +136,16 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             var d = miss_block[adapter];
-            if (_options[adapter].Variant != BoneVariant.Bat) return BoneDelta(d, InFeatures);
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat) return BoneDelta(d, InFeatures);
             using var scope = NewDisposeScope();
             return BatDelta(OriginalWeight(), d).MoveToOuterDisposeScope();
-        }
-
-        /// <summary>The base weight with every merge undone, on a copy when anything is merged.</summary>
-        private Tensor OriginalWeight()
-        {
-            if (MergedAdapters.Count == 0) return BaseWeight.detach();
-            using var _ = no_grad();
-            var weight = BaseWeight.detach().clone();
-            for (int i = MergedAdapters.Count - 1; i >= 0; i--) UnmergeFrom(weight, null, MergedAdapters[i]);
-            return weight;
         }
 
         /// <inheritdoc />
         protected override void MergeInto(Tensor weight, Tensor? bias, string adapter)
         {
             var d = miss_block[adapter].detach();
-            if (_options[adapter].Variant != BoneVariant.Bat)
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat)
             {
                 weight.add_(BoneDelta(d, InFeatures).to(weight.dtype));
                 return;
@@ -188,7 +164,7 @@ namespace Peft.Runtime.Adapters
         protected override void UnmergeFrom(Tensor weight, Tensor? bias, string adapter)
         {
             var d = miss_block[adapter].detach();
-            if (_options[adapter].Variant != BoneVariant.Bat)
+            if (OptionsOf(adapter).Variant != BoneVariant.Bat)
             {
                 weight.sub_(BoneDelta(d, InFeatures).to(weight.dtype));
                 return;
@@ -204,24 +180,10 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"miss_block.{adapter}", miss_block[adapter]);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new BoneSettings(o.Block, o.Variant, o.Dropout);
-        }
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not BoneSettings bone)
+            if (settings is not BoneOptions bone)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a Bone (MISS) adapter; the file describes a {settings.PeftType} adapter");
             if (bone.Variant != current.Variant)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is Bone variant {current.Variant}; the file has variant {bone.Variant}");
@@ -229,14 +191,7 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has block {current.Block}; the file has block (r) {bone.Block}");
             if (!(bone.Dropout >= 0 && bone.Dropout < 1))
                 throw new InvalidOperationException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, Site, bone.Dropout));
-            _options[adapter] = current with { Dropout = bone.Dropout }; // miss_dropout: the file wins
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            miss_block.Remove(adapter);
-            _options.Remove(adapter);
+            SetOptions(adapter, current with { Dropout = bone.Dropout }); // miss_dropout: the file wins
         }
     }
 
@@ -278,5 +233,59 @@ namespace Peft.Runtime.Adapters
         }
 
         private static long Gcd(long a, long b) => b == 0 ? a : Gcd(b, a % b);
+    }
+
+    /// <summary>
+    /// The options of one Bone (PEFT's MiSS) adapter, as <c>[Bone]</c> declares them (the same defaults), and its entry in
+    /// PEFT's <c>MissConfig</c>: <c>r</c> (the block) and <c>init_weights</c> (<c>true</c> for <see cref="BoneVariant.Bone"/>,
+    /// <c>"bat"</c> for <see cref="BoneVariant.Bat"/>), and <c>miss_dropout</c> (<see cref="Dropout"/>). PEFT's MiSS has
+    /// no per-layer pattern, so all are shared by every layer of the adapter.
+    /// </summary>
+    public sealed record BoneOptions : AdapterSettings
+    {
+        /// <summary>The block size r (PEFT's <c>r</c>; PEFT's default is 64).</summary>
+        public int Block { get; init; } = 64;
+
+        /// <summary>The form of the update (PEFT's <c>init_weights</c>: <c>true</c> or <c>"bat"</c>).</summary>
+        public BoneVariant Variant { get; init; } = BoneVariant.Bone;
+
+        /// <summary>PEFT's <c>miss_dropout</c>: dropout on the input of the default variant's update, in training (none for Bat, as in PEFT).</summary>
+        public double Dropout { get; init; }
+
+        /// <inheritdoc />
+        public override string PeftType => "MISS";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["r"] = Block;
+            config["init_weights"] = Variant == BoneVariant.Bat ? JsonValue.Create("bat") : JsonValue.Create(true);
+            config["miss_dropout"] = AdapterConfig.Float(Dropout);
+        }
+
+        /// <summary>
+        /// Reads a MiSS config (or a legacy BONE one, which has the same fields). PEFT's defaults: <c>r</c> = 64,
+        /// <c>init_weights</c> = true. <c>false</c> (PEFT's random start) reads as <see cref="BoneVariant.Bone"/>, whose
+        /// shape and forward it shares; <c>"mini"</c> is refused.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            double r = AdapterConfig.Number(config, "r", file, fallback: 64);
+            if (r != System.Math.Floor(r) || r < 1 || r > int.MaxValue)
+                throw new InvalidDataException($"{file}: field 'r' must be a whole number of at least 1, got {config["r"]!.ToJsonString()}");
+            var variant = config["init_weights"] switch
+            {
+                null => BoneVariant.Bone,
+                JsonValue v when v.TryGetValue<bool>(out _) => BoneVariant.Bone,
+                JsonValue v when v.TryGetValue<string>(out var s) && s == "bat" => BoneVariant.Bat,
+                JsonValue v when v.TryGetValue<string>(out var s) && s == "mini" =>
+                    throw new InvalidDataException($"{file}: init_weights \"mini\" (MiSS with mini_r) is not supported by PeftDsl; supported: true, false, \"bat\""),
+                var other => throw new InvalidDataException($"{file}: field 'init_weights' must be true, false or \"bat\", got {other.ToJsonString()}"),
+            };
+            double dropout = AdapterConfig.Number(config, "miss_dropout", file, fallback: 0); // legacy BONE files have none
+            if (!(dropout >= 0 && dropout < 1))
+                throw new InvalidDataException($"{file}: field 'miss_dropout' must be in [0, 1), got {dropout}");
+            return new BoneOptions { Block = (int)r, Variant = variant, Dropout = dropout };
+        }
     }
 }

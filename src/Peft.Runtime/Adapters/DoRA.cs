@@ -27,6 +27,17 @@ namespace Peft.Runtime.Adapters
     }
 
     /// <summary>
+    /// The options of one DoRA adapter, as <c>[DoRA]</c> declares them (the same defaults): LoRA's, since DoRA adds only
+    /// the magnitude vector, which has no hyper-parameters; written to PEFT's <c>LoraConfig</c> with <c>use_dora: true</c>.
+    /// The magnitude starts at the row norms of W + s·B·A once A and B have started as <see cref="LoRAOptions.Init"/> says.
+    /// </summary>
+    public sealed record DoRAOptions : LoRAOptions
+    {
+        /// <inheritdoc />
+        public override bool UseDora => true;
+    }
+
+    /// <summary>
     /// The entry point generated code calls for <c>[DoRA]</c>, and DoRA's math (Liu et al., 2024). A DoRA adapter is a
     /// mode of <see cref="LoRALinear"/>, as in PEFT (a LoRA adapter with a magnitude vector), so LoRA and DoRA adapters
     /// share one layer.

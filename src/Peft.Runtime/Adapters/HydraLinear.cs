@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,40 +21,25 @@ namespace Peft.Runtime.Adapters
     /// leaves the bias as it is. Several active adapters compose in their active order, each sequential branch seeing
     /// the output the adapters before it produced, which is exactly what merging them in that order gives.
     /// </remarks>
-    public sealed class HydraLinear : AdapterLayerBase
+    public sealed class HydraLinear : AdapterLayerBase<HydraOptions>
     {
         private readonly AdapterModuleDict<Linear> hydra_parallel_A = new();
         private readonly AdapterModuleDict<Linear> hydra_parallel_B = new();
         private readonly AdapterModuleDict<Linear> hydra_sequential_A = new();
         private readonly AdapterModuleDict<Linear> hydra_sequential_B = new();
-        private readonly Dictionary<string, HydraOptions> _options = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public HydraLinear(string site, Linear baseLayer, string adapter, HydraOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("hydra_parallel_A", hydra_parallel_A);
-            register_module("hydra_parallel_B", hydra_parallel_B);
-            register_module("hydra_sequential_A", hydra_sequential_A);
-            register_module("hydra_sequential_B", hydra_sequential_B);
+            RegisterAdapterDict(nameof(hydra_parallel_A), hydra_parallel_A);
+            RegisterAdapterDict(nameof(hydra_parallel_B), hydra_parallel_B);
+            RegisterAdapterDict(nameof(hydra_sequential_A), hydra_sequential_A);
+            RegisterAdapterDict(nameof(hydra_sequential_B), hydra_sequential_B);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "HYDRA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public HydraOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _options[adapter];
-        }
 
         /// <summary>A_p of an adapter ([r_p, in]).</summary>
         public Parameter ParallelA(string adapter) => hydra_parallel_A[adapter].weight!;
@@ -69,7 +57,7 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, HydraOptions options)
         {
             Hydra.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             Linear Factor(long inF, long outF, bool zero)
             {
@@ -85,19 +73,17 @@ namespace Peft.Runtime.Adapters
             hydra_parallel_B.Add(adapter, Factor(options.ParallelRank, OutFeatures, zero: true));
             hydra_sequential_A.Add(adapter, Factor(OutFeatures, options.SequentialRank, zero: false));
             hydra_sequential_B.Add(adapter, Factor(options.SequentialRank, OutFeatures, zero: true));
-            _options[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
             if (adapters.Count == 0) return BaseLayer.forward(input);
             var z = nn.functional.linear(input, BaseWeight); // xWᵀ: what the sequential branch sees, bias left out
             foreach (var adapter in adapters)
             {
-                var o = _options[adapter];
+                var o = OptionsOf(adapter);
                 var x = Drop(input, o.Dropout);
                 var zs = Drop(z, o.Dropout);
                 var parallel = nn.functional.linear(nn.functional.linear(x, ParallelA(adapter)), ParallelB(adapter));
@@ -117,7 +103,7 @@ namespace Peft.Runtime.Adapters
         public override Tensor DeltaWeight(string adapter)
         {
             RequireAdapter(adapter);
-            var o = _options[adapter];
+            var o = OptionsOf(adapter);
             using var scope = NewDisposeScope();
             var w = OriginalWeight();
             var sequential = matmul(SequentialB(adapter), matmul(SequentialA(adapter), w)).mul(o.SequentialScaling);
@@ -125,20 +111,10 @@ namespace Peft.Runtime.Adapters
             return sequential.add(parallel).MoveToOuterDisposeScope();
         }
 
-        /// <summary>The base weight with every merge undone, on a copy when anything is merged.</summary>
-        private Tensor OriginalWeight()
-        {
-            if (MergedAdapters.Count == 0) return BaseWeight.detach();
-            using var _ = no_grad();
-            var weight = BaseWeight.detach().clone();
-            for (int i = MergedAdapters.Count - 1; i >= 0; i--) UnmergeFrom(weight, null, MergedAdapters[i]);
-            return weight;
-        }
-
         /// <summary>W ← (I + s_s·B_s·A_s)·W + s_p·B_p·A_p, computed in float64; the bias is not touched.</summary>
         protected override void MergeInto(Tensor weight, Tensor? bias, string adapter)
         {
-            var o = _options[adapter];
+            var o = OptionsOf(adapter);
             var (ap, bp, a, b) = Factors64(adapter);
             // Unmerging needs (I + s_s·B_s·A_s)⁻¹, which exists exactly when I + s_s·A_s·B_s ([r_s, r_s]) is invertible.
             var small = eye(o.SequentialRank, dtype: float64, device: a.device).add(matmul(a, b), alpha: o.SequentialScaling);
@@ -157,7 +133,7 @@ namespace Peft.Runtime.Adapters
         /// </summary>
         protected override void UnmergeFrom(Tensor weight, Tensor? bias, string adapter)
         {
-            var o = _options[adapter];
+            var o = OptionsOf(adapter);
             var (ap, bp, a, b) = Factors64(adapter);
             var v = weight.to(float64).sub(matmul(bp, ap).mul(o.ParallelScaling));
             var small = eye(o.SequentialRank, dtype: float64, device: a.device).add(matmul(a, b), alpha: o.SequentialScaling);
@@ -170,44 +146,17 @@ namespace Peft.Runtime.Adapters
              SequentialA(adapter).detach().to(float64), SequentialB(adapter).detach().to(float64));
 
         /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"hydra_parallel_A.{adapter}.weight", ParallelA(adapter));
-            yield return ($"hydra_parallel_B.{adapter}.weight", ParallelB(adapter));
-            yield return ($"hydra_sequential_A.{adapter}.weight", SequentialA(adapter));
-            yield return ($"hydra_sequential_B.{adapter}.weight", SequentialB(adapter));
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new HydraSettings(o.ParallelRank, o.SequentialRank, o.Alpha, o.Dropout);
-        }
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not HydraSettings hydra)
+            if (settings is not HydraOptions hydra)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a Hydra adapter; the file describes a {settings.PeftType} adapter");
             if (hydra.ParallelRank != current.ParallelRank || hydra.SequentialRank != current.SequentialRank)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' has ranks (parallel {current.ParallelRank}, sequential {current.SequentialRank}); the file has (parallel {hydra.ParallelRank}, sequential {hydra.SequentialRank})");
             if (!(hydra.Dropout >= 0 && hydra.Dropout < 1))
                 throw new InvalidOperationException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, Site, hydra.Dropout));
-            _options[adapter] = current with { Alpha = hydra.Alpha, Dropout = hydra.Dropout };
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            hydra_parallel_A.Remove(adapter);
-            hydra_parallel_B.Remove(adapter);
-            hydra_sequential_A.Remove(adapter);
-            hydra_sequential_B.Remove(adapter);
-            _options.Remove(adapter);
+            SetOptions(adapter, current with { Alpha = hydra.Alpha, Dropout = hydra.Dropout });
         }
     }
 
@@ -240,5 +189,64 @@ namespace Peft.Runtime.Adapters
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
         }
+    }
+
+    /// <summary>
+    /// The options of one Hydra adapter, as <c>[Hydra]</c> declares them (the same defaults), and its entry in PeftDsl's
+    /// own <c>peft_type: "HYDRA"</c> config (PEFT has no Hydra), in LoRA's vocabulary: <c>r</c> (the parallel rank, per
+    /// layer through <c>rank_pattern</c>), <c>sequential_r</c> (per layer through <c>sequential_rank_pattern</c>),
+    /// <c>lora_alpha</c> (per layer through <c>alpha_pattern</c>) and <c>lora_dropout</c>.
+    /// </summary>
+    public sealed record HydraOptions : AdapterSettings
+    {
+        /// <summary>The rank of the parallel branch B_p·A_p (written as <c>r</c>).</summary>
+        public int ParallelRank { get; init; } = 8;
+
+        /// <summary>The rank of the sequential branch B_s·A_s (written as <c>sequential_r</c>).</summary>
+        public int SequentialRank { get; init; } = 8;
+
+        /// <summary>As LoRA's <c>lora_alpha</c>, per branch: the branches are scaled by Alpha / their rank.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Dropout probability on each branch's input (written as <c>lora_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>The factor applied to B_p·A_p: Alpha / ParallelRank.</summary>
+        public double ParallelScaling => Alpha / ParallelRank;
+
+        /// <summary>The factor applied to B_s·A_s: Alpha / SequentialRank.</summary>
+        public double SequentialScaling => Alpha / SequentialRank;
+
+        /// <inheritdoc />
+        public override string PeftType => "HYDRA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = ParallelRank,
+            ["sequential_r"] = SequentialRank,
+            ["lora_alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["lora_dropout"] = AdapterConfig.Float(Dropout);
+        }
+
+        /// <summary>Reads the fields of a HYDRA config that apply to the layer at <paramref name="modulePath"/> (the defaults above).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int parallel = Rank(AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8), "r", file);
+            int sequential = Rank(AdapterConfig.PerLayer(config, "sequential_r", modulePath, file, fallback: 8), "sequential_r", file);
+            double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
+            double dropout = AdapterConfig.Number(config, "lora_dropout", file, fallback: 0);
+            return new HydraOptions { ParallelRank = parallel, SequentialRank = sequential, Alpha = alpha, Dropout = dropout };
+        }
+
+        private static int Rank(double value, string field, string file) =>
+            value == System.Math.Floor(value) && value >= 1 && value <= int.MaxValue
+                ? (int)value
+                : throw new InvalidDataException($"{file}: '{field}' must be a whole number of at least 1, got {value}");
     }
 }

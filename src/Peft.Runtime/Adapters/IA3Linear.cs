@@ -1,5 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,34 +15,19 @@ namespace Peft.Runtime.Adapters
     /// [out, 1], or, for a feed-forward adapter, the inputs, y = (x ⊙ l)Wᵀ + b with l held as [1, in]; PEFT's
     /// parameter-dict name and shapes, <c>ia3_l.&lt;adapter&gt;</c>. Several active adapters multiply.
     /// </summary>
-    public sealed class IA3Linear : AdapterLayerBase
+    public sealed class IA3Linear : AdapterLayerBase<IA3Options>
     {
         private readonly AdapterParameterDict ia3_l = new();
-        private readonly Dictionary<string, IA3Options> _ia3Options = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public IA3Linear(string site, Linear baseLayer, string adapter, IA3Options options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("ia3_l", ia3_l);
+            RegisterAdapterDict(nameof(ia3_l), ia3_l);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "IA3";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public IA3Options Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _ia3Options[adapter];
-        }
 
         /// <summary>The scaling vector of an adapter: [out, 1] for output scaling, [1, in] for feed-forward (input) scaling.</summary>
         public Parameter Scale(string adapter) => ia3_l[adapter];
@@ -46,22 +35,20 @@ namespace Peft.Runtime.Adapters
         /// <summary>Adds a named adapter; its vector starts at 1 (PEFT's <c>init_ia3_weights: true</c>).</summary>
         public void AddAdapter(string adapter, IA3Options options)
         {
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             var shape = options.FeedForward ? new[] { 1L, InFeatures } : new[] { OutFeatures, 1L };
             ia3_l.Add(adapter, new Parameter(ones(shape, dtype: weight.dtype, device: weight.device)));
-            _ia3Options[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             Tensor? inputScale = null, outputScale = null;
             foreach (var adapter in UnmergedActiveAdapters)
             {
                 var l = ia3_l[adapter].flatten();
-                if (_ia3Options[adapter].FeedForward) inputScale = inputScale is null ? l : inputScale.mul(l);
+                if (OptionsOf(adapter).FeedForward) inputScale = inputScale is null ? l : inputScale.mul(l);
                 else outputScale = outputScale is null ? l : outputScale.mul(l);
             }
             var result = BaseLayer.forward(inputScale is null ? input : input.mul(inputScale));
@@ -84,7 +71,7 @@ namespace Peft.Runtime.Adapters
         {
             var l = ia3_l[adapter].detach().to(weight.dtype);
             weight.mul_(l); // [out, 1] scales rows, [1, in] columns
-            if (!_ia3Options[adapter].FeedForward) bias?.mul_(l.reshape(-1));
+            if (!OptionsOf(adapter).FeedForward) bias?.mul_(l.reshape(-1));
         }
 
         /// <summary>Divides again; refused, leaving the layer as it is, where l holds a zero (that row or column is lost).</summary>
@@ -94,40 +81,23 @@ namespace Peft.Runtime.Adapters
             long zeros = l.eq(0).sum().item<long>();
             if (zeros > 0)
                 throw new InvalidOperationException(
-                    $"{Site}: cannot unmerge (IA)³ adapter '{adapter}': its vector ia3_l holds {zeros} zero entr{(zeros == 1 ? "y" : "ies")}, so the merged weight lost those {(_ia3Options[adapter].FeedForward ? "columns" : "rows")}; the layer stays merged");
+                    $"{Site}: cannot unmerge (IA)³ adapter '{adapter}': its vector ia3_l holds {zeros} zero entr{(zeros == 1 ? "y" : "ies")}, so the merged weight lost those {(OptionsOf(adapter).FeedForward ? "columns" : "rows")}; the layer stays merged");
             weight.div_(l);
-            if (!_ia3Options[adapter].FeedForward) bias?.div_(l.reshape(-1));
+            if (!OptionsOf(adapter).FeedForward) bias?.div_(l.reshape(-1));
             if (!isfinite(weight).all().item<bool>() || (bias is not null && !isfinite(bias).all().item<bool>()))
                 throw new InvalidOperationException(
                     $"{Site}: cannot unmerge (IA)³ adapter '{adapter}': dividing by its vector ia3_l overflows; the layer stays merged");
         }
 
         /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"ia3_l.{adapter}", ia3_l[adapter]);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter) => new IA3Settings(Options(adapter).FeedForward);
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not IA3Settings ia3)
+            if (settings is not IA3Options ia3)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is an (IA)³ adapter; the file describes a {settings.PeftType} adapter");
             if (ia3.FeedForward != current.FeedForward)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' scales the layer's {(current.FeedForward ? "inputs (FeedForward)" : "outputs")}, but the file {(ia3.FeedForward ? "lists" : "does not list")} this layer in feedforward_modules");
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            ia3_l.Remove(adapter);
-            _ia3Options.Remove(adapter);
         }
     }
 
@@ -144,5 +114,53 @@ namespace Peft.Runtime.Adapters
         /// <param name="options">The declared options.</param>
         public static nn.Module<Tensor, Tensor> Wrap(nn.Module<Tensor, Tensor>? layer, string site, string adapter, IA3Options options) =>
             AdapterWrap.Linear<IA3Linear>(layer, site, "IA3", existing => existing.AddAdapter(adapter, options), linear => new IA3Linear(site, linear, adapter, options));
+    }
+
+    /// <summary>
+    /// The options of one (IA)³ adapter, as <c>[IA3]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>IA3Config</c>: whether this layer is one of its <c>feedforward_modules</c>.
+    /// </summary>
+    public sealed record IA3Options : AdapterSettings
+    {
+        /// <summary>Scale the inputs (l of length in) instead of the outputs (l of length out); PEFT's <c>feedforward_modules</c>.</summary>
+        public bool FeedForward { get; init; }
+
+        /// <inheritdoc />
+        public override string PeftType => "IA3";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["init_ia3_weights"] = true;
+            config["fan_in_fan_out"] = false;
+        }
+
+        /// <inheritdoc />
+        public override void WriteLayerListFields(JsonObject config, IReadOnlyList<(string Path, AdapterSettings Settings)> sites) =>
+            config["feedforward_modules"] = new JsonArray(sites
+                .Where(s => s.Settings is IA3Options { FeedForward: true })
+                .Select(s => (JsonNode?)JsonValue.Create(s.Path)).ToArray());
+
+        /// <summary>
+        /// Reads whether the layer at <paramref name="modulePath"/> is a feed-forward one, as PEFT decides it: a list
+        /// matches when the path ends with one of its entries, a string when it matches the whole path as a regular
+        /// expression; no <c>feedforward_modules</c> means none.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            switch (config["feedforward_modules"])
+            {
+                case null:
+                    return new IA3Options { FeedForward = false };
+                case JsonArray list:
+                    var entries = list.Select(n => n is JsonValue v && v.TryGetValue<string>(out var s) ? s
+                        : throw new InvalidDataException($"{file}: feedforward_modules must list module names, got {n?.ToJsonString() ?? "null"}"));
+                    return new IA3Options { FeedForward = entries.Any(e => modulePath.EndsWith(e, StringComparison.Ordinal)) };
+                case JsonValue value when value.TryGetValue<string>(out var pattern):
+                    return new IA3Options { FeedForward = Regex.IsMatch(modulePath, "^(?:" + pattern + ")$", RegexOptions.CultureInvariant) };
+                default:
+                    throw new InvalidDataException($"{file}: feedforward_modules must be a list of module names or a regular expression");
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,40 +13,25 @@ namespace Peft.Runtime.Adapters
     /// W1b, W2b [r, in], held under PEFT's parameter-dict names <c>hada_w1_a.&lt;adapter&gt;</c>, <c>hada_w1_b</c>,
     /// <c>hada_w2_a</c>, <c>hada_w2_b</c>.
     /// </summary>
-    public sealed class LoHaLinear : AdapterLayerBase
+    public sealed class LoHaLinear : AdapterLayerBase<LoHaOptions>
     {
         private readonly AdapterParameterDict hada_w1_a = new();
         private readonly AdapterParameterDict hada_w1_b = new();
         private readonly AdapterParameterDict hada_w2_a = new();
         private readonly AdapterParameterDict hada_w2_b = new();
-        private readonly Dictionary<string, LoHaOptions> _lohaOptions = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public LoHaLinear(string site, Linear baseLayer, string adapter, LoHaOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("hada_w1_a", hada_w1_a);
-            register_module("hada_w1_b", hada_w1_b);
-            register_module("hada_w2_a", hada_w2_a);
-            register_module("hada_w2_b", hada_w2_b);
+            RegisterAdapterDict(nameof(hada_w1_a), hada_w1_a);
+            RegisterAdapterDict(nameof(hada_w1_b), hada_w1_b);
+            RegisterAdapterDict(nameof(hada_w2_a), hada_w2_a);
+            RegisterAdapterDict(nameof(hada_w2_b), hada_w2_b);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "LOHA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public LoHaOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _lohaOptions[adapter];
-        }
 
         /// <summary>W1a of an adapter ([out, r]).</summary>
         public Parameter W1A(string adapter) => hada_w1_a[adapter];
@@ -62,7 +49,7 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, LoHaOptions options)
         {
             LoHa.Validate(Site, options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
             var w1a = Make(OutFeatures, options.Rank);
@@ -81,17 +68,15 @@ namespace Peft.Runtime.Adapters
             hada_w1_b.Add(adapter, w1b);
             hada_w2_a.Add(adapter, w2a);
             hada_w2_b.Add(adapter, w2b);
-            _lohaOptions[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _lohaOptions[adapter];
+                var options = OptionsOf(adapter);
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
                 if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: true);
@@ -105,45 +90,18 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             var product = matmul(W1A(adapter), W1B(adapter)).mul(matmul(W2A(adapter), W2B(adapter)));
-            return product.mul(_lohaOptions[adapter].Scaling);
-        }
-
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"hada_w1_a.{adapter}", W1A(adapter));
-            yield return ($"hada_w1_b.{adapter}", W1B(adapter));
-            yield return ($"hada_w2_a.{adapter}", W2A(adapter));
-            yield return ($"hada_w2_b.{adapter}", W2B(adapter));
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoHaSettings(o.Rank, o.Alpha, o.RankDropout, o.ModuleDropout);
+            return product.mul(OptionsOf(adapter).Scaling);
         }
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoHaSettings loha)
+            if (settings is not LoHaOptions loha)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoHa adapter; the file describes a {settings.PeftType} adapter");
             if (loha.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {loha.Rank}");
-            _lohaOptions[adapter] = current with { Alpha = loha.Alpha, RankDropout = loha.RankDropout, ModuleDropout = loha.ModuleDropout };
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            hada_w1_a.Remove(adapter);
-            hada_w1_b.Remove(adapter);
-            hada_w2_a.Remove(adapter);
-            hada_w2_b.Remove(adapter);
-            _lohaOptions.Remove(adapter);
+            SetOptions(adapter, current with { Alpha = loha.Alpha, RankDropout = loha.RankDropout, ModuleDropout = loha.ModuleDropout });
         }
     }
 
@@ -173,6 +131,55 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "rank dropout", options.RankDropout));
             if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "module dropout", options.ModuleDropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoHa adapter, as <c>[LoHa]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoHaConfig</c>; <c>r</c> and <c>alpha</c> may differ per layer (<c>rank_pattern</c>, <c>alpha_pattern</c>).
+    /// </summary>
+    public sealed record LoHaOptions : AdapterSettings
+    {
+        /// <summary>The rank r of each of the two products (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>alpha</c>; the update is scaled by Alpha / r.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
+        public double RankDropout { get; init; }
+
+        /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
+        public double ModuleDropout { get; init; }
+
+        /// <summary>The factor applied to the Hadamard product.</summary>
+        public double Scaling => Alpha / Rank;
+
+        /// <inheritdoc />
+        public override string PeftType => "LOHA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
+        }
+
+        /// <summary>Reads the fields of a LoHa config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults: r = 8, alpha = 8).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
+            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
+            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            return new LoHaOptions { Rank = rank, Alpha = alpha, RankDropout = rankDropout, ModuleDropout = moduleDropout };
         }
     }
 }

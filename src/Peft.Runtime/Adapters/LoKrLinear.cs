@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,7 +14,7 @@ namespace Peft.Runtime.Adapters
     /// decompose_both) and W2 [b, d] (<c>lokr_w2</c>, or <c>lokr_w2_a</c> [b, r] · <c>lokr_w2_b</c> [r, d] when
     /// r &lt; max(b, d) / 2), each a parameter dict keyed by adapter name as in PEFT.
     /// </summary>
-    public sealed class LoKrLinear : AdapterLayerBase
+    public sealed class LoKrLinear : AdapterLayerBase<LoKrOptions>
     {
         private readonly AdapterParameterDict lokr_w1 = new();
         private readonly AdapterParameterDict lokr_w1_a = new();
@@ -20,36 +22,21 @@ namespace Peft.Runtime.Adapters
         private readonly AdapterParameterDict lokr_w2 = new();
         private readonly AdapterParameterDict lokr_w2_a = new();
         private readonly AdapterParameterDict lokr_w2_b = new();
-        private readonly Dictionary<string, LoKrOptions> _lokrOptions = new(StringComparer.Ordinal);
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public LoKrLinear(string site, Linear baseLayer, string adapter, LoKrOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("lokr_w1", lokr_w1);
-            register_module("lokr_w1_a", lokr_w1_a);
-            register_module("lokr_w1_b", lokr_w1_b);
-            register_module("lokr_w2", lokr_w2);
-            register_module("lokr_w2_a", lokr_w2_a);
-            register_module("lokr_w2_b", lokr_w2_b);
+            RegisterAdapterDict(nameof(lokr_w1), lokr_w1);
+            RegisterAdapterDict(nameof(lokr_w1_a), lokr_w1_a);
+            RegisterAdapterDict(nameof(lokr_w1_b), lokr_w1_b);
+            RegisterAdapterDict(nameof(lokr_w2), lokr_w2);
+            RegisterAdapterDict(nameof(lokr_w2_a), lokr_w2_a);
+            RegisterAdapterDict(nameof(lokr_w2_b), lokr_w2_b);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "LOKR";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public LoKrOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _lokrOptions[adapter];
-        }
 
         /// <summary>How an adapter's factors are shaped: out = a·b, in = c·d, and which of W1, W2 are low-rank.</summary>
         public LoKr.Layout Layout(string adapter) => LoKr.LayoutFor(Options(adapter), InFeatures, OutFeatures);
@@ -67,7 +54,7 @@ namespace Peft.Runtime.Adapters
         {
             LoKr.Validate(Site, options, InFeatures, OutFeatures);
             var layout = LoKr.LayoutFor(options, InFeatures, OutFeatures);
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             Parameter Make(long rows, long columns) => new(empty(rows, columns, dtype: weight.dtype, device: weight.device));
             using (no_grad())
@@ -104,17 +91,15 @@ namespace Peft.Runtime.Adapters
                     lokr_w2.Add(adapter, w2);
                 }
             }
-            _lokrOptions[adapter] = options;
         }
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _lokrOptions[adapter];
+                var options = OptionsOf(adapter);
                 if (LycorisDropout.SkipModule(training, options.ModuleDropout)) continue;
                 var delta = DeltaWeight(adapter);
                 if (training && options.RankDropout > 0) delta = LycorisDropout.DropRows(delta, options.RankDropout, rescale: options.RankDropoutScale);
@@ -127,33 +112,14 @@ namespace Peft.Runtime.Adapters
         public override Tensor DeltaWeight(string adapter)
         {
             RequireAdapter(adapter);
-            return kron(W1(adapter), W2(adapter).contiguous()).mul(_lokrOptions[adapter].Scaling);
-        }
-
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            if (lokr_w1.Contains(adapter)) yield return ($"lokr_w1.{adapter}", lokr_w1[adapter]);
-            if (lokr_w1_a.Contains(adapter)) yield return ($"lokr_w1_a.{adapter}", lokr_w1_a[adapter]);
-            if (lokr_w1_b.Contains(adapter)) yield return ($"lokr_w1_b.{adapter}", lokr_w1_b[adapter]);
-            if (lokr_w2.Contains(adapter)) yield return ($"lokr_w2.{adapter}", lokr_w2[adapter]);
-            if (lokr_w2_a.Contains(adapter)) yield return ($"lokr_w2_a.{adapter}", lokr_w2_a[adapter]);
-            if (lokr_w2_b.Contains(adapter)) yield return ($"lokr_w2_b.{adapter}", lokr_w2_b[adapter]);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoKrSettings(o.Rank, o.Alpha, o.DecomposeFactor, o.DecomposeBoth, o.RankDropout, o.ModuleDropout, o.RankDropoutScale);
+            return kron(W1(adapter), W2(adapter).contiguous()).mul(OptionsOf(adapter).Scaling);
         }
 
         /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoKrSettings lokr)
+            if (settings is not LoKrOptions lokr)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoKr adapter; the file describes a {settings.PeftType} adapter");
             var proposed = current with
             {
@@ -169,19 +135,7 @@ namespace Peft.Runtime.Adapters
             if (mine != theirs)
                 throw new InvalidOperationException(
                     $"{Site}: adapter '{adapter}' is shaped {mine}; the file's settings (r {lokr.Rank}, decompose_factor {lokr.DecomposeFactor}, decompose_both {lokr.DecomposeBoth.ToString().ToLowerInvariant()}) give {theirs}");
-            _lokrOptions[adapter] = proposed;
-        }
-
-        /// <inheritdoc />
-        protected override void RemoveAdapterParameters(string adapter)
-        {
-            lokr_w1.Remove(adapter);
-            lokr_w1_a.Remove(adapter);
-            lokr_w1_b.Remove(adapter);
-            lokr_w2.Remove(adapter);
-            lokr_w2_a.Remove(adapter);
-            lokr_w2_b.Remove(adapter);
-            _lokrOptions.Remove(adapter);
+            SetOptions(adapter, proposed);
         }
     }
 
@@ -271,6 +225,83 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "rank dropout", options.RankDropout));
             if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoKr", "module dropout", options.ModuleDropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoKr adapter, as <c>[LoKr]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoKrConfig</c>; <c>r</c> and <c>alpha</c> may differ per layer (<c>rank_pattern</c>, <c>alpha_pattern</c>).
+    /// </summary>
+    public sealed record LoKrOptions : AdapterSettings
+    {
+        /// <summary>The rank r (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>alpha</c>; the update is scaled by Alpha / r.</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>PEFT's <c>decompose_factor</c>: -1 for factors near the square root, or a positive preferred factor.</summary>
+        public int DecomposeFactor { get; init; } = -1;
+
+        /// <summary>PEFT's <c>decompose_both</c>: W1 low-rank too when the rank is small enough.</summary>
+        public bool DecomposeBoth { get; init; }
+
+        /// <summary>Probability of dropping each output row of the update in training (PEFT's <c>rank_dropout</c>).</summary>
+        public double RankDropout { get; init; }
+
+        /// <summary>Whether the rows <see cref="RankDropout"/> keeps are divided by the fraction kept (PEFT's <c>rank_dropout_scale</c>).</summary>
+        public bool RankDropoutScale { get; init; }
+
+        /// <summary>Probability of skipping the whole update for a batch in training (PEFT's <c>module_dropout</c>).</summary>
+        public double ModuleDropout { get; init; }
+
+        /// <summary>The factor applied to the Kronecker product.</summary>
+        public double Scaling => Alpha / Rank;
+
+        /// <inheritdoc />
+        public override string PeftType => "LOKR";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["decompose_factor"] = DecomposeFactor;
+            config["decompose_both"] = DecomposeBoth;
+            config["rank_dropout"] = AdapterConfig.Float(RankDropout);
+            config["module_dropout"] = AdapterConfig.Float(ModuleDropout);
+            config["rank_dropout_scale"] = RankDropoutScale;
+        }
+
+        /// <summary>
+        /// Reads the fields of a LoKr config that apply to the layer at <paramref name="modulePath"/> (PEFT's defaults:
+        /// r = 8, alpha = 8, decompose_factor = -1, rank_dropout_scale = false). <c>init_weights</c> acts only at
+        /// creation and is not read.
+        /// </summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
+            int factor = checked((int)AdapterConfig.Number(config, "decompose_factor", file, fallback: -1));
+            bool both = config["decompose_both"]?.GetValue<bool>() ?? false;
+            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
+            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            bool scale = config["rank_dropout_scale"] switch
+            {
+                null => false,
+                JsonValue v when v.TryGetValue<bool>(out var b) => b,
+                var other => throw new System.IO.InvalidDataException($"{file}: field 'rank_dropout_scale' must be true or false, got {other.ToJsonString()}"),
+            };
+            return new LoKrOptions
+            {
+                Rank = rank, Alpha = alpha, DecomposeFactor = factor, DecomposeBoth = both, RankDropout = rankDropout, ModuleDropout = moduleDropout,
+                RankDropoutScale = scale,
+            };
         }
     }
 }

@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using Peft.Runtime.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -18,44 +20,25 @@ namespace Peft.Runtime.Adapters
     /// Adapters initialised with <see cref="LoRAInit.PiSSA"/> or <see cref="LoRAInit.OLoRA"/> replace the base weight
     /// by the residual W − s·B₀·A₀ when they are added, as PEFT does; deleting such an adapter leaves the residual.
     /// </remarks>
-    public sealed class LoRALinear : AdapterLayerBase
+    public sealed class LoRALinear : AdapterLayerBase<LoRAOptions>
     {
         private readonly AdapterModuleDict<Linear> lora_A = new();
         private readonly AdapterModuleDict<Linear> lora_B = new();
         private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
-        private readonly Dictionary<string, LoRAOptions> _options = new(StringComparer.Ordinal);
         private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
         private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
 
-        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a LoRA one.</summary>
-        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
-
-        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one.</summary>
-        public LoRALinear(string site, Linear baseLayer, string adapter, DoRAOptions options) : this(site, baseLayer) => AddAdapter(adapter, options);
-
-        private LoRALinear(string site, Linear baseLayer) : base(site, baseLayer)
+        /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one when <paramref name="options"/> is a <see cref="DoRAOptions"/>.</summary>
+        public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("lora_A", lora_A);
-            register_module("lora_B", lora_B);
-            register_module("lora_magnitude_vector", lora_magnitude_vector);
+            RegisterAdapterDict(nameof(lora_A), lora_A);
+            RegisterAdapterDict(nameof(lora_B), lora_B);
+            RegisterAdapterDict(nameof(lora_magnitude_vector), lora_magnitude_vector);
+            AddAdapter(adapter, options);
         }
-
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
 
         /// <inheritdoc />
         public override string PeftType => "LORA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/> (for a DoRA adapter, its rank, alpha, dropout, scaling and init).</summary>
-        public LoRAOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _options[adapter];
-        }
 
         /// <summary>Whether adapter <paramref name="adapter"/> is a DoRA adapter (has a magnitude vector).</summary>
         public bool IsDora(string adapter)
@@ -74,14 +57,10 @@ namespace Peft.Runtime.Adapters
         public Parameter Magnitude(string adapter) =>
             IsDora(adapter) ? lora_magnitude_vector[adapter].Weight : throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoRA adapter; only DoRA adapters have a magnitude vector");
 
-        /// <summary>Adds a named LoRA adapter; it is checked against the layer's shape first.</summary>
-        public void AddAdapter(string adapter, LoRAOptions options) => AddAdapterCore(adapter, options, dora: false);
-
-        /// <summary>Adds a named DoRA adapter; it is checked against the layer's shape first.</summary>
-        public void AddAdapter(string adapter, DoRAOptions options) => AddAdapterCore(adapter, options.ToLoRAOptions(), dora: true);
-
-        private void AddAdapterCore(string adapter, LoRAOptions options, bool dora)
+        /// <summary>Adds a named LoRA adapter, or a DoRA one for <see cref="DoRAOptions"/>; it is checked against the layer's shape first.</summary>
+        public void AddAdapter(string adapter, LoRAOptions options)
         {
+            bool dora = options.UseDora;
             LoRA.Validate(Site, dora ? "DoRA" : "LoRA", options, InFeatures, OutFeatures);
             var weight = BaseWeight;
             var a = nn.Linear(InFeatures, options.Rank, hasBias: false, device: weight.device, dtype: weight.dtype);
@@ -111,7 +90,7 @@ namespace Peft.Runtime.Adapters
                         nn.init.zeros_(b.weight!);
                         break;
                 }
-                RegisterAdapterName(adapter); // the last check: nothing below fails
+                RegisterAdapter(adapter, options); // the last check: nothing below fails
                 if (residual is not null)
                 {
                     weight.copy_(residual);
@@ -126,7 +105,6 @@ namespace Peft.Runtime.Adapters
             }
             lora_A.Add(adapter, a);
             lora_B.Add(adapter, b);
-            _options[adapter] = options;
             if (dora)
             {
                 // m starts as the row norms of W + s·B·A (after any residual init), so the layer starts at its base.
@@ -139,7 +117,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <summary>s·B·A, the low-rank part of an adapter ([out, in]).</summary>
-        private Tensor LoRADelta(string adapter) => matmul(LoraB(adapter), LoraA(adapter)).mul(_options[adapter].Scaling);
+        private Tensor LoRADelta(string adapter) => matmul(LoraB(adapter), LoraA(adapter)).mul(OptionsOf(adapter).Scaling);
 
         /// <summary>DoRA's g = m / n with n = ‖W + s·B·A‖ per row from the live base weight, without gradient through n.</summary>
         private Tensor DoraFactor(string adapter, Tensor weight)
@@ -159,7 +137,6 @@ namespace Peft.Runtime.Adapters
         /// </summary>
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var adapters = UnmergedActiveAdapters.ToList();
             if (FusedFunctionsApply(adapters))
                 return FusedForward(input, adapters);
@@ -170,7 +147,7 @@ namespace Peft.Runtime.Adapters
             for (int i = 0; i < adapters.Count; i++)
             {
                 var adapter = adapters[i];
-                var options = _options[adapter];
+                var options = OptionsOf(adapter);
                 bool drop = options.Dropout > 0 && training;
                 var x = drop ? nn.functional.dropout(input, options.Dropout, training: true) : input;
                 var update = nn.functional.linear(nn.functional.linear(x, LoraA(adapter)), LoraB(adapter));
@@ -216,7 +193,7 @@ namespace Peft.Runtime.Adapters
             Tensor? result = null;
             foreach (var adapter in adapters)
             {
-                var options = _options[adapter];
+                var options = OptionsOf(adapter);
                 double dropout = training ? options.Dropout : 0;
                 if (result is null && lora_magnitude_vector.Contains(adapter))
                     result = DoRAFunction.Linear(input, BaseWeight, BaseBias, LoraA(adapter), LoraB(adapter), Magnitude(adapter), options.Scaling, dropout);
@@ -272,23 +249,6 @@ namespace Peft.Runtime.Adapters
             using (record) DoRA.UnmergeInPlace(weight, LoRADelta(adapter), record);
         }
 
-        /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"lora_A.{adapter}.weight", LoraA(adapter));
-            yield return ($"lora_B.{adapter}.weight", LoraB(adapter));
-            if (lora_magnitude_vector.Contains(adapter))
-                yield return ($"lora_magnitude_vector.{adapter}.weight", lora_magnitude_vector[adapter].Weight);
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new LoRASettings(o.Rank, o.Alpha, o.Dropout, o.UseRsLora, UseDora: IsDora(adapter), o.Init);
-        }
-
         /// <summary>
         /// Checks that a file's settings fit the adapter: a LoRA config, <c>use_dora</c> matching the adapter's kind,
         /// the same rank, and, where an init changed the base weight (PiSSA, OLoRA), the same init (and for OLoRA the
@@ -299,7 +259,7 @@ namespace Peft.Runtime.Adapters
             var current = Options(adapter);
             bool dora = IsDora(adapter);
             string kind = dora ? "DoRA" : "LoRA";
-            if (settings is not LoRASettings lora || lora.UseDora != dora)
+            if (settings is not LoRAOptions lora || lora.UseDora != dora)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a {kind} adapter; the file describes {Describe(settings)}");
             if (lora.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
@@ -321,25 +281,22 @@ namespace Peft.Runtime.Adapters
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             ValidateSettings(adapter, settings);
-            var lora = (LoRASettings)settings;
-            _options[adapter] = _options[adapter] with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora };
+            var lora = (LoRAOptions)settings;
+            SetOptions(adapter, OptionsOf(adapter) with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora });
         }
 
         internal static string Describe(AdapterSettings settings) => settings switch
         {
-            LoRASettings { UseDora: true } => "a DoRA adapter (use_dora: true)",
-            LoRASettings => "a LoRA adapter (use_dora: false)",
+            LoRAOptions { UseDora: true } => "a DoRA adapter (use_dora: true)",
+            LoRAOptions => "a LoRA adapter (use_dora: false)",
             _ => $"a {settings.PeftType} adapter",
         };
 
         /// <inheritdoc />
         protected override void RemoveAdapterParameters(string adapter)
         {
-            lora_A.Remove(adapter);
-            lora_B.Remove(adapter);
-            lora_magnitude_vector.Remove(adapter);
+            base.RemoveAdapterParameters(adapter);
             if (_doraMerges.Remove(adapter, out var record)) record.Dispose();
-            _options.Remove(adapter);
             if (_initialFactors.Remove(adapter, out var initial))
             {
                 initial.A.Dispose();
@@ -355,10 +312,10 @@ namespace Peft.Runtime.Adapters
         /// this update. Adapters whose init left the base alone are returned as they are. DoRA adapters with such an
         /// init cannot be converted (the magnitude rescales the residual, which a plain LoRA cannot express).
         /// </summary>
-        /// <returns>The tensors by in-memory name (as <see cref="AdapterParameters"/> names them) and the settings.</returns>
-        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRASettings Settings) AsPlainLoRA(string adapter)
+        /// <returns>The tensors by in-memory name (as <see cref="AdapterLayerBase.AdapterParameters"/> names them) and the settings.</returns>
+        public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, LoRAOptions Settings) AsPlainLoRA(string adapter)
         {
-            var settings = (LoRASettings)Settings(adapter);
+            var settings = Options(adapter);
             if (!_initialFactors.TryGetValue(adapter, out var initial))
                 return (AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), settings);
             if (IsDora(adapter))
@@ -399,6 +356,92 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Init))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
+        }
+    }
+
+    /// <summary>
+    /// The options of one LoRA adapter, as <c>[LoRA]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>LoraConfig</c>. <see cref="DoRAOptions"/> derives from it: a DoRA adapter is a LoRA adapter with a magnitude
+    /// vector (PEFT's <c>use_dora</c>).
+    /// </summary>
+    public record LoRAOptions : AdapterSettings
+    {
+        /// <summary>The rank r (PEFT's <c>r</c>).</summary>
+        public int Rank { get; init; } = 8;
+
+        /// <summary>PEFT's <c>lora_alpha</c>; the update is scaled by Alpha / r (Alpha / √r with <see cref="UseRsLora"/>).</summary>
+        public double Alpha { get; init; } = 8;
+
+        /// <summary>Dropout probability on the adapter input (PEFT's <c>lora_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>Rank-stabilised scaling Alpha / √r.</summary>
+        public bool UseRsLora { get; init; }
+
+        /// <summary>How A and B start.</summary>
+        public LoRAInit Init { get; init; } = LoRAInit.Default;
+
+        /// <summary>The factor applied to B·A.</summary>
+        public double Scaling => UseRsLora ? Alpha / System.Math.Sqrt(Rank) : Alpha / Rank;
+
+        /// <summary>PEFT's <c>use_dora</c>: true for <see cref="DoRAOptions"/>.</summary>
+        public virtual bool UseDora => false;
+
+        /// <inheritdoc />
+        public override string PeftType => "LORA";
+
+        /// <inheritdoc />
+        public override IReadOnlyDictionary<string, double> PerLayerFields => new Dictionary<string, double>
+        {
+            ["r"] = Rank,
+            ["lora_alpha"] = Alpha,
+        };
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["lora_dropout"] = AdapterConfig.Float(Dropout);
+            config["use_rslora"] = UseRsLora;
+            config["use_dora"] = UseDora;
+            config["fan_in_fan_out"] = false;
+            config["bias"] = "none";
+            // PEFT writes true for its default init and a string for the others ("gaussian", "pissa", "olora").
+            config["init_lora_weights"] = Init == LoRAInit.Default ? JsonValue.Create(true) : JsonValue.Create(LoRAInitialization.ConfigValue(Init));
+        }
+
+        /// <summary>Reads the fields of a LoRA config that apply to the layer at <paramref name="modulePath"/> (a <see cref="DoRAOptions"/> with <c>use_dora</c>).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            // PEFT's LoraConfig defaults: r = 8, lora_alpha = 8.
+            int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
+            double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
+            bool useRsLora = config["use_rslora"]?.GetValue<bool>() ?? false;
+            bool useDora = config["use_dora"]?.GetValue<bool>() ?? false;
+            double dropout = config["lora_dropout"]?.GetValue<double>() ?? 0;
+            var init = ReadInit(config, file);
+            var kind = useDora ? new DoRAOptions() : new LoRAOptions();
+            return kind with { Rank = rank, Alpha = alpha, Dropout = dropout, UseRsLora = useRsLora, Init = init };
+        }
+
+        /// <summary>
+        /// PEFT's <c>init_lora_weights</c>: <c>true</c> / <c>false</c> and inits that leave the base weight alone
+        /// (<c>"eva"</c>, <c>"orthogonal"</c>, ...) read as <see cref="LoRAInit.Default"/> (after loading, only the
+        /// factors matter); <c>"pissa"</c> and <c>"pissa_niter_N"</c> as PiSSA, <c>"olora"</c> as OLoRA. Inits that
+        /// change the base weight in a way this library does not reproduce (<c>"corda"</c>, <c>"loftq"</c>,
+        /// <c>"lora_ga"</c>) are refused: their factors fit only that changed base weight.
+        /// </summary>
+        private static LoRAInit ReadInit(JsonObject config, string file)
+        {
+            if (config["init_lora_weights"] is not JsonValue v || !v.TryGetValue<string>(out var text)) return LoRAInit.Default;
+            string init = text.ToLowerInvariant();
+            if (init == "gaussian") return LoRAInit.Gaussian;
+            if (init.StartsWith("pissa", System.StringComparison.Ordinal)) return LoRAInit.PiSSA;
+            if (init == "olora") return LoRAInit.OLoRA;
+            if (init.StartsWith("corda", System.StringComparison.Ordinal) || init == "loftq" || init == "lora_ga")
+                throw new System.IO.InvalidDataException(
+                    $"{file}: init_lora_weights '{text}' changes the base weights in a way PeftDsl does not reproduce; " +
+                    "convert the adapter to a plain LoRA in PEFT (save_pretrained with path_initial_model_for_weight_conversion)");
+            return LoRAInit.Default;
         }
     }
 }

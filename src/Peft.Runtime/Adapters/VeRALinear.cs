@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using Peft.Runtime.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,14 +19,13 @@ namespace Peft.Runtime.Adapters
     /// largest in- and out-size among them, so each layer's slices equal PEFT's. The projections are saved once for
     /// the model, as <c>base_model.vera_A</c> and <c>base_model.vera_B</c> (<see cref="ISharedAdapterTensors"/>).
     /// </remarks>
-    public sealed class VeRALinear : AdapterLayerBase, IModelAwareAdapter, ISharedAdapterTensors
+    public sealed class VeRALinear : AdapterLayerBase<VeRAOptions>, IModelAwareAdapter, ISharedAdapterTensors
     {
         private readonly AdapterParameterDict vera_lambda_b = new();
         private readonly AdapterParameterDict vera_lambda_d = new();
         private VeRAProjectionDict _projA = new();
         private VeRAProjectionDict _projB = new();
         private bool _projectionsShared;
-        private readonly Dictionary<string, VeRAOptions> _veraOptions = new(StringComparer.Ordinal);
 
         /// <summary>PEFT's <c>d_initial</c>: the value λ_d starts at.</summary>
         public const double InitialLambdaD = 0.1;
@@ -32,29 +33,15 @@ namespace Peft.Runtime.Adapters
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public VeRALinear(string site, Linear baseLayer, string adapter, VeRAOptions options) : base(site, baseLayer)
         {
-            (InFeatures, OutFeatures) = LinearShape(baseLayer, site);
-            register_module("vera_lambda_b", vera_lambda_b);
-            register_module("vera_lambda_d", vera_lambda_d);
+            RegisterAdapterDict(nameof(vera_lambda_b), vera_lambda_b);
+            RegisterAdapterDict(nameof(vera_lambda_d), vera_lambda_d);
             register_module("vera_A", _projA);
             register_module("vera_B", _projB);
             AddAdapter(adapter, options);
         }
 
-        /// <summary>The base layer's input size.</summary>
-        public long InFeatures { get; }
-
-        /// <summary>The base layer's output size.</summary>
-        public long OutFeatures { get; }
-
         /// <inheritdoc />
         public override string PeftType => "VERA";
-
-        /// <summary>The options of adapter <paramref name="adapter"/>.</summary>
-        public VeRAOptions Options(string adapter)
-        {
-            RequireAdapter(adapter);
-            return _veraOptions[adapter];
-        }
 
         /// <summary>λ_b of an adapter ([out]); starts at zero.</summary>
         public Parameter LambdaB(string adapter) => vera_lambda_b[adapter];
@@ -77,13 +64,12 @@ namespace Peft.Runtime.Adapters
         {
             VeRA.Validate(Site, options);
             if (_projectionsShared) Privatize(); // the next attach (PeftModelCore.Refresh) shares again, at the new sizes
-            RegisterAdapterName(adapter);
+            RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             var lambdaB = new Parameter(zeros(OutFeatures, dtype: weight.dtype, device: weight.device));
-            var lambdaD = new Parameter(full(options.Rank, InitialLambdaD, dtype: weight.dtype, device: weight.device));
+            var lambdaD = new Parameter(full(options.Rank, options.InitialLambdaD, dtype: weight.dtype, device: weight.device));
             vera_lambda_b.Add(adapter, lambdaB);
             vera_lambda_d.Add(adapter, lambdaD);
-            _veraOptions[adapter] = options;
             var (a, b) = VeRAProjections.Draw(options.ProjectionSeed, options.Rank, InFeatures, OutFeatures);
             _projA.Add(adapter, a.to(weight.dtype, weight.device).DetachFromDisposeScope());
             _projB.Add(adapter, b.to(weight.dtype, weight.device).DetachFromDisposeScope());
@@ -124,7 +110,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRASettings { SaveProjection: true };
+        public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRAOptions { SaveProjection: true };
 
         private (Tensor A, Tensor B) Sliced(string adapter) =>
             (_projA[adapter].narrow(1, 0, InFeatures), _projB[adapter].narrow(0, 0, OutFeatures));
@@ -132,11 +118,10 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
         {
-            if (AdaptersDisabled && MergedAdapters.Count > 0) Unmerge();
             var result = BaseLayer.forward(input);
             foreach (var adapter in UnmergedActiveAdapters)
             {
-                var options = _veraOptions[adapter];
+                var options = OptionsOf(adapter);
                 var (a, b) = Sliced(adapter);
                 var x = options.Dropout > 0 && training ? nn.functional.dropout(input, options.Dropout, training: true) : input;
                 var hidden = nn.functional.linear(x, a).mul(LambdaD(adapter));
@@ -154,28 +139,13 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <inheritdoc />
-        public override IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
-        {
-            RequireAdapter(adapter);
-            yield return ($"vera_lambda_b.{adapter}", LambdaB(adapter));
-            yield return ($"vera_lambda_d.{adapter}", LambdaD(adapter));
-        }
-
-        /// <inheritdoc />
-        public override AdapterSettings Settings(string adapter)
-        {
-            var o = Options(adapter);
-            return new VeRASettings(o.Rank, o.ProjectionSeed, o.SaveProjection, o.Dropout, InitialLambdaD);
-        }
-
-        /// <inheritdoc />
         public override void ApplySettings(string adapter, AdapterSettings settings)
         {
             ValidateSettings(adapter, settings);
             var current = Options(adapter);
-            var vera = (VeRASettings)settings;
+            var vera = (VeRAOptions)settings;
             // With saved projections the file's replace ours, so its seed is the one that describes them.
-            _veraOptions[adapter] = current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed };
+            SetOptions(adapter, current with { Dropout = vera.Dropout, ProjectionSeed = vera.ProjectionSeed });
         }
 
         /// <summary>
@@ -185,7 +155,7 @@ namespace Peft.Runtime.Adapters
         public override void ValidateSettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not VeRASettings vera)
+            if (settings is not VeRAOptions vera)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a VeRA adapter; the file describes a {settings.PeftType} adapter");
             if (vera.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {vera.Rank}");
@@ -198,9 +168,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         protected override void RemoveAdapterParameters(string adapter)
         {
-            vera_lambda_b.Remove(adapter);
-            vera_lambda_d.Remove(adapter);
-            _veraOptions.Remove(adapter);
+            base.RemoveAdapterParameters(adapter);
             // Other layers may use the shared projections: this layer leaves them and keeps its others to itself
             // until the next attach shares again.
             if (_projectionsShared) Privatize();
@@ -231,6 +199,59 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "VeRA", options.Rank));
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+        }
+    }
+
+    /// <summary>
+    /// The options of one VeRA adapter, as <c>[VeRA]</c> declares them (the same defaults), and its entry in PEFT's
+    /// <c>VeraConfig</c> (which has no per-layer patterns: one rank for the adapter). With <see cref="SaveProjection"/> false
+    /// a save writes no projections, and a load redraws them from <see cref="ProjectionSeed"/>. <see cref="InitialLambdaD"/>
+    /// is read from files; <c>[VeRA]</c> leaves it at PEFT's default.
+    /// </summary>
+    public sealed record VeRAOptions : AdapterSettings
+    {
+        /// <summary>The rank r of the shared projections (PEFT's <c>r</c>; PEFT's default 256).</summary>
+        public int Rank { get; init; } = 256;
+
+        /// <summary>Dropout probability on the adapter input (PEFT's <c>vera_dropout</c>).</summary>
+        public double Dropout { get; init; }
+
+        /// <summary>The seed of the CPU generator that draws the projections (PEFT's <c>projection_prng_key</c>).</summary>
+        public int ProjectionSeed { get; init; }
+
+        /// <summary>
+        /// PEFT's <c>save_projection</c>: whether saved files hold the projections (<c>base_model.vera_A</c> / <c>vera_B</c>);
+        /// without them they are redrawn from the seed on load.
+        /// </summary>
+        public bool SaveProjection { get; init; } = true;
+
+        /// <summary>PEFT's <c>d_initial</c>, the value λ_d starts at.</summary>
+        public double InitialLambdaD { get; init; } = VeRALinear.InitialLambdaD;
+
+        /// <inheritdoc />
+        public override string PeftType => "VERA";
+
+        /// <inheritdoc />
+        public override void WriteSharedFields(JsonObject config)
+        {
+            config["r"] = Rank;
+            config["projection_prng_key"] = ProjectionSeed;
+            config["save_projection"] = SaveProjection;
+            config["vera_dropout"] = AdapterConfig.Float(Dropout);
+            config["d_initial"] = AdapterConfig.Float(InitialLambdaD);
+            config["fan_in_fan_out"] = false;
+            config["bias"] = "none";
+        }
+
+        /// <summary>Reads the fields of a VeRA config (PEFT's defaults: r = 256, projection_prng_key = 0, save_projection = true).</summary>
+        public static AdapterSettings FromConfig(JsonObject config, string modulePath, string file)
+        {
+            int rank = checked((int)AdapterConfig.Number(config, "r", file, fallback: 256));
+            int seed = checked((int)AdapterConfig.Number(config, "projection_prng_key", file, fallback: 0));
+            bool save = config["save_projection"]?.GetValue<bool>() ?? true;
+            double dropout = AdapterConfig.Number(config, "vera_dropout", file, fallback: 0);
+            double dInitial = AdapterConfig.Number(config, "d_initial", file, fallback: 0.1);
+            return new VeRAOptions { Rank = rank, ProjectionSeed = seed, SaveProjection = save, Dropout = dropout, InitialLambdaD = dInitial };
         }
     }
 }

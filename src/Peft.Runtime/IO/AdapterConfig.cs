@@ -183,14 +183,14 @@ namespace Peft.Runtime.IO
         /// <summary>Every PEFT type this library reads, by its <c>peft_type</c>; one line per method.</summary>
         private static readonly IReadOnlyDictionary<string, SettingsReader> Readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal)
         {
-            ["LORA"] = LoRASettings.FromConfig,
-            ["MISS"] = BoneSettings.FromConfig,
-            ["BONE"] = BoneSettings.FromConfig, // PEFT before 0.19; see LegacyTypes
-            ["HYDRA"] = HydraSettings.FromConfig,
-            ["VERA"] = VeRASettings.FromConfig,
-            ["LOHA"] = LoHaSettings.FromConfig,
-            ["LOKR"] = LoKrSettings.FromConfig,
-            ["IA3"] = IA3Settings.FromConfig,
+            ["LORA"] = LoRAOptions.FromConfig,
+            ["MISS"] = BoneOptions.FromConfig,
+            ["BONE"] = BoneOptions.FromConfig, // PEFT before 0.19; see LegacyTypes
+            ["HYDRA"] = HydraOptions.FromConfig,
+            ["VERA"] = VeRAOptions.FromConfig,
+            ["LOHA"] = LoHaOptions.FromConfig,
+            ["LOKR"] = LoKrOptions.FromConfig,
+            ["IA3"] = IA3Options.FromConfig,
         };
 
         /// <summary>

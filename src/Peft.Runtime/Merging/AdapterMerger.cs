@@ -41,9 +41,9 @@ namespace Peft.Runtime.Merging
             long max = Math.Min(outFeatures, inFeatures);
             long bound = layer.Settings(adapter) switch
             {
-                LoRASettings { UseDora: false } lora => lora.Rank,
-                BoneSettings { Variant: BoneVariant.Bone } bone => bone.Block,
-                HydraSettings hydra => (long)hydra.ParallelRank + hydra.SequentialRank,
+                LoRAOptions { UseDora: false } lora => lora.Rank,
+                BoneOptions { Variant: BoneVariant.Bone } bone => bone.Block,
+                HydraOptions hydra => (long)hydra.ParallelRank + hydra.SequentialRank,
                 _ => max,
             };
             return (int)Math.Min(bound, max);
@@ -98,7 +98,7 @@ namespace Peft.Runtime.Merging
             long max = Math.Min(outFeatures, inFeatures);
             var weights = spec.EffectiveWeights;
             if (spec.Method is MergeMethod.Linear or MergeMethod.Cat && layer is LoRALinear lora
-                && spec.Adapters.All(a => lora.Settings(a) is LoRASettings { UseDora: false })
+                && spec.Adapters.All(a => lora.Settings(a) is LoRAOptions { UseDora: false })
                 && spec.Adapters.Sum(a => (long)lora.Options(a).Rank) <= max)
             {
                 var a = cat(spec.Adapters.Select(n => lora.LoraA(n).detach().to(float64)).ToArray(), 0);
@@ -168,7 +168,7 @@ namespace Peft.Runtime.Merging
                     var (ta, tb) = (a.to(dtype), b.to(dtype));
                     a.Dispose();
                     b.Dispose();
-                    results.Add((lora, ta, tb, lora.Settings(spec.Adapters[0]) is LoRASettings first ? first.Dropout : 0));
+                    results.Add((lora, ta, tb, lora.Settings(spec.Adapters[0]) is LoRAOptions first ? first.Dropout : 0));
                     using (no_grad())
                     using (var product = matmul(tb, ta))
                         RequireFinite(path, spec, ta, tb, product);

@@ -358,8 +358,8 @@ public class BoneTests
         Assert.All(root2.named_parameters().Zip(before), p => TensorAssert.Equal(p.Second, p.First.parameter));
         // The layer itself refuses settings of the other variant or block.
         var layer = (BoneLinear)core2.AdapterLayers[0].Layer;
-        Assert.Contains("variant", Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new BoneSettings(4, BoneVariant.Bat))).Message);
-        Assert.Contains("block", Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new BoneSettings(8, BoneVariant.Bone))).Message);
+        Assert.Contains("variant", Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new BoneOptions { Block = 4, Variant = BoneVariant.Bat })).Message);
+        Assert.Contains("block", Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new BoneOptions { Block = 8, Variant = BoneVariant.Bone })).Message);
     }
 
     [Fact]
@@ -417,6 +417,6 @@ public class BoneTests
         using var folder = new TempFolder();
         string path = Path.Combine(folder.Path, AdapterConfig.FileName);
         File.WriteAllText(path, "{\"peft_type\": \"MISS\", \"init_weights\": false}");
-        Assert.Equal(new BoneSettings(64, BoneVariant.Bone), AdapterConfig.SettingsFor(AdapterConfig.Read(path), "q", path));
+        Assert.Equal(new BoneOptions { Block = 64, Variant = BoneVariant.Bone }, AdapterConfig.SettingsFor(AdapterConfig.Read(path), "q", path));
     }
 }

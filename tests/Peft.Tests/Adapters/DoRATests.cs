@@ -466,12 +466,12 @@ public class DoRATests
     public void SettingsRoundTripUseDora()
     {
         var layer = Make(options: new DoRAOptions { Rank = 4, Alpha = 8, Dropout = 0.2 }, train: false);
-        var settings = Assert.IsType<LoRASettings>(layer.Settings("default"));
+        var settings = Assert.IsType<DoRAOptions>(layer.Settings("default"));
         Assert.True(settings.UseDora);
         layer.ApplySettings("default", settings with { Alpha = 32, UseRsLora = true });
         Assert.Equal(32 / 2.0, layer.Options("default").Scaling);
         Assert.True(layer.IsDora("default"));
-        var ex = Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", settings with { UseDora = false }));
+        var ex = Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new LoRAOptions { Rank = 4, Alpha = 8, Dropout = 0.2 }));
         Assert.StartsWith("T.q: ", ex.Message);
         Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", settings with { Rank = 2 }));
     }

@@ -224,14 +224,14 @@ public class IA3Tests
     public void FeedForwardModulesAreMatchedAsPeftMatchesThem()
     {
         var list = new JsonObject { ["peft_type"] = "IA3", ["feedforward_modules"] = new JsonArray("mlp.down", "fc2") };
-        Assert.True(((IA3Settings)AdapterConfig.SettingsFor(list, "layers.0.mlp.down", "f")).FeedForward);
-        Assert.True(((IA3Settings)AdapterConfig.SettingsFor(list, "h.3.fc2", "f")).FeedForward);
-        Assert.False(((IA3Settings)AdapterConfig.SettingsFor(list, "layers.0.mlp.up", "f")).FeedForward);
+        Assert.True(((IA3Options)AdapterConfig.SettingsFor(list, "layers.0.mlp.down", "f")).FeedForward);
+        Assert.True(((IA3Options)AdapterConfig.SettingsFor(list, "h.3.fc2", "f")).FeedForward);
+        Assert.False(((IA3Options)AdapterConfig.SettingsFor(list, "layers.0.mlp.up", "f")).FeedForward);
         var regex = new JsonObject { ["peft_type"] = "IA3", ["feedforward_modules"] = ".*\\.down" };
-        Assert.True(((IA3Settings)AdapterConfig.SettingsFor(regex, "layers.0.mlp.down", "f")).FeedForward);
-        Assert.False(((IA3Settings)AdapterConfig.SettingsFor(regex, "layers.0.mlp.down_proj", "f")).FeedForward); // a full match, as re.fullmatch
+        Assert.True(((IA3Options)AdapterConfig.SettingsFor(regex, "layers.0.mlp.down", "f")).FeedForward);
+        Assert.False(((IA3Options)AdapterConfig.SettingsFor(regex, "layers.0.mlp.down_proj", "f")).FeedForward); // a full match, as re.fullmatch
         var none = new JsonObject { ["peft_type"] = "IA3" };
-        Assert.False(((IA3Settings)AdapterConfig.SettingsFor(none, "k", "f")).FeedForward);
+        Assert.False(((IA3Options)AdapterConfig.SettingsFor(none, "k", "f")).FeedForward);
     }
 
     [Fact]
@@ -245,7 +245,7 @@ public class IA3Tests
         var root2 = nn.Sequential(("k", IA3.Wrap(nn.Linear(12, 12), "T.k", "default", new IA3Options())));
         var ex = Assert.Throws<System.IO.InvalidDataException>(() => MiscAdapterKit.Attach(root2).LoadAdapters(folder.Path));
         Assert.Contains("key 'base_model.model.k.ia3_l' has shape [1, 12], but the model's parameter has shape [12, 1]", ex.Message);
-        var settings = Assert.Throws<InvalidOperationException>(() => ((IA3Linear)root2.named_children().Single().module).ApplySettings("default", new IA3Settings(true)));
+        var settings = Assert.Throws<InvalidOperationException>(() => ((IA3Linear)root2.named_children().Single().module).ApplySettings("default", new IA3Options { FeedForward = true }));
         Assert.Equal("T.k: adapter 'default' scales the layer's outputs, but the file lists this layer in feedforward_modules", settings.Message);
     }
 }

@@ -268,15 +268,15 @@ public class LoKrTests
         using var scope = NewDisposeScope();
         var layer = Make(new LoKrOptions { Rank = 2, Alpha = 2 }, inF: 64, outF: 64); // W1 [8, 8], W2 [8, 8] of rank 2
         var ex = Assert.Throws<InvalidOperationException>(() =>
-            layer.ApplySettings("default", new LoKrSettings(2, 2, DecomposeFactor: 4, DecomposeBoth: false, 0, 0)));
+            layer.ApplySettings("default", new LoKrOptions { Rank = 2, Alpha = 2, DecomposeFactor = 4 }));
         Assert.Equal("T.q: adapter 'default' is shaped W1 [8, 8] ⊗ W2 [8, 8] of rank 2; the file's settings (r 2, decompose_factor 4, decompose_both false) give W1 [4, 4] ⊗ W2 [16, 16] of rank 2", ex.Message);
-        Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new LoKrSettings(3, 2, -1, false, 0, 0)));
-        layer.ApplySettings("default", new LoKrSettings(2, Alpha: 6, -1, false, RankDropout: 0.25, ModuleDropout: 0));
+        Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", new LoKrOptions { Rank = 3, Alpha = 2 }));
+        layer.ApplySettings("default", new LoKrOptions { Rank = 2, Alpha = 6, RankDropout = 0.25 });
         Assert.Equal(3.0, layer.Options("default").Scaling);
         Assert.Equal(0.25, layer.Options("default").RankDropout);
         // With both factors full, the rank only scales: a file with another rank is the same shapes, PEFT's α / r.
         var full = Make(new LoKrOptions { Rank = 8, Alpha = 8 }, inF: 64, outF: 64);
-        full.ApplySettings("default", new LoKrSettings(16, 8, -1, false, 0, 0));
+        full.ApplySettings("default", new LoKrOptions { Rank = 16, Alpha = 8 });
         Assert.Equal(0.5, full.Options("default").Scaling);
     }
 }

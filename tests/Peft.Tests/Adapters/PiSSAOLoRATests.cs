@@ -271,7 +271,7 @@ public class PiSSAOLoRATests
     {
         using var scope = NewDisposeScope();
         var (layer, _) = Make(16, 16, new LoRAOptions { Rank = 4, Alpha = 8, Init = LoRAInit.OLoRA });
-        var settings = (LoRASettings)layer.Settings("default");
+        var settings = (LoRAOptions)layer.Settings("default");
         layer.ApplySettings("default", settings with { Dropout = 0.1 });
         var ex = Assert.Throws<InvalidOperationException>(() => layer.ApplySettings("default", settings with { Alpha = 16 }));
         Assert.Contains("OLoRA adapter 'default' has scaling 2; the file's has 4", ex.Message);
@@ -289,7 +289,7 @@ public class PiSSAOLoRATests
     public void ReadsPeftsInitValues(string json, LoRAInit expected)
     {
         var config = (JsonObject)JsonNode.Parse($"{{\"peft_type\": \"LORA\", \"r\": 4, \"init_lora_weights\": {json}}}")!;
-        var settings = Assert.IsType<LoRASettings>(AdapterConfig.SettingsFor(config, "q", "adapter_config.json"));
+        var settings = Assert.IsType<LoRAOptions>(AdapterConfig.SettingsFor(config, "q", "adapter_config.json"));
         Assert.Equal(expected, settings.Init);
     }
 

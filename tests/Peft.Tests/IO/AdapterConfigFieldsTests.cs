@@ -15,17 +15,17 @@ namespace Peft.Tests.IO;
 /// </summary>
 public sealed class AdapterConfigFieldsTests
 {
-    /// <summary>Each method's settings as its attribute's defaults give them (DoRA: LoRA with use_dora).</summary>
+    /// <summary>Each method's options record (its settings) at its attribute's defaults (DoRA: LoRA with use_dora).</summary>
     public static IEnumerable<object[]> DefaultSettings() => new[]
     {
-        new object[] { "LoRA", new LoRASettings(8, 8, 0, false, false, LoRAInit.Default) },
-        new object[] { "DoRA", new LoRASettings(8, 8, 0, false, true, LoRAInit.Default) },
-        new object[] { "Bone", new BoneSettings(64, BoneVariant.Bone) },
-        new object[] { "Hydra", new HydraSettings(8, 8, 8, 0) },
-        new object[] { "VeRA", new VeRASettings(256, 0, true, 0, 0.1) },
-        new object[] { "LoHa", new LoHaSettings(8, 8, 0, 0) },
-        new object[] { "LoKr", new LoKrSettings(8, 8, -1, false, 0, 0) },
-        new object[] { "IA3", new IA3Settings(false) },
+        new object[] { "LoRA", new LoRAOptions() },
+        new object[] { "DoRA", new DoRAOptions() },
+        new object[] { "Bone", new BoneOptions() },
+        new object[] { "Hydra", new HydraOptions() },
+        new object[] { "VeRA", new VeRAOptions() },
+        new object[] { "LoHa", new LoHaOptions() },
+        new object[] { "LoKr", new LoKrOptions() },
+        new object[] { "IA3", new IA3Options() },
     };
 
     [Theory]
@@ -56,7 +56,7 @@ public sealed class AdapterConfigFieldsTests
         foreach (LoRAInit init in Enum.GetValues<LoRAInit>())
         {
             var written = new JsonObject();
-            new LoRASettings(8, 8, 0, false, false, init).WriteSharedFields(written);
+            new LoRAOptions { Init = init }.WriteSharedFields(written);
             Assert.Equal(written["init_lora_weights"]!.ToJsonString(), lora.EnumJson[(int)init]);
         }
 
@@ -64,7 +64,7 @@ public sealed class AdapterConfigFieldsTests
         foreach (BoneVariant variant in Enum.GetValues<BoneVariant>())
         {
             var written = new JsonObject();
-            new BoneSettings(4, variant).WriteSharedFields(written);
+            new BoneOptions { Block = 4, Variant = variant }.WriteSharedFields(written);
             Assert.Equal(written["init_weights"]!.ToJsonString(), bone.EnumJson[(int)variant]);
         }
     }
@@ -74,15 +74,15 @@ public sealed class AdapterConfigFieldsTests
     {
         var sites = new List<(string, AdapterSettings)>
         {
-            ("attn.q", new LoRASettings(4, 8, 0, false, false, LoRAInit.Default)),
-            ("mlp.fc", new LoRASettings(8, 16, 0, false, true, LoRAInit.Default)),
+            ("attn.q", new LoRAOptions { Rank = 4, Alpha = 8 }),
+            ("mlp.fc", new DoRAOptions { Rank = 8, Alpha = 16 }),
         };
         string expected = PeftMessages.Format(PeftMessages.SharedConfigMismatch, "mlp.fc", "task", "use_dora", "true", "false", "attn.q");
         Assert.Equal(expected, AdapterConfig.SharedFieldConflict(sites, "task"));
         var ex = Assert.Throws<InvalidOperationException>(() => AdapterConfig.Build(sites, Array.Empty<string>(), null, null, "task"));
         Assert.Equal(expected, ex.Message);
         // Rank and alpha alone differ: one config, with patterns.
-        sites[1] = ("mlp.fc", new LoRASettings(8, 16, 0, false, false, LoRAInit.Default));
+        sites[1] = ("mlp.fc", new LoRAOptions { Rank = 8, Alpha = 16 });
         Assert.Null(AdapterConfig.SharedFieldConflict(sites, "task"));
     }
 
