@@ -1,10 +1,7 @@
-using System.Collections.Immutable;
+using System.Collections.Generic;
 using System.Composition;
 using System.Globalization;
-using System.Threading;
-using System.Threading.Tasks;
 using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CodeActions;
 using Microsoft.CodeAnalysis.CodeFixes;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -17,44 +14,30 @@ namespace Peft.CodeFixes
     /// first), as the analyzer found them; for a class-level attribute, blocks that divide every target of known shape.
     /// </summary>
     [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(BoneBlockCodeFix)), Shared]
-    public sealed class BoneBlockCodeFix : CodeFixProvider
+    public sealed class BoneBlockCodeFix : NodeReplacingCodeFix<ExpressionSyntax>
     {
-        /// <inheritdoc/>
-        public override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(DiagnosticIds.BlockDoesNotDivide);
+        /// <summary>The fix, registered for its diagnostic.</summary>
+        public BoneBlockCodeFix() : base(DiagnosticIds.BlockDoesNotDivide) { }
 
         /// <inheritdoc/>
-        public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
+        protected override ExpressionSyntax? FindTarget(SyntaxNode root, Diagnostic diagnostic) =>
+            diagnostic.Properties.TryGetValue(DiagnosticIds.BlockCandidatesProperty, out string? candidates) && !string.IsNullOrEmpty(candidates)
+                ? root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true) as ExpressionSyntax
+                : null;
 
         /// <inheritdoc/>
-        public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+        protected override IEnumerable<Replacement> Replacements(ExpressionSyntax target, Diagnostic diagnostic)
         {
-            SyntaxNode? root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-            if (root is null) return;
-            foreach (Diagnostic diagnostic in context.Diagnostics)
+            string[] blocks = diagnostic.Properties[DiagnosticIds.BlockCandidatesProperty]!.Split(',');
+            for (int i = 0; i < blocks.Length; i++)
             {
-                if (!diagnostic.Properties.TryGetValue(DiagnosticIds.BlockCandidatesProperty, out string? candidates) || string.IsNullOrEmpty(candidates)) continue;
-                if (root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true) is not ExpressionSyntax written) continue;
-
-                string[] blocks = candidates!.Split(',');
-                for (int i = 0; i < blocks.Length; i++)
-                {
-                    if (!long.TryParse(blocks[i], NumberStyles.None, CultureInfo.InvariantCulture, out long block) || block > int.MaxValue) continue;
-                    context.RegisterCodeFix(
-                        CodeAction.Create(
-                            "Use block " + block.ToString(CultureInfo.InvariantCulture),
-                            cancellationToken => UseBlock(context.Document, written, (int)block, cancellationToken),
-                            equivalenceKey: i == 0 ? "PEFT006.Nearest" : "PEFT006.Other"),
-                        diagnostic);
-                }
+                if (!long.TryParse(blocks[i], NumberStyles.None, CultureInfo.InvariantCulture, out long block) || block > int.MaxValue) continue;
+                int value = (int)block;
+                yield return new Replacement(
+                    "Use block " + value.ToString(CultureInfo.InvariantCulture),
+                    i == 0 ? "PEFT006.Nearest" : "PEFT006.Other",
+                    (written, _) => SyntaxFactory.LiteralExpression(SyntaxKind.NumericLiteralExpression, SyntaxFactory.Literal(value)).WithTriviaFrom(written));
             }
-        }
-
-        private static async Task<Document> UseBlock(Document document, ExpressionSyntax written, int block, CancellationToken cancellationToken)
-        {
-            SyntaxNode? root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-            if (root is null) return document;
-            ExpressionSyntax literal = SyntaxFactory.LiteralExpression(SyntaxKind.NumericLiteralExpression, SyntaxFactory.Literal(block)).WithTriviaFrom(written);
-            return document.WithSyntaxRoot(root.ReplaceNode(written, literal));
         }
     }
 }

@@ -1,9 +1,6 @@
-using System.Collections.Immutable;
+using System.Collections.Generic;
 using System.Composition;
-using System.Threading;
-using System.Threading.Tasks;
 using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CodeActions;
 using Microsoft.CodeAnalysis.CodeFixes;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -14,37 +11,24 @@ namespace Peft.CodeFixes
 {
     /// <summary>PEFT015: appends <c>RegisterComponents();</c> to the constructor (an expression body becomes a block).</summary>
     [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(CallRegisterComponentsCodeFix)), Shared]
-    public sealed class CallRegisterComponentsCodeFix : CodeFixProvider
+    public sealed class CallRegisterComponentsCodeFix : NodeReplacingCodeFix<ConstructorDeclarationSyntax>
     {
-        /// <inheritdoc/>
-        public override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(DiagnosticIds.RegisterComponentsNotCalled);
+        /// <summary>The fix, registered for its diagnostic.</summary>
+        public CallRegisterComponentsCodeFix() : base(DiagnosticIds.RegisterComponentsNotCalled) { }
 
         /// <inheritdoc/>
-        public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
+        /// <remarks>Reported on the constructor's name; a class without a constructor gets no automatic fix.</remarks>
+        protected override ConstructorDeclarationSyntax? FindTarget(SyntaxNode root, Diagnostic diagnostic) =>
+            root.FindToken(diagnostic.Location.SourceSpan.Start).Parent as ConstructorDeclarationSyntax;
 
         /// <inheritdoc/>
-        public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+        protected override IEnumerable<Replacement> Replacements(ConstructorDeclarationSyntax target, Diagnostic diagnostic)
         {
-            SyntaxNode? root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-            if (root is null) return;
-            foreach (Diagnostic diagnostic in context.Diagnostics)
-            {
-                // Reported on the constructor's name; a class without a constructor gets no automatic fix.
-                if (root.FindToken(diagnostic.Location.SourceSpan.Start).Parent is not ConstructorDeclarationSyntax constructor) continue;
-                context.RegisterCodeFix(
-                    CodeAction.Create(
-                        "Call RegisterComponents() at the end of the constructor",
-                        cancellationToken => AddCall(context.Document, constructor, cancellationToken),
-                        equivalenceKey: nameof(CallRegisterComponentsCodeFix)),
-                    diagnostic);
-            }
+            yield return new Replacement("Call RegisterComponents() at the end of the constructor", nameof(CallRegisterComponentsCodeFix), (constructor, _) => AddCall(constructor));
         }
 
-        private static async Task<Document> AddCall(Document document, ConstructorDeclarationSyntax constructor, CancellationToken cancellationToken)
+        private static ConstructorDeclarationSyntax? AddCall(ConstructorDeclarationSyntax constructor)
         {
-            SyntaxNode? root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-            if (root is null) return document;
-
             StatementSyntax call = SyntaxFactory.ExpressionStatement(SyntaxFactory.InvocationExpression(SyntaxFactory.IdentifierName("RegisterComponents")));
             ConstructorDeclarationSyntax updated;
             if (constructor.Body is { } body)
@@ -59,10 +43,10 @@ namespace Peft.CodeFixes
             }
             else
             {
-                return document;
+                return null;
             }
 
-            return document.WithSyntaxRoot(root.ReplaceNode(constructor, updated.WithAdditionalAnnotations(Formatter.Annotation)));
+            return updated.WithAdditionalAnnotations(Formatter.Annotation);
         }
     }
 }

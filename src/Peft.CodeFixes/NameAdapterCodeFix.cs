@@ -1,10 +1,7 @@
-using System.Collections.Immutable;
+using System.Collections.Generic;
 using System.Composition;
 using System.Linq;
-using System.Threading;
-using System.Threading.Tasks;
 using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CodeActions;
 using Microsoft.CodeAnalysis.CodeFixes;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -18,65 +15,48 @@ namespace Peft.CodeFixes
     /// it would rename the adapter on every field it targets.
     /// </summary>
     [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(NameAdapterCodeFix)), Shared]
-    public sealed class NameAdapterCodeFix : CodeFixProvider
+    public sealed class NameAdapterCodeFix : NodeReplacingCodeFix<AttributeSyntax>
     {
         private const string NameArgument = "Name";
 
-        /// <inheritdoc/>
-        public override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(DiagnosticIds.SharedConfigMismatch);
+        /// <summary>The fix, registered for its diagnostic.</summary>
+        public NameAdapterCodeFix() : base(DiagnosticIds.SharedConfigMismatch) { }
 
         /// <inheritdoc/>
-        public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
-
-        /// <inheritdoc/>
-        public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+        protected override AttributeSyntax? FindTarget(SyntaxNode root, Diagnostic diagnostic)
         {
-            SyntaxNode? root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
-            if (root is null) return;
-            foreach (Diagnostic diagnostic in context.Diagnostics)
-            {
-                if (!diagnostic.Properties.TryGetValue(DiagnosticIds.MemberNameProperty, out string? member) || string.IsNullOrEmpty(member)) continue;
-                AttributeSyntax? attribute = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true)
-                    .AncestorsAndSelf().OfType<AttributeSyntax>().FirstOrDefault();
-                if (attribute?.Parent?.Parent is not (FieldDeclarationSyntax or PropertyDeclarationSyntax)) continue;
-                string name = member!;
-                context.RegisterCodeFix(
-                    CodeAction.Create($"Name the adapter \"{name}\"", cancellationToken => Rename(context.Document, attribute, name, cancellationToken),
-                        equivalenceKey: nameof(NameAdapterCodeFix)),
-                    diagnostic);
-            }
+            if (!diagnostic.Properties.TryGetValue(DiagnosticIds.MemberNameProperty, out string? member) || string.IsNullOrEmpty(member)) return null;
+            AttributeSyntax? attribute = root.FindNode(diagnostic.Location.SourceSpan, getInnermostNodeForTie: true)
+                .AncestorsAndSelf().OfType<AttributeSyntax>().FirstOrDefault();
+            return attribute?.Parent?.Parent is FieldDeclarationSyntax or PropertyDeclarationSyntax ? attribute : null;
         }
 
-        private static async Task<Document> Rename(Document document, AttributeSyntax attribute, string name, CancellationToken cancellationToken)
+        /// <inheritdoc/>
+        protected override IEnumerable<Replacement> Replacements(AttributeSyntax target, Diagnostic diagnostic)
         {
-            SyntaxNode? root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
-            if (root is null) return document;
+            string name = diagnostic.Properties[DiagnosticIds.MemberNameProperty]!;
+            yield return new Replacement($"Name the adapter \"{name}\"", nameof(NameAdapterCodeFix), (attribute, _) => WithName(attribute, name));
+        }
 
+        private static AttributeSyntax WithName(AttributeSyntax attribute, string name)
+        {
             LiteralExpressionSyntax literal = SyntaxFactory.LiteralExpression(SyntaxKind.StringLiteralExpression, SyntaxFactory.Literal(name));
             AttributeArgumentSyntax? existing = attribute.ArgumentList?.Arguments
                 .FirstOrDefault(a => a.NameEquals?.Name.Identifier.ValueText == NameArgument);
-            AttributeSyntax updated;
-            if (existing is not null)
-            {
-                updated = attribute.ReplaceNode(existing.Expression, literal.WithTriviaFrom(existing.Expression));
-            }
-            else
-            {
-                AttributeArgumentSyntax argument = SyntaxFactory.AttributeArgument(
-                    SyntaxFactory.NameEquals(
-                        SyntaxFactory.IdentifierName(NameArgument).WithTrailingTrivia(SyntaxFactory.Space),
-                        SyntaxFactory.Token(SyntaxKind.EqualsToken).WithTrailingTrivia(SyntaxFactory.Space)),
-                    null, literal);
-                AttributeArgumentListSyntax list = attribute.ArgumentList ?? SyntaxFactory.AttributeArgumentList();
-                SeparatedSyntaxList<AttributeArgumentSyntax> arguments = list.Arguments;
-                arguments = arguments.Count == 0
-                    ? arguments.Add(argument)
-                    : SyntaxFactory.SeparatedList(arguments.Append(argument),
-                        arguments.GetSeparators().Append(SyntaxFactory.Token(SyntaxKind.CommaToken).WithTrailingTrivia(SyntaxFactory.Space)));
-                updated = attribute.WithArgumentList(list.WithArguments(arguments));
-            }
+            if (existing is not null) return attribute.ReplaceNode(existing.Expression, literal.WithTriviaFrom(existing.Expression));
 
-            return document.WithSyntaxRoot(root.ReplaceNode(attribute, updated));
+            AttributeArgumentSyntax argument = SyntaxFactory.AttributeArgument(
+                SyntaxFactory.NameEquals(
+                    SyntaxFactory.IdentifierName(NameArgument).WithTrailingTrivia(SyntaxFactory.Space),
+                    SyntaxFactory.Token(SyntaxKind.EqualsToken).WithTrailingTrivia(SyntaxFactory.Space)),
+                null, literal);
+            AttributeArgumentListSyntax list = attribute.ArgumentList ?? SyntaxFactory.AttributeArgumentList();
+            SeparatedSyntaxList<AttributeArgumentSyntax> arguments = list.Arguments;
+            arguments = arguments.Count == 0
+                ? arguments.Add(argument)
+                : SyntaxFactory.SeparatedList(arguments.Append(argument),
+                    arguments.GetSeparators().Append(SyntaxFactory.Token(SyntaxKind.CommaToken).WithTrailingTrivia(SyntaxFactory.Space)));
+            return attribute.WithArgumentList(list.WithArguments(arguments));
         }
     }
 }
