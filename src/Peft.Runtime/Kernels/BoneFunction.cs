@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -493,9 +494,12 @@ namespace Peft.Runtime.Kernels
             return scope.MoveToOuter(y);
         }
 
-        /// <summary>Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops.</summary>
+        /// <summary>
+        /// Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops;
+        /// never without 256-bit vectors in hardware (see <see cref="LoRAFunction.CanFuse"/>).
+        /// </summary>
         internal static bool CanFuse(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones) =>
-            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
+            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
             && (bat is null || TensorData.IsDenseCpuFloat(bat))
             && bones.All(TensorData.IsDenseCpuFloat);

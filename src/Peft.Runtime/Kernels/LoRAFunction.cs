@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -278,8 +279,13 @@ namespace Peft.Runtime.Kernels
             return scope.MoveToOuter(baseOut.add(update, alpha: scaling));
         }
 
+        /// <summary>
+        /// Whether the fused function runs for these tensors: dense float32 CPU tensors, a frozen base, and 256-bit
+        /// vectors in hardware (elsewhere, an ARM64 machine for one, .NET would emulate the kernels' vectors and the
+        /// composed TorchSharp ops are faster).
+        /// </summary>
         internal static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
-            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
+            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
             && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
             && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
