@@ -201,9 +201,9 @@ namespace Peft.Runtime.Kernels
 
         // libtorch's intra-op thread count, or the calling thread alone for small thin halves. Right after a GEMM,
         // libgomp's worker spins on the other core, by default for milliseconds, and a .NET worker that lands there
-        // stalls the caller longer than a small thin half takes alone (measured on two cores: n = 2048, d = 1024,
-        // r = 16 was faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there
-        // too: 1.110–1.120 of the frozen base against 1.145–1.160 on one.
+        // stalls the caller longer than a small thin half takes alone (on two cores, n = 2048, d = 1024, r = 16 was
+        // faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there too
+        // (benchmarks/README.md, "Threads").
         private static int KernelThreads(Args args, long rank) =>
             KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
 
