@@ -168,6 +168,7 @@ namespace Peft.Runtime.Kernels
             c2 = default;
             c3 = default;
             uint k0 = (uint)Seed, k1 = (uint)(Seed >> 32);
+            T m0 = T.Broadcast(Philox4x32.M0), m1 = T.Broadcast(Philox4x32.M1);
             for (int round = 0; round < 10; round++)
             {
                 if (round > 0)
@@ -175,10 +176,10 @@ namespace Peft.Runtime.Kernels
                     k0 += Philox4x32.W0;
                     k1 += Philox4x32.W1;
                 }
-                T.MulHiLo(c0, Philox4x32.M0, out var hi0, out var lo0);
-                T.MulHiLo(c2, Philox4x32.M1, out var hi1, out var lo1);
-                c0 = hi1 ^ c1 ^ T.Broadcast(k0);
-                c2 = hi0 ^ c3 ^ T.Broadcast(k1);
+                T.MulHiLo(c0, m0, out var hi0, out var lo0);
+                T.MulHiLo(c2, m1, out var hi1, out var lo1);
+                c0 = T.Xor(hi1, c1, T.Broadcast(k0));
+                c2 = T.Xor(hi0, c3, T.Broadcast(k1));
                 c1 = lo1;
                 c3 = lo0;
             }
@@ -284,11 +285,11 @@ namespace Peft.Runtime.Kernels
         /// <summary>Every lane <paramref name="value"/>.</summary>
         static abstract TSelf Broadcast(uint value);
 
-        /// <summary>Lane-wise exclusive or.</summary>
-        static abstract TSelf operator ^(TSelf a, TSelf b);
+        /// <summary>a ^ b ^ c lane-wise (one expression, so AVX-512 folds it into one ternary-logic instruction).</summary>
+        static abstract TSelf Xor(TSelf a, TSelf b, TSelf c);
 
-        /// <summary>The high and low words of each lane's 64-bit product with <paramref name="m"/>.</summary>
-        static abstract void MulHiLo(TSelf a, uint m, out TSelf hi, out TSelf lo);
+        /// <summary>The high and low words of each lane's 64-bit product with the same lane of <paramref name="m"/>.</summary>
+        static abstract void MulHiLo(TSelf a, TSelf m, out TSelf hi, out TSelf lo);
     }
 
     /// <summary>Eight lanes (AVX2).</summary>
@@ -305,12 +306,12 @@ namespace Peft.Runtime.Kernels
         public static PhiloxLanes256 Broadcast(uint value) => new(Vector256.Create(value));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static PhiloxLanes256 operator ^(PhiloxLanes256 a, PhiloxLanes256 b) => new(a.Value ^ b.Value);
+        public static PhiloxLanes256 Xor(PhiloxLanes256 a, PhiloxLanes256 b, PhiloxLanes256 c) => new(a.Value ^ b.Value ^ c.Value);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void MulHiLo(PhiloxLanes256 a, uint m, out PhiloxLanes256 hi, out PhiloxLanes256 lo)
+        public static void MulHiLo(PhiloxLanes256 a, PhiloxLanes256 m, out PhiloxLanes256 hi, out PhiloxLanes256 lo)
         {
-            var mv = Vector256.Create(m);
+            var mv = m.Value;
             Vector256<ulong> even = Avx2.Multiply(a.Value, mv);
             Vector256<ulong> odd = Avx2.Multiply((a.Value.AsUInt64() >>> 32).AsUInt32(), mv);
             lo = new(Avx2.Blend(even.AsUInt32(), (odd << 32).AsUInt32(), 0b1010_1010));
@@ -333,12 +334,12 @@ namespace Peft.Runtime.Kernels
         public static PhiloxLanes512 Broadcast(uint value) => new(Vector512.Create(value));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static PhiloxLanes512 operator ^(PhiloxLanes512 a, PhiloxLanes512 b) => new(a.Value ^ b.Value);
+        public static PhiloxLanes512 Xor(PhiloxLanes512 a, PhiloxLanes512 b, PhiloxLanes512 c) => new(a.Value ^ b.Value ^ c.Value);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void MulHiLo(PhiloxLanes512 a, uint m, out PhiloxLanes512 hi, out PhiloxLanes512 lo)
+        public static void MulHiLo(PhiloxLanes512 a, PhiloxLanes512 m, out PhiloxLanes512 hi, out PhiloxLanes512 lo)
         {
-            var mv = Vector512.Create(m);
+            var mv = m.Value;
             Vector512<ulong> even = Avx512F.Multiply(a.Value, mv);
             Vector512<ulong> odd = Avx512F.Multiply((a.Value.AsUInt64() >>> 32).AsUInt32(), mv);
             var low = Vector512.Create(0xFFFF_FFFFUL);
