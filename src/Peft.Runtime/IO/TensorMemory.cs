@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,16 +10,13 @@ namespace Peft.Runtime.IO
     /// </summary>
     /// <remarks>
     /// TorchSharp's <c>Tensor.bytes</c> is a <see cref="Span{T}"/> and so stops at 2 GiB; a pointer handed out in
-    /// chunks has no such limit. <c>THSTensor_data</c> returns the address of the tensor's first element, storage
-    /// offset included (unlike <c>storage&lt;T&gt;().data_ptr()</c>).
+    /// chunks has no such limit. <c>THSTensor_data</c> (imported once, in <c>Kernels.TensorData</c>) returns the
+    /// address of the tensor's first element, storage offset included (unlike <c>storage&lt;T&gt;().data_ptr()</c>).
     /// </remarks>
     internal static unsafe class TensorMemory
     {
         // Below int.MaxValue, so each chunk fits a Span; large enough that the per-call cost vanishes.
         private const int ChunkBytes = 1 << 30;
-
-        [DllImport("LibTorchSharp")]
-        private static extern IntPtr THSTensor_data(IntPtr handle);
 
         /// <summary>Fills <paramref name="tensor"/> (CPU, contiguous) with <paramref name="byteLength"/> bytes from the stream.</summary>
         /// <returns>Whether the stream held all of them.</returns>
@@ -72,13 +68,7 @@ namespace Peft.Runtime.IO
         {
             if (tensor.device_type != DeviceType.CPU || !tensor.is_contiguous())
                 throw new InvalidOperationException("Raw tensor bytes need a contiguous CPU tensor.");
-            IntPtr data = THSTensor_data(tensor.Handle);
-            if (data == IntPtr.Zero)
-            {
-                torch.CheckForErrors();
-                throw new InvalidOperationException("libtorch returned no data pointer for a non-empty tensor.");
-            }
-            return (byte*)data;
+            return (byte*)Kernels.TensorData.Address(tensor); // the runtime's one THSTensor_data import
         }
 
         // The format is little-endian and we copy element bytes as they lie in memory.

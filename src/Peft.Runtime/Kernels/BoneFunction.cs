@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,8 +33,8 @@ namespace Peft.Runtime.Kernels
     /// recomputes W' in backward rather than saving it: a saved W' would hold a second weight-sized tensor per layer for
     /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²).</para>
     /// <para><b>Scratch memory.</b> W' and G are weight-sized and live for one call each. Allocated afresh, a tensor
-    /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call: 200 ms for 4096 × 4096
-    /// floats on the development machine, against 5 ms for the pass that fills it. So they go to one float32 buffer
+    /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call, which costs many times the
+    /// pass that fills it (benchmarks/README.md has the figures). So they go to one float32 buffer
     /// per thread, grown to the largest adapted weight formed so far and kept: the price is that much memory held
     /// between steps (64 MiB for a 4096 × 4096 layer), instead of a page fault per 4 KiB per step.</para>
     /// <para>Bone blocks after a Bat block add to the Bat-adapted weight, as merging them in that order would; a Bat
@@ -411,10 +412,8 @@ namespace Peft.Runtime.Kernels
         // libtorch's intra-op thread count for large products, the calling thread alone for smaller ones. With
         // libgomp's default spin, four times LoRAFunction's threshold: the loop waits for the tile a worker holds, and a
         // worker preempted mid-tile (or sharing its core with libgomp's spinning thread right after a GEMM) costs more
-        // than the second core saves on a 2 ms product. Measured interleaved at n = 2048, d = 1024, r = 64 (134 M
-        // multiply-adds): one thread 1.099–1.114 of the frozen base against 1.113–1.137 with two; at r = 256 (537 M)
-        // two threads take 6.4 ms against 10.5. With the spin shortened, two threads gave 1.094–1.096 against
-        // 1.106–1.114 at r = 64.
+        // than the second core saves on a small product; large ones (r = 256 at 1024 × 1024) gain from two. With the
+        // spin shortened, two threads win from r = 64. The measurements behind both thresholds: benchmarks/README.md.
         private static int KernelThreads(long work) =>
             KernelThreadsOverride ?? KernelWorkers.Count(work, ParallelWork, ShortSpinParallelWork);
 
@@ -493,9 +492,12 @@ namespace Peft.Runtime.Kernels
             return scope.MoveToOuter(y);
         }
 
-        /// <summary>Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops.</summary>
+        /// <summary>
+        /// Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops;
+        /// never without 256-bit vectors in hardware (see <see cref="LoRAFunction.CanFuse"/>).
+        /// </summary>
         internal static bool CanFuse(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones) =>
-            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
+            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
             && (bat is null || TensorData.IsDenseCpuFloat(bat))
             && bones.All(TensorData.IsDenseCpuFloat);

@@ -8,8 +8,8 @@ namespace Peft.Runtime.Kernels
     /// <summary>
     /// The memory-bound passes of the Bone layer over raw float32 rows whose columns repeat with period r (the block):
     /// folding a row's r-wide blocks into one, broadcasting r values over a row's blocks, and adding a per-row r-vector
-    /// to every block of a weight row. libtorch runs each as a strided reduction or a copy from a broadcast view, which
-    /// measured 10 to 50 times slower than one streaming pass (a broadcast copy of [2048, 1024] took 20–30 ms).
+    /// to every block of a weight row. libtorch runs each as a strided reduction or a copy from a broadcast view, an
+    /// order of magnitude slower than one streaming pass on the development machine (benchmarks/README.md).
     /// </summary>
     /// <remarks>
     /// Every loop works on a period of L = lcm(r, 8) floats, a whole number of 8-float vectors and of blocks, so any

@@ -121,8 +121,8 @@ namespace Peft.Runtime.Kernels
         internal static int? KernelThreadsOverride { get; set; }
 
         // Both cores once libgomp's workers sleep soon (Native.OpenMpTuning) and the pass is worth a fork and join
-        // (2²⁶ multiply-adds: r = 64 at 1024 × 1024, where it saves about 2 ms); the calling thread alone otherwise: at
-        // r = 16 the pass takes about 0.5 ms, and on a busy host a worker woken for half of it can arrive late.
+        // (2²⁶ multiply-adds: r = 64 at 1024 × 1024); the calling thread alone otherwise: at r = 16 the pass is short,
+        // and on a busy host a worker woken for half of it can arrive late (benchmarks/README.md, DoRA's norm rows).
         private static int NormThreads(long work) =>
             KernelThreadsOverride ?? KernelWorkers.Count(work, long.MaxValue, 1L << 26);
 

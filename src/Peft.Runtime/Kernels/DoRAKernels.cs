@@ -7,8 +7,8 @@ namespace Peft.Runtime.Kernels
     /// <summary>
     /// DoRA's own passes over raw float32 memory (the norm's rows shared between workers, the rest on the calling
     /// thread). Each replaces several libtorch operations:
-    /// on two shared cores every parallel libtorch call waits for its OpenMP worker to be scheduled (measured here:
-    /// a 16 × 1024 · 1024 × 16 product took 20 ms under load), so the small steps cost more in barriers than in work.
+    /// on two shared cores every parallel libtorch call waits for its OpenMP worker to be scheduled, so the small steps
+    /// cost more in barriers than in work (benchmarks/README.md).
     /// </summary>
     /// <remarks>Loops are compiled fully optimised from their first call, as <see cref="LoRAKernels"/>' are.</remarks>
     internal static unsafe class DoRAKernels

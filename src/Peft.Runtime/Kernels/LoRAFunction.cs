@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -200,9 +201,9 @@ namespace Peft.Runtime.Kernels
 
         // libtorch's intra-op thread count, or the calling thread alone for small thin halves. Right after a GEMM,
         // libgomp's worker spins on the other core, by default for milliseconds, and a .NET worker that lands there
-        // stalls the caller longer than a small thin half takes alone (measured on two cores: n = 2048, d = 1024,
-        // r = 16 was faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there
-        // too: 1.110–1.120 of the frozen base against 1.145–1.160 on one.
+        // stalls the caller longer than a small thin half takes alone (on two cores, n = 2048, d = 1024, r = 16 was
+        // faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there too
+        // (benchmarks/README.md, "Threads").
         private static int KernelThreads(Args args, long rank) =>
             KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
 
@@ -278,8 +279,13 @@ namespace Peft.Runtime.Kernels
             return scope.MoveToOuter(baseOut.add(update, alpha: scaling));
         }
 
+        /// <summary>
+        /// Whether the fused function runs for these tensors: dense float32 CPU tensors, a frozen base, and 256-bit
+        /// vectors in hardware (elsewhere, an ARM64 machine for one, .NET would emulate the kernels' vectors and the
+        /// composed TorchSharp ops are faster).
+        /// </summary>
         internal static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
-            TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
+            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
             && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
             && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));

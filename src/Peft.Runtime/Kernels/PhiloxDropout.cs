@@ -152,14 +152,23 @@ namespace Peft.Runtime.Kernels
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private ulong DroppedBitsAvx2(long block)
         {
-            ulong ctr = (ulong)block * 8; // low three bits zero: adding the lane never carries
-            var c0 = Vector256.Create((uint)ctr) + Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
-            var c1 = Vector256.Create((uint)(ctr >> 32));
-            var c2 = Vector256<uint>.Zero;
-            var c3 = Vector256<uint>.Zero;
+            Rounds<PhiloxLanes256>((ulong)block * 8, out var c0, out var c1, out var c2, out var c3);
+            var threshold = Vector256.Create(Threshold);
+            return Decide(c0.Value, threshold) | (Decide(c1.Value, threshold) << 16) | (Decide(c2.Value, threshold) << 32)
+                | (Decide(c3.Value, threshold) << 48);
+        }
+
+        // Philox4x32-10 on the counters first + l, one per lane (first's low bits zero, so adding the lane never
+        // carries), words 2–3 zero, under key = seed.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Rounds<T>(ulong first, out T c0, out T c1, out T c2, out T c3) where T : struct, IPhiloxLanes<T>
+        {
+            c0 = T.Counters((uint)first);
+            c1 = T.Broadcast((uint)(first >> 32));
+            c2 = default;
+            c3 = default;
             uint k0 = (uint)Seed, k1 = (uint)(Seed >> 32);
-            var m0 = Vector256.Create(Philox4x32.M0);
-            var m1 = Vector256.Create(Philox4x32.M1);
+            T m0 = T.Broadcast(Philox4x32.M0), m1 = T.Broadcast(Philox4x32.M1);
             for (int round = 0; round < 10; round++)
             {
                 if (round > 0)
@@ -167,15 +176,13 @@ namespace Peft.Runtime.Kernels
                     k0 += Philox4x32.W0;
                     k1 += Philox4x32.W1;
                 }
-                MulHiLo(c0, m0, out var hi0, out var lo0);
-                MulHiLo(c2, m1, out var hi1, out var lo1);
-                c0 = hi1 ^ c1 ^ Vector256.Create(k0);
-                c2 = hi0 ^ c3 ^ Vector256.Create(k1);
+                T.MulHiLo(c0, m0, out var hi0, out var lo0);
+                T.MulHiLo(c2, m1, out var hi1, out var lo1);
+                c0 = T.Xor(hi1, c1, T.Broadcast(k0));
+                c2 = T.Xor(hi0, c3, T.Broadcast(k1));
                 c1 = lo1;
                 c3 = lo0;
             }
-            var threshold = Vector256.Create(Threshold);
-            return Decide(c0, threshold) | (Decide(c1, threshold) << 16) | (Decide(c2, threshold) << 32) | (Decide(c3, threshold) << 48);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -186,43 +193,13 @@ namespace Peft.Runtime.Kernels
             return lo | ((ulong)hi << 8);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void MulHiLo(Vector256<uint> a, Vector256<uint> m, out Vector256<uint> hi, out Vector256<uint> lo)
-        {
-            Vector256<ulong> even = Avx2.Multiply(a, m);
-            Vector256<ulong> odd = Avx2.Multiply((a.AsUInt64() >>> 32).AsUInt32(), m);
-            lo = Avx2.Blend(even.AsUInt32(), (odd << 32).AsUInt32(), 0b1010_1010);
-            hi = Avx2.Blend((even >>> 32).AsUInt32(), odd.AsUInt32(), 0b1010_1010);
-        }
-
         // Two blocks at once: counters 8q .. 8q + 15 for an even q, so lanes 0–7 are block q and lanes 8–15 block q + 1.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void DroppedBitsAvx512(long block, out ulong first, out ulong second)
         {
-            ulong ctr = (ulong)block * 8; // low four bits zero: adding the lane never carries
-            var c0 = Vector512.Create((uint)ctr) + Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            var c1 = Vector512.Create((uint)(ctr >> 32));
-            var c2 = Vector512<uint>.Zero;
-            var c3 = Vector512<uint>.Zero;
-            uint k0 = (uint)Seed, k1 = (uint)(Seed >> 32);
-            var m0 = Vector512.Create(Philox4x32.M0);
-            var m1 = Vector512.Create(Philox4x32.M1);
-            for (int round = 0; round < 10; round++)
-            {
-                if (round > 0)
-                {
-                    k0 += Philox4x32.W0;
-                    k1 += Philox4x32.W1;
-                }
-                MulHiLo(c0, m0, out var hi0, out var lo0);
-                MulHiLo(c2, m1, out var hi1, out var lo1);
-                c0 = hi1 ^ c1 ^ Vector512.Create(k0);
-                c2 = hi0 ^ c3 ^ Vector512.Create(k1);
-                c1 = lo1;
-                c3 = lo0;
-            }
+            Rounds<PhiloxLanes512>((ulong)block * 8, out var c0, out var c1, out var c2, out var c3);
             var threshold = Vector512.Create(Threshold);
-            ulong d0 = Decide(c0, threshold), d1 = Decide(c1, threshold), d2 = Decide(c2, threshold), d3 = Decide(c3, threshold);
+            ulong d0 = Decide(c0.Value, threshold), d1 = Decide(c1.Value, threshold), d2 = Decide(c2.Value, threshold), d3 = Decide(c3.Value, threshold);
             // Each dN holds 32 bits: low 16 for block q (lo half lanes, hi half lanes), high 16 for block q + 1.
             first = (d0 & 0xFFFF) | ((d1 & 0xFFFF) << 16) | ((d2 & 0xFFFF) << 32) | ((d3 & 0xFFFF) << 48);
             second = (d0 >> 16) | ((d1 >> 16) << 16) | ((d2 >> 16) << 32) | ((d3 >> 16) << 48);
@@ -235,16 +212,6 @@ namespace Peft.Runtime.Kernels
             ulong hi = Vector512.LessThan((word >>> 16).AsInt32(), threshold).ExtractMostSignificantBits();
             // lo / hi: bit l = lane l (0–15). Block q takes lanes 0–7, block q + 1 lanes 8–15.
             return (lo & 0xFF) | ((hi & 0xFF) << 8) | ((lo >> 8) << 16) | ((hi >> 8) << 24);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void MulHiLo(Vector512<uint> a, Vector512<uint> m, out Vector512<uint> hi, out Vector512<uint> lo)
-        {
-            Vector512<ulong> even = Avx512F.Multiply(a, m);
-            Vector512<ulong> odd = Avx512F.Multiply((a.AsUInt64() >>> 32).AsUInt32(), m);
-            var low = Vector512.Create(0xFFFF_FFFFUL);
-            lo = ((even & low) | (odd << 32)).AsUInt32();
-            hi = ((even >>> 32) | (odd & ~low)).AsUInt32();
         }
 
         /// <summary>
@@ -304,6 +271,80 @@ namespace Peft.Runtime.Kernels
                     for (; i < len; i++) destination[start + i] = ((m >> i) & 1) != 0 ? 0f : keep;
                 }
             }
+        }
+    }
+    /// <summary>
+    /// Philox's 32-bit lanes at one vector width, so <see cref="DropoutMask"/>'s ten rounds are written once for AVX2
+    /// and AVX-512 (the wrappers inline away, as <see cref="ISimdFloat{TSelf}"/>'s do).
+    /// </summary>
+    internal interface IPhiloxLanes<TSelf> where TSelf : struct, IPhiloxLanes<TSelf>
+    {
+        /// <summary>Lane l holds <paramref name="first"/> + l.</summary>
+        static abstract TSelf Counters(uint first);
+
+        /// <summary>Every lane <paramref name="value"/>.</summary>
+        static abstract TSelf Broadcast(uint value);
+
+        /// <summary>a ^ b ^ c lane-wise (one expression, so AVX-512 folds it into one ternary-logic instruction).</summary>
+        static abstract TSelf Xor(TSelf a, TSelf b, TSelf c);
+
+        /// <summary>The high and low words of each lane's 64-bit product with the same lane of <paramref name="m"/>.</summary>
+        static abstract void MulHiLo(TSelf a, TSelf m, out TSelf hi, out TSelf lo);
+    }
+
+    /// <summary>Eight lanes (AVX2).</summary>
+    internal readonly struct PhiloxLanes256 : IPhiloxLanes<PhiloxLanes256>
+    {
+        internal readonly Vector256<uint> Value;
+
+        private PhiloxLanes256(Vector256<uint> value) => Value = value;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes256 Counters(uint first) => new(Vector256.Create(first) + Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes256 Broadcast(uint value) => new(Vector256.Create(value));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes256 Xor(PhiloxLanes256 a, PhiloxLanes256 b, PhiloxLanes256 c) => new(a.Value ^ b.Value ^ c.Value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MulHiLo(PhiloxLanes256 a, PhiloxLanes256 m, out PhiloxLanes256 hi, out PhiloxLanes256 lo)
+        {
+            var mv = m.Value;
+            Vector256<ulong> even = Avx2.Multiply(a.Value, mv);
+            Vector256<ulong> odd = Avx2.Multiply((a.Value.AsUInt64() >>> 32).AsUInt32(), mv);
+            lo = new(Avx2.Blend(even.AsUInt32(), (odd << 32).AsUInt32(), 0b1010_1010));
+            hi = new(Avx2.Blend((even >>> 32).AsUInt32(), odd.AsUInt32(), 0b1010_1010));
+        }
+    }
+
+    /// <summary>Sixteen lanes (AVX-512).</summary>
+    internal readonly struct PhiloxLanes512 : IPhiloxLanes<PhiloxLanes512>
+    {
+        internal readonly Vector512<uint> Value;
+
+        private PhiloxLanes512(Vector512<uint> value) => Value = value;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes512 Counters(uint first) =>
+            new(Vector512.Create(first) + Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes512 Broadcast(uint value) => new(Vector512.Create(value));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PhiloxLanes512 Xor(PhiloxLanes512 a, PhiloxLanes512 b, PhiloxLanes512 c) => new(a.Value ^ b.Value ^ c.Value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MulHiLo(PhiloxLanes512 a, PhiloxLanes512 m, out PhiloxLanes512 hi, out PhiloxLanes512 lo)
+        {
+            var mv = m.Value;
+            Vector512<ulong> even = Avx512F.Multiply(a.Value, mv);
+            Vector512<ulong> odd = Avx512F.Multiply((a.Value.AsUInt64() >>> 32).AsUInt32(), mv);
+            var low = Vector512.Create(0xFFFF_FFFFUL);
+            lo = new(((even & low) | (odd << 32)).AsUInt32());
+            hi = new(((even >>> 32) | (odd & ~low)).AsUInt32());
         }
     }
 }

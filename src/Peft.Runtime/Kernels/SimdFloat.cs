@@ -26,6 +26,21 @@ namespace Peft.Runtime.Kernels
         /// <summary>Lane-wise sum.</summary>
         static abstract TSelf operator +(TSelf a, TSelf b);
 
+        /// <summary>Lane-wise bitwise and (a lane mask of all ones or zeros keeps or clears a float).</summary>
+        static abstract TSelf operator &(TSelf a, TSelf b);
+
+        /// <summary>Every bit set: the mask that keeps every lane.</summary>
+        static abstract TSelf AllBitsSet { get; }
+
+        /// <summary>
+        /// All-ones lanes where bit l of <paramref name="dropped"/> is clear, zero lanes where it is set
+        /// (l &lt; <see cref="Count"/>; higher bits must be zero).
+        /// </summary>
+        static abstract TSelf KeptLanes(uint dropped);
+
+        /// <summary>The sum of the lanes.</summary>
+        static abstract float Sum(TSelf a);
+
         /// <summary>Stores <see cref="Count"/> floats.</summary>
         void Store(float* destination);
     }
@@ -52,6 +67,22 @@ namespace Peft.Runtime.Kernels
         public static Simd256 operator +(Simd256 a, Simd256 b) => new(a._value + b._value);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Simd256 operator &(Simd256 a, Simd256 b) => new(a._value & b._value);
+
+        public static Simd256 AllBitsSet
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => new(Vector256<float>.AllBitsSet);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Simd256 KeptLanes(uint dropped) =>
+            new(Vector256.Equals(Vector256.Create(dropped) & Vector256.Create(1u, 2, 4, 8, 16, 32, 64, 128), Vector256<uint>.Zero).AsSingle());
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Sum(Simd256 a) => Vector256.Sum(a._value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Store(float* destination) => _value.Store(destination);
     }
 
@@ -75,6 +106,23 @@ namespace Peft.Runtime.Kernels
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Simd512 operator +(Simd512 a, Simd512 b) => new(a._value + b._value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Simd512 operator &(Simd512 a, Simd512 b) => new(a._value & b._value);
+
+        public static Simd512 AllBitsSet
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => new(Vector512<float>.AllBitsSet);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Simd512 KeptLanes(uint dropped) =>
+            new(Vector512.Equals(Vector512.Create(dropped) & Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+                Vector512<uint>.Zero).AsSingle());
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Sum(Simd512 a) => Vector512.Sum(a._value);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Store(float* destination) => _value.Store(destination);

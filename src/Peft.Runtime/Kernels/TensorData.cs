@@ -9,8 +9,24 @@ namespace Peft.Runtime.Kernels
     internal static unsafe class TensorData
     {
         // The address of the tensor's first element, storage offset included (storage<T>().data_ptr() ignores it).
+        // The runtime's only import of it: IO.TensorMemory reads raw bytes through Address too.
         [DllImport("LibTorchSharp")]
         private static extern IntPtr THSTensor_data(IntPtr handle);
+
+        /// <summary>
+        /// The address of the first element of <paramref name="t"/> (a CPU tensor of any dtype, storage offset
+        /// included); throws libtorch's error, or says so, when libtorch returns none.
+        /// </summary>
+        internal static IntPtr Address(Tensor t)
+        {
+            IntPtr data = THSTensor_data(t.Handle);
+            if (data == IntPtr.Zero)
+            {
+                torch.CheckForErrors();
+                throw new InvalidOperationException("libtorch returned no data pointer for a non-empty tensor.");
+            }
+            return data;
+        }
 
         /// <summary>Whether the kernels' raw loops can read <paramref name="t"/>: a contiguous float32 CPU tensor.</summary>
         internal static bool IsDenseCpuFloat(Tensor t) =>
@@ -22,13 +38,7 @@ namespace Peft.Runtime.Kernels
             if (!IsDenseCpuFloat(t))
                 throw new InvalidOperationException("The kernel needs a contiguous float32 CPU tensor.");
             if (t.numel() == 0) return null;
-            IntPtr data = THSTensor_data(t.Handle);
-            if (data == IntPtr.Zero)
-            {
-                torch.CheckForErrors();
-                throw new InvalidOperationException("libtorch returned no data pointer for a non-empty tensor.");
-            }
-            return (float*)data;
+            return (float*)Address(t);
         }
     }
 }

@@ -10,8 +10,8 @@ namespace Peft.Runtime.Kernels
     /// <remarks>
     /// Bone's adapted weight, Bat's G = dYᵀ·x and DoRA's scaled gradient dZ live for one call each. Allocated afresh,
     /// a tensor of 32 MiB or more (glibc's largest heap block, e.g. [2048, 4096] floats) is mapped and page-faulted in
-    /// anew on every call: filling a new 4096 × 4096 float tensor measured 200 ms on the development machine, the same
-    /// pass into a kept buffer 5 ms. A caller uses the view only until it returns and never holds two at once.
+    /// anew on every call, which costs many times the pass that fills it (benchmarks/README.md has the figures). A
+    /// caller uses the view only until it returns and never holds two at once.
     /// </remarks>
     internal static class ThreadScratch
     {

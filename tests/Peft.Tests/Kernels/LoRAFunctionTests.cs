@@ -58,21 +58,25 @@ public class LoRAFunctionTests
     [InlineData(new long[] { 70, 200 }, 150, 64, true, true, 0.1)]     // several column tiles and row groups, partial ones
     public void ForwardAndGradientsEqualTheCompositionWithTheSameMask(long[] shape, long outF, int rank, bool bias, bool inputGrad, double p)
     {
-        using var scope = NewDisposeScope();
-        var s = Make(shape, outF, rank, bias, inputGrad);
-        const ulong seed = 0x1234_5678_9ABC_DEF0;
-        var mask = p > 0 ? LoRAFunction.MaskTensor(seed, p, shape) : null;
-        var upstream = randn(s.X.shape.Take(shape.Length - 1).Append(outF).ToArray());
+        // Both vector widths where the machine has AVX-512 (the 256-bit loops forced), else the 256-bit ones.
+        KernelWidths.Each(() =>
+        {
+            using var scope = NewDisposeScope();
+            var s = Make(shape, outF, rank, bias, inputGrad);
+            const ulong seed = 0x1234_5678_9ABC_DEF0;
+            var mask = p > 0 ? LoRAFunction.MaskTensor(seed, p, shape) : null;
+            var upstream = randn(s.X.shape.Take(shape.Length - 1).Append(outF).ToArray());
 
-        var expected = Composed(s, mask);
-        var expectedGrads = Grads(expected, upstream, Trainable(s));
-        var actual = LoRAFunction.Apply(s.X, null, s.W, s.Bias, s.A, s.B, s.Scaling, p, seed);
-        var actualGrads = Grads(actual, upstream, Trainable(s));
+            var expected = Composed(s, mask);
+            var expectedGrads = Grads(expected, upstream, Trainable(s));
+            var actual = LoRAFunction.Apply(s.X, null, s.W, s.Bias, s.A, s.B, s.Scaling, p, seed);
+            var actualGrads = Grads(actual, upstream, Trainable(s));
 
-        TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
-        for (int i = 0; i < expectedGrads.Count; i++)
-            TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
-        Assert.Equal(s.A.shape, actualGrads[^2].shape);
+            TensorAssert.Close(expected, actual, rtol: 1e-4, atol: 1e-4);
+            for (int i = 0; i < expectedGrads.Count; i++)
+                TensorAssert.Close(expectedGrads[i], actualGrads[i], rtol: 1e-4, atol: 1e-4);
+            Assert.Equal(s.A.shape, actualGrads[^2].shape);
+        });
     }
 
     [Theory]
