@@ -172,15 +172,15 @@ namespace Peft.Generators.Diagnostics
                     string.Join(", ", distinctNames.Select(n => "'" + n + "'")), where));
             }
 
-            // PEFT011: the method against the sources. Every method creates a LoRA adapter, which only a layer of LoRA
-            // and DoRA adapters can hold.
+            // PEFT011: the method against the sources. Every method creates a LoRA adapter, which only a layer whose
+            // method the rule table marks HoldsMergedLoRA (LoRA, DoRA) can hold.
             int method = AttributeArguments.Int(merge, "Method") ?? Linear;
             if (names is not null)
             {
                 Location methodLocation = AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken);
-                // The first source that is no LoRA or DoRA adapter is named: one diagnostic per merge.
+                // The first source whose layer cannot hold it is named: one diagnostic per merge.
                 var offending = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name))
-                    .Where(s => s.Method is not ("LoRA" or "DoRA")).Take(1);
+                    .Where(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true }).Take(1);
                 foreach (Source source in offending)
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,

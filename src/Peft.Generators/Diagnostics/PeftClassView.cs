@@ -39,8 +39,8 @@ namespace Peft.Generators.Diagnostics
         /// <summary>The adapter's name; null where <c>Name</c> is empty or null.</summary>
         public string? Name { get; }
 
-        /// <summary>LoRA and DoRA share one layer type; every other method has its own.</summary>
-        public string Family => Method == "DoRA" ? "LoRA" : Method;
+        /// <summary>The runtime layer the method's adapters live in (DoRA shares LoRA's), from the rule table: one layer holds one family.</summary>
+        public string Family => AdapterConfigFields.Find(Method)?.LayerFamily ?? Method;
     }
 
     /// <summary>
