@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Collections.Immutable;
 using System.Linq;
 using System.Text;
 using Microsoft.CodeAnalysis;
@@ -183,60 +184,17 @@ namespace Peft.Generators.Emit
 
         private static void WriteModelApi(CodeWriter w, ClassModel model)
         {
-            void Member(string summary, string name, string declaration, params string[] parameters)
+            foreach (GeneratedMember member in GeneratedMember.ModelApi)
             {
-                w.Line("/// <summary>" + summary + "</summary>");
-                for (int i = 0; i + 1 < parameters.Length; i += 2)
-                    w.Line("/// <param name=\"" + parameters[i] + "\">" + parameters[i + 1] + "</param>");
+                w.Line("/// <summary>" + member.Summary + "</summary>");
+                foreach (ApiParameter parameter in member.ApiParameters ?? ImmutableArray<ApiParameter>.Empty)
+                    w.Line("/// <param name=\"" + parameter.Name + "\">" + parameter.Summary + "</param>");
                 GeneratedCode.WriteMemberAttributes(w);
-                w.Line("public " + New(model, name) + declaration);
+                w.Line("public " + New(model, member.Name) + member.Declaration);
                 w.Line();
             }
 
-            const string core = "__peftCoreOrThrow";
-            Member("Every adapter layer of the model by its module path (<c>blocks.0.q</c>), in tree order.", "AdapterLayers",
-                ReadOnlyList + "<(string Path, " + Runtime + ".IAdapterLayer Layer)> AdapterLayers => " + core + ".AdapterLayers;");
-            Member("Folds the active adapters into the base weights (refusing NaN / Inf, naming the layer).", "MergeAdapters",
-                "void MergeAdapters() => " + core + ".MergeAdapters();");
-            Member("Undoes <c>MergeAdapters()</c>.", "UnmergeAdapters",
-                "void UnmergeAdapters() => " + core + ".UnmergeAdapters();");
-            Member("Merges the active adapters and puts the plain base layers back in the model.", "MergeAndUnload",
-                "void MergeAndUnload() => " + core + ".MergeAndUnload();");
-            Member("Writes every adapter in Hugging Face PEFT's format (<c>adapter_config.json</c> and <c>adapter_model.safetensors</c>).", "SaveAdapters",
-                "void SaveAdapters(string directory) => " + core + ".SaveAdapters(directory);",
-                "directory", "The folder that receives the adapter <c>default</c>; any other adapter goes in a subfolder of its name.");
-            Member("Reads adapters written by <c>SaveAdapters</c> or by Hugging Face PEFT; on any mismatch the model is left unchanged.", "LoadAdapters",
-                "void LoadAdapters(string directory) => " + core + ".LoadAdapters(directory);",
-                "directory", "The folder to read.");
-            Member("Writes one adapter in Hugging Face PEFT's format straight into <paramref name=\"directory\"/>, with the <c>[Trainable]</c> modules.", "SaveAdapter",
-                "void SaveAdapter(string directory, string adapter) => " + core + ".SaveAdapter(directory, adapter);",
-                "directory", "The folder that receives the adapter's files, whatever its name.",
-                "adapter", "The adapter to write.");
-            Member("Reads one adapter's files from <paramref name=\"directory\"/> into the model's adapter <paramref name=\"adapter\"/>; on any mismatch the model is left unchanged.", "LoadAdapter",
-                "void LoadAdapter(string directory, string adapter) => " + core + ".LoadAdapter(directory, adapter);",
-                "directory", "The folder holding the adapter's files.",
-                "adapter", "The model's adapter that receives them.");
-            Member("Removes an adapter and its parameters from every layer (refused while it is merged).", "DeleteAdapter",
-                "void DeleteAdapter(string adapter) => " + core + ".DeleteAdapter(adapter);",
-                "adapter", "The adapter to remove.");
-            Member("Selects the adapters applied in <c>forward</c> on every layer that has them.", "SetActiveAdapters",
-                "void SetActiveAdapters(params string[] names) => " + core + ".SetActiveAdapters(names);",
-                "names", "The adapter names, in the order they apply.");
-            Member("Applies the active adapters again after <c>DisableAdapters()</c>.", "EnableAdapters",
-                "void EnableAdapters() => " + core + ".EnableAdapters();");
-            Member("Makes <c>forward</c> return the base model's output.", "DisableAdapters",
-                "void DisableAdapters() => " + core + ".DisableAdapters();");
-            Member("Until the returned scope is disposed, row i of each batch goes through adapter <paramref name=\"adapterPerRow\"/>[i] alone (<c>\"__base__\"</c> for the base model), one sub-batch per adapter.", "MixedBatch",
-                "global::System.IDisposable MixedBatch(params string[] adapterPerRow) => " + core + ".MixedBatch(adapterPerRow);",
-                "adapterPerRow", "One adapter name per row of the batch (the first dimension of each adapter layer's input).");
-            Member("Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did).", "FreezeBaseModel",
-                "void FreezeBaseModel() => " + core + ".FreezeBaseModel();");
-            Member("Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>.", "UnfreezeBaseModel",
-                "void UnfreezeBaseModel() => " + core + ".UnfreezeBaseModel();");
-            Member("The parameters that train: adapters and <c>[Trainable]</c> modules.", "TrainableParameters",
-                "global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => " + core + ".TrainableParameters();");
-            Member("The number of trainable scalars.", "TrainableParameterCount",
-                "long TrainableParameterCount => " + core + ".TrainableParameterCount;");
+            const string core = GeneratedMember.Core;
             if (!model.Merges.IsEmpty) WriteMerges(w, model, trailingBlankLine: true);
 
             GeneratedCode.WriteMemberAttributes(w);
