@@ -38,10 +38,9 @@ namespace Peft.Generators.Tests
         public static readonly ImmutableArray<MetadataReference> ReferencesWithoutRuntime =
             References.RemoveAt(References.Length - 1);
 
-        public static CSharpCompilation Compile(IEnumerable<string> sources, bool withStubs = true, ImmutableArray<MetadataReference>? references = null)
+        public static CSharpCompilation Compile(IEnumerable<string> sources, ImmutableArray<MetadataReference>? references = null)
         {
             var trees = sources.Select((source, i) => CSharpSyntaxTree.ParseText(source, ParseOptions, path: $"Input{i}.cs")).ToList();
-            if (withStubs) trees.Add(CSharpSyntaxTree.ParseText(RuntimeStubs.Source(), ParseOptions, path: "RuntimeStubs.cs"));
             return CSharpCompilation.Create(
                 "PeftGeneratorTest",
                 trees,
