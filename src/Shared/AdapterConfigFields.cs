@@ -115,7 +115,7 @@ namespace Peft
 
         private static Field[] LoRAShared(string useDora) => new[]
         {
-            new Field("lora_dropout", "Dropout", "0"),
+            new Field("lora_dropout", "Dropout", "0.0"),
             new Field("use_rslora", "UseRsLora", "false"),
             new Field("use_dora", null, useDora),
             new Field("fan_in_fan_out", null, "false"),
@@ -135,30 +135,32 @@ namespace Peft
             // PEFT's MiSS has no rank_pattern: the block is held once per adapter.
             new Method("Bone", "MISS", new string[0],
                 new Field("r", "Block", "64"),
-                new Field("init_weights", "Variant", "true", "true", "\"bat\""))
+                new Field("init_weights", "Variant", "true", "true", "\"bat\""),
+                new Field("miss_dropout", "Dropout", "0.0"))
                 { Sizes = new[] { new Size("block", Bound.BlockDividingIn) } },
             new Method("Hydra", "HYDRA", new[] { "r", "sequential_r", "lora_alpha" },
-                new Field("lora_dropout", "Dropout", "0"))
+                new Field("lora_dropout", "Dropout", "0.0"))
                 { Sizes = new[] { new Size("parallelRank", Bound.RankWithinInAndOut), new Size("sequentialRank", Bound.RankWithinOut) } },
             // VeRA's layers share one pair of projections: one rank and one seed per adapter.
             new Method("VeRA", "VERA", new string[0],
                 new Field("r", "Rank", "256"),
                 new Field("projection_prng_key", "ProjectionSeed", "0"),
                 new Field("save_projection", null, "true"),
-                new Field("vera_dropout", "Dropout", "0"),
+                new Field("vera_dropout", "Dropout", "0.0"),
                 new Field("d_initial", null, "0.1"),
                 new Field("fan_in_fan_out", null, "false"),
                 new Field("bias", null, "\"none\""))
                 { Sizes = new[] { new Size("rank", Bound.Rank) } },
             new Method("LoHa", "LOHA", new[] { "r", "alpha" },
-                new Field("rank_dropout", "RankDropout", "0"),
-                new Field("module_dropout", "ModuleDropout", "0"))
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("module_dropout", "ModuleDropout", "0.0"))
                 { Sizes = RankWithinInAndOut },
             new Method("LoKr", "LOKR", new[] { "r", "alpha" },
                 new Field("decompose_factor", "DecomposeFactor", "-1"),
                 new Field("decompose_both", "DecomposeBoth", "false"),
-                new Field("rank_dropout", "RankDropout", "0"),
-                new Field("module_dropout", "ModuleDropout", "0"))
+                new Field("rank_dropout", "RankDropout", "0.0"),
+                new Field("module_dropout", "ModuleDropout", "0.0"),
+                new Field("rank_dropout_scale", "RankDropoutScale", "false"))
                 { Sizes = new[] { new Size("rank", Bound.Rank) } },
             // feedforward_modules lists layers, so it may differ per layer.
             new Method("IA3", "IA3", new string[0],
@@ -188,16 +190,29 @@ namespace Peft
             return null;
         }
 
-        /// <summary>A value as <c>adapter_config.json</c> writes it (System.Text.Json's text for a bool, number or string).</summary>
+        /// <summary>
+        /// A value as <c>adapter_config.json</c> writes it: System.Text.Json's text for a bool, integer or string, and a
+        /// double as Python's <c>json</c> writes a float (<c>0.0</c>, <c>0.05</c>, <c>1e-05</c>), as the runtime's
+        /// <c>AdapterConfig.Float</c> does for float fields.
+        /// </summary>
         public static string Json(object? value) => value switch
         {
             null => "null",
             bool b => b ? "true" : "false",
             string s => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"",
-            double d => d.ToString("R", CultureInfo.InvariantCulture),
+            double d => PythonFloat(d),
             float f => f.ToString("R", CultureInfo.InvariantCulture),
             System.IFormattable n => n.ToString(null, CultureInfo.InvariantCulture),
             _ => value.ToString() ?? "null",
         };
+
+        /// <summary>Python's <c>repr</c> of a float for the values attributes hold: <c>.0</c> on whole numbers, a lower-case exponent.</summary>
+        private static string PythonFloat(double value)
+        {
+            string text = value.ToString("R", CultureInfo.InvariantCulture);
+            if (double.IsNaN(value) || double.IsInfinity(value)) return value > 0 ? "Infinity" : value < 0 ? "-Infinity" : "NaN";
+            if (text.IndexOf('E') >= 0) return text.Replace("E", "e");
+            return text.IndexOf('.') >= 0 ? text : text + ".0";
+        }
     }
 }

@@ -309,7 +309,7 @@ namespace Peft.Generators.Tests.Analyzers
         [Fact]
         public Task PEFT017_different_dropout_under_one_name() => Expect(
             A($"[LoRA(4, Name = \"a\")] {M} q = Linear(8, 8); [LoRA(4, Name = \"a\")] {M} k = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.1, Name = \"a\")|}}] {M} v = Linear(8, 8);"),
-            At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "a", "lora_dropout", "0.1", "0", "Demo.A.q")));
+            At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "a", "lora_dropout", "0.1", "0.0", "Demo.A.q")));
 
         [Fact]
         public Task PEFT017_LoRA_and_DoRA_differ_in_use_dora() => Expect(
@@ -328,7 +328,7 @@ namespace Peft.Generators.Tests.Analyzers
         [Fact]
         public Task PEFT017_class_level_adapter_counts_on_its_targets() => Expect(
             $"namespace Demo {{ [LoRA(4, Targets = new[] {{ nameof(q) }})] public partial class A : {M} {{ {M} q = Linear(8, 8); [{{|#0:LoRA(4, Dropout = 0.2)|}}] {M} v = Linear(8, 8); {Tail} }} }}",
-            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "lora_dropout", "0.2", "0", "Demo.A.q"));
+            At("PEFT017", 0).WithArguments("Demo.A.v", "default", "lora_dropout", "0.2", "0.0", "Demo.A.q"));
 
         [Fact]
         public Task PEFT017_near_miss_rank_and_alpha_differ_or_names_differ() => Expect(

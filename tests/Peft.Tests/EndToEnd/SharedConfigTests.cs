@@ -19,7 +19,7 @@ public sealed class SharedConfigTests
     {
         var ex = Assert.Throws<InvalidOperationException>(() => new DropoutConflictModel());
         Assert.Equal(
-            PeftMessages.Format(PeftMessages.SharedConfigMismatch, "mlp.fc", "default", "lora_dropout", "0.1", "0", "attn.q"),
+            PeftMessages.Format(PeftMessages.SharedConfigMismatch, "mlp.fc", "default", "lora_dropout", "0.1", "0.0", "attn.q"),
             ex.Message);
     }
 
