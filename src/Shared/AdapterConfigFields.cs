@@ -1,6 +1,9 @@
-// Compiled into both the analyzers (netstandard2.0) and the runtime: what PEFT's adapter_config.json holds once per
-// adapter, method by method. PEFT017 reads it to compare attributes at compile time; the runtime's settings records
-// write exactly these keys (tests/Peft.Tests/IO/AdapterConfigFieldsTests.cs holds the two together).
+// Compiled into both the analyzers (netstandard2.0) and the runtime: the one table of PeftDsl's methods. For each, what
+// PEFT's adapter_config.json holds once per adapter (PEFT017 compares attributes by it at compile time; the runtime's
+// settings records write exactly these keys: tests/Peft.Tests/IO/AdapterConfigFieldsTests.cs holds the two together),
+// and the rules the parser and analyzers apply to its attribute: which constructor arguments are sizes and what bounds
+// them (PEFT004 / PEFT005 / PEFT006), which layers it wraps (PEFT016), which runtime layer it shares (PEFT008's mixed
+// methods) and whether a layer of it can hold a merged LoRA (PEFT011). Adding a method adds one entry to Methods.
 using System.Globalization;
 
 namespace Peft
@@ -32,6 +35,40 @@ namespace Peft
             public string[] EnumJson { get; }
         }
 
+        /// <summary>What bounds a size argument of an attribute's constructor, as the method's runtime layer checks it.</summary>
+        internal enum Bound
+        {
+            /// <summary>A rank of at least 1, with no upper bound the layer's shape sets (VeRA, LoKr).</summary>
+            Rank,
+
+            /// <summary>A rank from 1 to min(in, out) (PEFT004, PEFT005).</summary>
+            RankWithinInAndOut,
+
+            /// <summary>A rank from 1 to the layer's out-features (Hydra's sequential rank; PEFT004, PEFT005).</summary>
+            RankWithinOut,
+
+            /// <summary>A block of at least 1 that divides the in-features, and with <c>Variant = Bat</c> the out-features too (PEFT004, PEFT006).</summary>
+            BlockDividingIn,
+        }
+
+        /// <summary>A size argument: the constructor parameter and what bounds it.</summary>
+        internal sealed class Size
+        {
+            public Size(string parameter, Bound bound)
+            {
+                Parameter = parameter;
+                Bound = bound;
+            }
+
+            /// <summary>The constructor parameter, e.g. <c>rank</c>, <c>parallelRank</c>, <c>block</c>.</summary>
+            public string Parameter { get; }
+
+            public Bound Bound { get; }
+        }
+
+        /// <summary>The layer type every method wraps today, by metadata name (<see cref="PeftMessages.UnsupportedLayer"/> names it).</summary>
+        public const string LinearLayer = "TorchSharp.Modules.Linear";
+
         /// <summary>One method: its PEFT type, the fields held once per adapter, and those PEFT lets differ per layer (through a pattern).</summary>
         internal sealed class Method
         {
@@ -54,6 +91,21 @@ namespace Peft
 
             /// <summary>Keys held once per adapter, beside <c>peft_type</c>.</summary>
             public Field[] Shared { get; }
+
+            /// <summary>The attribute's size arguments (ranks, blocks) and their bounds; none for a method without one (IA3).</summary>
+            public Size[] Sizes { get; init; } = new Size[0];
+
+            /// <summary>The layer types (metadata names) its adapter layer wraps; another constructed layer is PEFT016.</summary>
+            public string[] Layers { get; init; } = { LinearLayer };
+
+            /// <summary>The method whose runtime layer it shares, if another's (DoRA is a LoRA layer with a magnitude); one layer holds one such family only.</summary>
+            public string? SharesLayerWith { get; init; }
+
+            /// <summary>The runtime layer family: <see cref="SharesLayerWith"/>, else the method itself.</summary>
+            public string LayerFamily => SharesLayerWith ?? Name;
+
+            /// <summary>Whether a layer of this method can hold the LoRA adapter every <c>[MergeWith]</c> creates (PEFT011).</summary>
+            public bool HoldsMergedLoRA { get; init; }
         }
 
         /// <summary>The key every config holds once: the method itself.</summary>
@@ -71,18 +123,24 @@ namespace Peft
             new Field("init_lora_weights", "Init", "true", LoRAInitJson),
         };
 
-        /// <summary>Every method, by its attribute's name.</summary>
+        private static Size[] RankWithinInAndOut => new[] { new Size("rank", Bound.RankWithinInAndOut) };
+
+        /// <summary>Every method, by its attribute's name: the one per-method entry the generator, the analyzers and the runtime read.</summary>
         public static readonly Method[] Methods =
         {
-            new Method("LoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("false")),
-            new Method("DoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("true")),
+            new Method("LoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("false"))
+                { Sizes = RankWithinInAndOut, HoldsMergedLoRA = true },
+            new Method("DoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("true"))
+                { Sizes = RankWithinInAndOut, HoldsMergedLoRA = true, SharesLayerWith = "LoRA" },
             // PEFT's MiSS has no rank_pattern: the block is held once per adapter.
             new Method("Bone", "MISS", new string[0],
                 new Field("r", "Block", "64"),
                 new Field("init_weights", "Variant", "true", "true", "\"bat\""),
-                new Field("miss_dropout", "Dropout", "0.0")),
+                new Field("miss_dropout", "Dropout", "0.0"))
+                { Sizes = new[] { new Size("block", Bound.BlockDividingIn) } },
             new Method("Hydra", "HYDRA", new[] { "r", "sequential_r", "lora_alpha" },
-                new Field("lora_dropout", "Dropout", "0.0")),
+                new Field("lora_dropout", "Dropout", "0.0"))
+                { Sizes = new[] { new Size("parallelRank", Bound.RankWithinInAndOut), new Size("sequentialRank", Bound.RankWithinOut) } },
             // VeRA's layers share one pair of projections: one rank and one seed per adapter.
             new Method("VeRA", "VERA", new string[0],
                 new Field("r", "Rank", "256"),
@@ -91,21 +149,35 @@ namespace Peft
                 new Field("vera_dropout", "Dropout", "0.0"),
                 new Field("d_initial", null, "0.1"),
                 new Field("fan_in_fan_out", null, "false"),
-                new Field("bias", null, "\"none\"")),
+                new Field("bias", null, "\"none\""))
+                { Sizes = new[] { new Size("rank", Bound.Rank) } },
             new Method("LoHa", "LOHA", new[] { "r", "alpha" },
                 new Field("rank_dropout", "RankDropout", "0.0"),
-                new Field("module_dropout", "ModuleDropout", "0.0")),
+                new Field("module_dropout", "ModuleDropout", "0.0"))
+                { Sizes = RankWithinInAndOut },
             new Method("LoKr", "LOKR", new[] { "r", "alpha" },
                 new Field("decompose_factor", "DecomposeFactor", "-1"),
                 new Field("decompose_both", "DecomposeBoth", "false"),
                 new Field("rank_dropout", "RankDropout", "0.0"),
-                new Field("rank_dropout_scale", "RankDropoutScale", "false"),
-                new Field("module_dropout", "ModuleDropout", "0.0")),
+                new Field("module_dropout", "ModuleDropout", "0.0"),
+                new Field("rank_dropout_scale", "RankDropoutScale", "false"))
+                { Sizes = new[] { new Size("rank", Bound.Rank) } },
             // feedforward_modules lists layers, so it may differ per layer.
             new Method("IA3", "IA3", new string[0],
                 new Field("init_ia3_weights", null, "true"),
                 new Field("fan_in_fan_out", null, "false")),
         };
+
+        /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>
+        public static Size? SizeOf(Method method, string parameter)
+        {
+            foreach (Size size in method.Sizes)
+            {
+                if (size.Parameter == parameter) return size;
+            }
+
+            return null;
+        }
 
         /// <summary>The method of an attribute (<c>LoRA</c>, <c>Bone</c>, ...), or null.</summary>
         public static Method? Find(string method)
@@ -118,7 +190,11 @@ namespace Peft
             return null;
         }
 
-        /// <summary>A value as <c>adapter_config.json</c> writes it (a double as Python writes a float, see <see cref="PythonFloat"/>).</summary>
+        /// <summary>
+        /// A value as <c>adapter_config.json</c> writes it: System.Text.Json's text for a bool, integer or string, and a
+        /// double as Python's <c>json</c> writes a float (<c>0.0</c>, <c>0.05</c>, <c>1e-05</c>), as the runtime's
+        /// <c>AdapterConfig.Float</c> does for float fields.
+        /// </summary>
         public static string Json(object? value) => value switch
         {
             null => "null",

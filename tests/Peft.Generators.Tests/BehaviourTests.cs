@@ -79,7 +79,7 @@ namespace Peft.Generators.Tests
         [Fact]
         public void Adapter_attributes_of_any_method_follow_the_naming_rule()
         {
-            // Bone comes from the test's stand-in (see RuntimeStubs): ctor parameter block -> Block, enum option by name.
+            // Bone: ctor parameter block -> Block, an enum option by name.
             var (result, _) = Run(
                 $"namespace P {{ public partial class L : {M} {{ [Bone(block: 16, Variant = BoneVariant.Bat, Name = \"b\")] [LoRA(2)] {M} q = Linear(64, 32); public L() : base(\"l\") => RegisterComponents(); public override Tensor forward(Tensor x) => q.forward(x); }} }}");
             string text = Harness.Generated(result, "P.L.Peft.g.cs");
@@ -89,11 +89,16 @@ namespace Peft.Generators.Tests
         }
 
         [Fact]
-        public void Every_future_adapter_name_is_in_the_table()
+        public void Every_method_of_the_rule_table_is_a_known_attribute_of_Peft_Dsl()
         {
             var methods = Parse.KnownAttributes.All.Where(a => a.Kind == Parse.AttributeKind.Adapter).ToDictionary(a => a.Method, a => a.MetadataName);
-            foreach (string method in new[] { "LoRA", "DoRA", "Bone", "Hydra", "VeRA", "LoHa", "LoKr", "IA3" })
-                Assert.Equal("Peft." + method + "Attribute", methods[method]);
+            Assert.Equal(AdapterConfigFields.Methods.Select(m => m.Name), methods.Keys);
+            foreach (AdapterConfigFields.Method method in AdapterConfigFields.Methods)
+            {
+                Assert.Equal("Peft." + method.Name + "Attribute", methods[method.Name]);
+                Assert.NotNull(typeof(Peft.LoRAAttribute).Assembly.GetType(methods[method.Name]));
+            }
+
             Assert.Contains(Parse.KnownAttributes.All, a => a.MetadataName == "Peft.PeftModelAttribute");
             Assert.Contains(Parse.KnownAttributes.All, a => a.MetadataName == "Peft.TrainableAttribute");
         }

@@ -96,7 +96,7 @@ namespace Peft.Generators.Tests
         [Fact]
         public void No_module_initializer_without_the_runtime()
         {
-            var compilation = Harness.Compile(new[] { Sources.NoAnnotations }, withStubs: false, references: Harness.ReferencesWithoutRuntime);
+            var compilation = Harness.Compile(new[] { Sources.NoAnnotations }, references: Harness.ReferencesWithoutRuntime);
             var (result, _) = Harness.Run(compilation);
             Assert.Empty(result.GeneratedSources);
         }
@@ -119,7 +119,6 @@ namespace Peft.Generators.Tests
             };
             test.TestState.Sources.Add(Sources.Block);
             test.TestState.Sources.Add(Sources.Attention);
-            test.TestState.Sources.Add(RuntimeStubs.Source());
             test.TestState.AdditionalReferences.AddRange(Harness.References);
             test.TestState.GeneratedSources.Add((typeof(PeftGenerator), "Demo.Block.Peft.g.cs", Expected.Block + "\n"));
             test.TestState.GeneratedSources.Add((typeof(PeftGenerator), "Demo.Attention.Peft.g.cs", Expected.Attention + "\n"));

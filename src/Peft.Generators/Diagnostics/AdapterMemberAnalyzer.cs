@@ -22,9 +22,6 @@ namespace Peft.Generators.Diagnostics
     {
         private const string ModuleOfTensor = "Module<Tensor, Tensor>";
 
-        /// <summary>Methods whose rank is bounded by min(in, out), as their runtime layers check.</summary>
-        private static readonly ImmutableHashSet<string> MinBoundedRank = ImmutableHashSet.Create("LoRA", "DoRA", "LoHa");
-
         /// <inheritdoc/>
         public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
             DiagnosticDescriptors.MemberTypeCannotHoldAdapter,
@@ -58,7 +55,6 @@ namespace Peft.Generators.Diagnostics
             if (context.Symbol is not INamedTypeSymbol type || PeftClassView.Create(type) is not { } view || view.Sites.Count == 0) return;
             CancellationToken cancellationToken = context.CancellationToken;
             var shapes = new ShapeReader(type, context.Compilation, cancellationToken);
-            INamedTypeSymbol? linear = context.Compilation.GetTypeByMetadataName("TorchSharp.Modules.Linear");
 
             // Bone's fix offers blocks that divide every target of a class-level attribute whose shape is known.
             var knownShapes = new Dictionary<ISymbol, (long? In, long? Out)>(SymbolEqualityComparer.Default);
@@ -71,7 +67,7 @@ namespace Peft.Generators.Diagnostics
                 CheckMember(context, member, site, uses[0]);
 
                 (long? inFeatures, long? outFeatures) = knownShapes[member];
-                CheckLayer(context, shapes, linear, member, site, uses);
+                CheckLayer(context, shapes, member, site, uses);
 
                 var names = new Dictionary<string, AdapterUse>(StringComparer.Ordinal);
                 AdapterUse? first = null;
@@ -246,14 +242,28 @@ namespace Peft.Generators.Diagnostics
 
         // ---- PEFT016 -------------------------------------------------------------------------------------------
 
-        private static void CheckLayer(SymbolAnalysisContext context, ShapeReader shapes, INamedTypeSymbol? linear, ISymbol member, string site, List<AdapterUse> uses)
+        /// <summary>
+        /// The first constructed layer that some of the member's methods cannot wrap (by the rule table's
+        /// <see cref="AdapterConfigFields.Method.Layers"/>) is reported once for each such method.
+        /// </summary>
+        private static void CheckLayer(SymbolAnalysisContext context, ShapeReader shapes, ISymbol member, string site, List<AdapterUse> uses)
         {
-            if (linear is null) return;
+            var layersOf = new List<(string Method, List<INamedTypeSymbol> Layers)>();
+            foreach (string method in uses.Select(u => u.Method).Distinct())
+            {
+                if (AdapterConfigFields.Find(method) is not { } rules) continue;
+                var layers = rules.Layers.Select(context.Compilation.GetTypeByMetadataName).OfType<INamedTypeSymbol>().ToList();
+                if (layers.Count > 0) layersOf.Add((method, layers)); // a compilation without the layer types: nothing to compare
+            }
+
+            if (layersOf.Count == 0) return;
             foreach (var (value, type) in shapes.ConstructedLayers(member))
             {
                 if (type is not INamedTypeSymbol { TypeKind: TypeKind.Class } named || !TorchSymbols.IsModuleType(named)) continue;
-                if (DerivesFrom(named, linear) || DerivesFrom(linear, named)) continue; // a Linear, or a base type that may hold one
-                foreach (string method in uses.Select(u => u.Method).Distinct())
+                // A supported layer, or a base type that may hold one, is fine.
+                var unsupported = layersOf.Where(m => !m.Layers.Any(layer => DerivesFrom(named, layer) || DerivesFrom(layer, named))).ToList();
+                if (unsupported.Count == 0) continue;
+                foreach (var (method, _) in unsupported)
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.UnsupportedLayer, value.GetLocation(), site, method, named.MetadataName));
                 return;
             }
@@ -281,24 +291,28 @@ namespace Peft.Generators.Diagnostics
                 context.ReportDiagnostic(Diagnostic.Create(descriptor, AttributeArguments.ArgumentLocation(attribute, property, cancellationToken),
                     args.Select(PeftClassView.Invariant).ToArray()));
 
+            // The size arguments and their bounds come from the rule table (AdapterConfigFields.Method.Sizes).
             IMethodSymbol? constructor = attribute.AttributeConstructor;
-            if (constructor is not null && constructor.Parameters.Length == attribute.ConstructorArguments.Length)
+            AdapterConfigFields.Method? rules = AdapterConfigFields.Find(use.Method);
+            if (rules is not null && constructor is not null && constructor.Parameters.Length == attribute.ConstructorArguments.Length)
             {
                 for (int i = 0; i < constructor.Parameters.Length; i++)
                 {
                     string parameter = constructor.Parameters[i].Name;
                     string property = AttributeArguments.PascalCase(parameter);
+                    if (AdapterConfigFields.SizeOf(rules, parameter) is not { } size) continue;
                     if (attribute.ConstructorArguments[i] is not { Kind: TypedConstantKind.Primitive, Value: int value }) continue;
 
-                    if (parameter == "block")
+                    if (size.Bound == AdapterConfigFields.Bound.BlockDividingIn)
                     {
                         if (value < 1) Report(DiagnosticDescriptors.BlockTooSmall, property, site, use.Method, value);
-                        else if (use.Method == "Bone") CheckBone(context, use, site, value, inFeatures, outFeatures, view, knownShapes);
+                        else CheckBlock(context, use, site, value, inFeatures, outFeatures, view, knownShapes);
                         continue;
                     }
 
-                    if (parameter != "rank" && !parameter.EndsWith("Rank", StringComparison.Ordinal)) continue;
-                    string label = parameter == "rank" ? use.Method : use.Method + " " + parameter.Substring(0, parameter.Length - 4).ToLowerInvariant();
+                    // rank → "LoRA", parallelRank → "Hydra parallel", as the runtime words it.
+                    string label = parameter == "rank" ? use.Method
+                        : use.Method + " " + (parameter.EndsWith("Rank", StringComparison.Ordinal) ? parameter.Substring(0, parameter.Length - 4) : parameter).ToLowerInvariant();
                     if (value < 1)
                     {
                         Report(DiagnosticDescriptors.RankTooSmall, property, site, label, value);
@@ -307,11 +321,11 @@ namespace Peft.Generators.Diagnostics
 
                     if (inFeatures is not { } i1 || outFeatures is not { } o1) continue;
                     long max = Math.Min(i1, o1);
-                    if (use.Method == "Hydra" && parameter == "sequentialRank")
+                    if (size.Bound == AdapterConfigFields.Bound.RankWithinOut)
                     {
                         if (value > o1) Report(DiagnosticDescriptors.SequentialRankTooLarge, property, site, use.Method, value, o1);
                     }
-                    else if ((MinBoundedRank.Contains(use.Method) && parameter == "rank") || (use.Method == "Hydra" && parameter == "parallelRank"))
+                    else if (size.Bound == AdapterConfigFields.Bound.RankWithinInAndOut)
                     {
                         if (value > max) Report(DiagnosticDescriptors.RankTooLarge, property, site, label, value, i1, o1, max);
                     }
@@ -340,7 +354,8 @@ namespace Peft.Generators.Diagnostics
             return text.ToString();
         }
 
-        private static void CheckBone(
+        /// <summary>PEFT006 for a <see cref="AdapterConfigFields.Bound.BlockDividingIn"/> size (Bone, PEFT's MiSS): <c>Variant = Bat</c> (1) also divides the out-features.</summary>
+        private static void CheckBlock(
             SymbolAnalysisContext context, AdapterUse use, string site, int block, long? inFeatures, long? outFeatures,
             PeftClassView view, Dictionary<ISymbol, (long? In, long? Out)> knownShapes)
         {

@@ -23,9 +23,7 @@ namespace Peft.Generators.Diagnostics
     [DiagnosticAnalyzer(LanguageNames.CSharp)]
     public sealed class MergeWithAnalyzer : DiagnosticAnalyzer
     {
-        private static readonly string[] MethodNames = { "Linear", "Cat", "Svd", "Ties", "DareLinear", "DareTies", "MagnitudePrune", "ModelStock" };
-        private const int Linear = 0, ModelStock = 7;
-        private const int MaxComponentDepth = 8;
+        private const int MaxComponentDepth = PeftClassView.MaxTypeDepth;
 
         /// <inheritdoc/>
         public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(
@@ -172,22 +170,23 @@ namespace Peft.Generators.Diagnostics
                     string.Join(", ", distinctNames.Select(n => "'" + n + "'")), where));
             }
 
-            // PEFT011: the method against the sources. Every method creates a LoRA adapter, which only a layer of LoRA
-            // and DoRA adapters can hold.
-            int method = AttributeArguments.Int(merge, "Method") ?? Linear;
+            // PEFT011: the method against the sources. Every method creates a LoRA adapter, which only a layer whose
+            // method the rule table marks HoldsMergedLoRA (LoRA, DoRA) can hold.
+            int method = AttributeArguments.Int(merge, "Method") ?? 0;
+            string methodName = MergeParser.Methods[method < MergeParser.Methods.Length && method >= 0 ? method : 0].Name;
             if (names is not null)
             {
                 Location methodLocation = AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken);
-                // The first source that is no LoRA or DoRA adapter is named: one diagnostic per merge.
+                // The first source whose layer cannot hold it is named: one diagnostic per merge.
                 var offending = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name))
-                    .Where(s => s.Method is not ("LoRA" or "DoRA")).Take(1);
+                    .Where(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true }).Take(1);
                 foreach (Source source in offending)
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,
-                        scope, MethodNames[method < MethodNames.Length && method >= 0 ? method : Linear], source.Name, source.Method, source.Site));
+                        scope, methodName, source.Name, source.Method, source.Site));
                 }
 
-                if (method == ModelStock && distinctNames!.Count < 2)
+                if (methodName == "ModelStock" && distinctNames!.Count < 2)
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.ModelStockNeedsTwo, methodLocation, scope, PeftClassView.Invariant(names.Count)));
                 }
@@ -234,7 +233,7 @@ namespace Peft.Generators.Diagnostics
 
                 foreach (ITypeSymbol memberType in types)
                 {
-                    foreach (INamedTypeSymbol candidate in ClassTypesIn(memberType, 0))
+                    foreach (INamedTypeSymbol candidate in PeftClassView.ClassTypesIn(memberType))
                     {
                         INamedTypeSymbol definition = candidate.OriginalDefinition;
                         if (IsTorchSharp(definition) || !TorchSymbols.IsModuleType(definition)) continue;
@@ -258,25 +257,6 @@ namespace Peft.Generators.Diagnostics
             INamespaceSymbol? ns = type.ContainingNamespace;
             while (ns is { ContainingNamespace.IsGlobalNamespace: false }) ns = ns.ContainingNamespace;
             return ns is { Name: "TorchSharp" };
-        }
-
-        private static IEnumerable<INamedTypeSymbol> ClassTypesIn(ITypeSymbol type, int depth)
-        {
-            if (depth > MaxComponentDepth) yield break;
-            switch (type)
-            {
-                case IArrayTypeSymbol array:
-                    foreach (INamedTypeSymbol inner in ClassTypesIn(array.ElementType, depth + 1)) yield return inner;
-                    break;
-                case INamedTypeSymbol { TypeKind: not TypeKind.Error } named:
-                    if (named.TypeKind == TypeKind.Class) yield return named;
-                    foreach (ITypeSymbol argument in named.TypeArguments)
-                    {
-                        foreach (INamedTypeSymbol inner in ClassTypesIn(argument, depth + 1)) yield return inner;
-                    }
-
-                    break;
-            }
         }
     }
 }

@@ -1,21 +1,55 @@
 using System.Collections.Immutable;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 
 namespace Peft.Generators.Model
 {
+    /// <summary>A parameter of a generated model-level method.</summary>
+    internal sealed class ApiParameter
+    {
+        public ApiParameter(string type, string name, string summary, bool isParams = false)
+        {
+            Type = type;
+            Name = name;
+            Summary = summary;
+            IsParams = isParams;
+        }
+
+        /// <summary>The type as <see cref="SymbolDisplayFormat.FullyQualifiedFormat"/> shows it (<c>string</c>, <c>string[]</c>).</summary>
+        public string Type { get; }
+
+        public string Name { get; }
+
+        /// <summary>The <c>&lt;param&gt;</c> text.</summary>
+        public string Summary { get; }
+
+        /// <summary>Declared <c>params</c>.</summary>
+        public bool IsParams { get; }
+    }
+
     /// <summary>
-    /// A member the emitter writes into an annotated class. The parser uses this list to leave alone classes that
-    /// already declare one of them and to mark with <c>new</c> those that hide an inherited member.
+    /// A member the emitter writes into an annotated class: the one list of them. The parser uses it to leave alone
+    /// classes that already declare one and to mark with <c>new</c> those that hide an inherited member; the emitter
+    /// writes the model-level API (<see cref="ModelApi"/>) from it, and a test holds that API equal to the runtime's
+    /// <c>IPeftModel</c>, which <c>PeftModelCore</c> implements and every generated member forwards to.
     /// </summary>
     internal sealed class GeneratedMember
     {
-        private GeneratedMember(string name, Accessibility accessibility, bool peftModelOnly, string[]? parameters = null, bool isOverride = false)
+        /// <summary>The private property the model-level API forwards through.</summary>
+        public const string Core = "__peftCoreOrThrow";
+
+        private GeneratedMember(
+            string name, Accessibility accessibility, bool peftModelOnly, ApiParameter[]? parameters = null, bool isOverride = false,
+            string? returnType = null, string? summary = null)
         {
             Name = name;
             Accessibility = accessibility;
             PeftModelOnly = peftModelOnly;
-            Parameters = parameters is null ? (ImmutableArray<string>?)null : ImmutableArray.Create(parameters);
+            ApiParameters = parameters is null ? (ImmutableArray<ApiParameter>?)null : ImmutableArray.Create(parameters);
+            Parameters = parameters is null ? (ImmutableArray<string>?)null : ImmutableArray.CreateRange(parameters.Select(static p => p.Type));
             IsOverride = isOverride;
+            ReturnType = returnType;
+            Summary = summary;
         }
 
         public string Name { get; }
@@ -28,31 +62,73 @@ namespace Peft.Generators.Model
         /// <summary>For methods, the parameter types as <see cref="SymbolDisplayFormat.FullyQualifiedFormat"/> shows them; null otherwise.</summary>
         public ImmutableArray<string>? Parameters { get; }
 
+        /// <summary>For methods, the parameters; null for properties and fields.</summary>
+        public ImmutableArray<ApiParameter>? ApiParameters { get; }
+
         public bool IsOverride { get; }
 
+        /// <summary>For the model-level API, the return or property type as written in generated code; null for the rest.</summary>
+        public string? ReturnType { get; }
+
+        /// <summary>For the model-level API, the <c>&lt;summary&gt;</c> text.</summary>
+        public string? Summary { get; }
+
+        /// <summary>Whether it belongs to the model-level API (<c>IPeftModel</c>), which forwards to <see cref="Core"/>.</summary>
+        public bool IsModelApi => ReturnType is not null;
+
+        /// <summary>The declaration after the modifiers, forwarding to <see cref="Core"/>: <c>void SaveAdapters(string directory) => __peftCoreOrThrow.SaveAdapters(directory);</c>.</summary>
+        public string Declaration => ApiParameters is { } parameters
+            ? ReturnType + " " + Name + "(" + string.Join(", ", parameters.Select(static p => (p.IsParams ? "params " : string.Empty) + p.Type + " " + p.Name))
+                + ") => " + Core + "." + Name + "(" + string.Join(", ", parameters.Select(static p => p.Name)) + ");"
+            : ReturnType + " " + Name + " => " + Core + "." + Name + ";";
+
+        private static GeneratedMember Api(string returnType, string name, string summary, params ApiParameter[] parameters) =>
+            new GeneratedMember(name, Accessibility.Public, peftModelOnly: true, parameters, returnType: returnType, summary: summary);
+
+        private static GeneratedMember ApiProperty(string type, string name, string summary) =>
+            new GeneratedMember(name, Accessibility.Public, peftModelOnly: true, returnType: type, summary: summary);
+
+        private static ApiParameter Directory(string summary) => new ApiParameter("string", "directory", summary);
+
         public static readonly ImmutableArray<GeneratedMember> All = ImmutableArray.Create(
-            new GeneratedMember("RegisterComponents", Accessibility.Protected, false, new string[0], isOverride: true),
+            new GeneratedMember("RegisterComponents", Accessibility.Protected, false, new ApiParameter[0], isOverride: true),
             new GeneratedMember("__peftWired", Accessibility.Private, false),
             new GeneratedMember("__peftCore", Accessibility.Private, true),
             new GeneratedMember("__peftTrainableMembers", Accessibility.Private, false),
-            new GeneratedMember("__peftCoreOrThrow", Accessibility.Private, true),
+            new GeneratedMember(Core, Accessibility.Private, true),
             new GeneratedMember("PeftInfo", Accessibility.Public, false),
-            new GeneratedMember("AdapterLayers", Accessibility.Public, true),
-            new GeneratedMember("MergeAdapters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("UnmergeAdapters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("MergeAndUnload", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("SaveAdapters", Accessibility.Public, true, new[] { "string" }),
-            new GeneratedMember("LoadAdapters", Accessibility.Public, true, new[] { "string" }),
-            new GeneratedMember("SaveAdapter", Accessibility.Public, true, new[] { "string", "string" }),
-            new GeneratedMember("LoadAdapter", Accessibility.Public, true, new[] { "string", "string" }),
-            new GeneratedMember("DeleteAdapter", Accessibility.Public, true, new[] { "string" }),
-            new GeneratedMember("MixedBatch", Accessibility.Public, true, new[] { "string[]" }),
-            new GeneratedMember("SetActiveAdapters", Accessibility.Public, true, new[] { "string[]" }),
-            new GeneratedMember("EnableAdapters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("DisableAdapters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("FreezeBaseModel", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("UnfreezeBaseModel", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("TrainableParameters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("TrainableParameterCount", Accessibility.Public, true));
+            // The model-level API, in the order it is written.
+            ApiProperty("global::System.Collections.Generic.IReadOnlyList<(string Path, global::Peft.Runtime.IAdapterLayer Layer)>", "AdapterLayers",
+                "Every adapter layer of the model by its module path (<c>blocks.0.q</c>), in tree order."),
+            Api("void", "MergeAdapters", "Folds the active adapters into the base weights (refusing NaN / Inf, naming the layer)."),
+            Api("void", "UnmergeAdapters", "Undoes <c>MergeAdapters()</c>."),
+            Api("void", "MergeAndUnload", "Merges the active adapters and puts the plain base layers back in the model."),
+            Api("void", "SaveAdapters", "Writes every adapter in Hugging Face PEFT's format (<c>adapter_config.json</c> and <c>adapter_model.safetensors</c>).",
+                Directory("The folder that receives the adapter <c>default</c>; any other adapter goes in a subfolder of its name.")),
+            Api("void", "LoadAdapters", "Reads adapters written by <c>SaveAdapters</c> or by Hugging Face PEFT; on any mismatch the model is left unchanged.",
+                Directory("The folder to read.")),
+            Api("void", "SaveAdapter", "Writes one adapter in Hugging Face PEFT's format straight into <paramref name=\"directory\"/>, with the <c>[Trainable]</c> modules.",
+                Directory("The folder that receives the adapter's files, whatever its name."),
+                new ApiParameter("string", "adapter", "The adapter to write.")),
+            Api("void", "LoadAdapter", "Reads one adapter's files from <paramref name=\"directory\"/> into the model's adapter <paramref name=\"adapter\"/>; on any mismatch the model is left unchanged.",
+                Directory("The folder holding the adapter's files."),
+                new ApiParameter("string", "adapter", "The model's adapter that receives them.")),
+            Api("void", "DeleteAdapter", "Removes an adapter and its parameters from every layer (refused while it is merged).",
+                new ApiParameter("string", "adapter", "The adapter to remove.")),
+            Api("void", "SetActiveAdapters", "Selects the adapters applied in <c>forward</c> on every layer that has them.",
+                new ApiParameter("string[]", "names", "The adapter names, in the order they apply.", isParams: true)),
+            Api("void", "EnableAdapters", "Applies the active adapters again after <c>DisableAdapters()</c>."),
+            Api("void", "DisableAdapters", "Makes <c>forward</c> return the base model's output."),
+            Api("global::System.IDisposable", "MixedBatch",
+                "Until the returned scope is disposed, row i of each batch goes through adapter <paramref name=\"adapterPerRow\"/>[i] alone (<c>\"__base__\"</c> for the base model), one sub-batch per adapter.",
+                new ApiParameter("string[]", "adapterPerRow", "One adapter name per row of the batch (the first dimension of each adapter layer's input).", isParams: true)),
+            Api("void", "FreezeBaseModel", "Freezes every parameter but the adapters' and the <c>[Trainable]</c> modules' (what <c>RegisterComponents()</c> did)."),
+            Api("void", "UnfreezeBaseModel", "Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>."),
+            Api("global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter>", "TrainableParameters",
+                "The parameters that train: adapters and <c>[Trainable]</c> modules."),
+            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."));
+
+        /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
+        public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();
     }
 }

@@ -227,63 +227,40 @@ namespace Peft.Generators.Parse
             string fullName = type.ToDisplayString(UserFormat);
             var shapes = new ShapeReader(type, compilation, cancellationToken);
 
-            var classAdapters = new List<(AttributeData Attribute, KnownAttribute Known, ImmutableHashSet<string> Targets)>();
-            foreach (AttributeData attribute in type.GetAttributes())
-            {
-                if (KnownAttributes.Find(attribute) is { Kind: AttributeKind.Adapter } known)
-                    classAdapters.Add((attribute, known, TargetsOf(attribute)));
-            }
+            // The attributes are read once, by the view the analyzers read them through.
+            PeftClassView view = PeftClassView.Create(type) ?? throw new InvalidOperationException("a class with a PeftDsl attribute has no view");
+            var usesOf = new Dictionary<ISymbol, List<AdapterUse>>(SymbolEqualityComparer.Default);
+            foreach (var (member, uses) in view.Sites) usesOf[member] = uses;
 
             var sites = new List<AdapterSiteModel>();
             var memberMerges = new List<(AttributeData Attribute, string ComponentName)>();
             var trainable = new List<string>();
             var components = new List<string>();
-            foreach (ISymbol member in type.GetMembers())
+            foreach (ISymbol member in PeftClassView.DeclaredMembers(type))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (member is not (IFieldSymbol or IPropertySymbol) || member.IsImplicitlyDeclared) continue;
-
                 if (!member.IsStatic && MemberType(member) is { } memberType)
                     CollectComponents(memberType, type, compilation, components, depth: 0, cancellationToken);
 
-                var adapters = new List<(AttributeData Attribute, KnownAttribute Known)>();
-                foreach (var (attribute, known, targets) in classAdapters)
-                {
-                    if (targets.Contains(member.Name)) adapters.Add((attribute, known));
-                }
-
-                bool isTrainable = false;
-                foreach (AttributeData attribute in member.GetAttributes())
-                {
-                    switch (KnownAttributes.Find(attribute))
-                    {
-                        case { Kind: AttributeKind.Adapter } known:
-                            adapters.Add((attribute, known));
-                            break;
-                        case { Kind: AttributeKind.Trainable }:
-                            isTrainable = true;
-                            break;
-                    }
-                }
-
                 string componentName = ComponentNameOf(member);
-                foreach (AttributeData attribute in member.GetAttributes())
+                foreach (var (merged, attribute) in view.MemberMerges)
                 {
-                    if (KnownAttributes.Find(attribute) is { Kind: AttributeKind.Merge }) memberMerges.Add((attribute, componentName));
+                    if (SymbolEqualityComparer.Default.Equals(merged, member)) memberMerges.Add((attribute, componentName));
                 }
 
-                if (adapters.Count > 0 && CanWire(member))
+                if (usesOf.TryGetValue(member, out List<AdapterUse>? adapters) && CanWire(member))
                 {
                     (long? inFeatures, long? outFeatures) = shapes.Read(member);
                     var adapterNames = new HashSet<string>(StringComparer.Ordinal);
-                    foreach (var (attribute, known) in adapters)
+                    foreach (AdapterUse use in adapters)
                     {
-                        AdapterSiteModel? site = ParseSite(attribute, known, member, componentName, fullName, inFeatures, outFeatures, cancellationToken);
+                        AdapterSiteModel? site = ParseSite(use.Attribute, use.Known, member, componentName, fullName, inFeatures, outFeatures, cancellationToken);
                         if (site is not null && adapterNames.Add(site.AdapterName)) sites.Add(site);
                     }
                 }
 
-                if (isTrainable && CanTrain(member) && !trainable.Contains(componentName)) trainable.Add(componentName);
+                if (view.TrainableMembers.Contains(member, SymbolEqualityComparer.Default) && CanTrain(member) && !trainable.Contains(componentName))
+                    trainable.Add(componentName);
             }
 
             var containingTypes = new List<TypeDeclarationModel>();
@@ -296,7 +273,7 @@ namespace Peft.Generators.Parse
                 if (!declared.IsImplicitlyDeclared) reserved.Add(declared.Name);
             }
 
-            List<MergeModel> merges = MergeParser.Parse(type, isPeftModel, sites, memberMerges, reserved);
+            List<MergeModel> merges = MergeParser.Parse(type, view.ClassMerges, isPeftModel, sites, memberMerges, reserved);
             List<string> hidden = HiddenNames(type, isPeftModel, compilation, cancellationToken);
             foreach (MergeModel merge in merges)
             {
@@ -369,20 +346,6 @@ namespace Peft.Generators.Parse
             return member.Name;
         }
 
-        private static ImmutableHashSet<string> TargetsOf(AttributeData attribute)
-        {
-            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
-            {
-                if (argument.Key != KnownAttributes.TargetsArgument || argument.Value.Kind != TypedConstantKind.Array || argument.Value.IsNull) continue;
-                return argument.Value.Values
-                    .Where(static v => v.Kind == TypedConstantKind.Primitive && v.Value is string)
-                    .Select(static v => (string)v.Value!)
-                    .ToImmutableHashSet(StringComparer.Ordinal);
-            }
-
-            return ImmutableHashSet<string>.Empty;
-        }
-
         // ---- one adapter -----------------------------------------------------------------------------------
 
         private static AdapterSiteModel? ParseSite(
@@ -396,7 +359,7 @@ namespace Peft.Generators.Parse
             var options = new List<OptionModel>();
             for (int i = 0; i < constructor.Parameters.Length; i++)
             {
-                string property = PascalCase(constructor.Parameters[i].Name);
+                string property = AttributeArguments.PascalCase(constructor.Parameters[i].Name);
                 if (!Accept(property, attribute.ConstructorArguments[i], options, ref adapterName)) return null;
             }
 
@@ -436,9 +399,6 @@ namespace Peft.Generators.Parse
             return true;
         }
 
-        private static string PascalCase(string name) =>
-            name.Length == 0 ? name : char.ToUpperInvariant(name[0]) + name.Substring(1);
-
         /// <summary>The arguments as written (<c>rank: 4, Alpha = 8</c>), positional ones named after their parameter.</summary>
         private static string OptionsText(AttributeData attribute, IMethodSymbol constructor, CancellationToken cancellationToken)
         {
@@ -466,7 +426,7 @@ namespace Peft.Generators.Parse
                     text = name.Length == 0 ? expression : name + ": " + expression;
                 }
 
-                string property = PascalCase(name);
+                string property = AttributeArguments.PascalCase(name);
                 if (property is KnownAttributes.NameArgument or KnownAttributes.TargetsArgument) continue;
                 parts.Add(text);
             }
@@ -513,25 +473,9 @@ namespace Peft.Generators.Parse
             }
         }
 
-        /// <summary>The class types a member type mentions: itself, array elements and type arguments, recursively.</summary>
-        private static IEnumerable<INamedTypeSymbol> ClassTypesIn(ITypeSymbol type, int depth)
-        {
-            if (depth > 8) yield break;
-            switch (type)
-            {
-                case IArrayTypeSymbol array:
-                    foreach (INamedTypeSymbol inner in ClassTypesIn(array.ElementType, depth + 1)) yield return inner;
-                    break;
-                case INamedTypeSymbol named when named.TypeKind != TypeKind.Error:
-                    if (named.TypeKind == TypeKind.Class && !ContainsErrors(named)) yield return named;
-                    foreach (ITypeSymbol argument in named.TypeArguments)
-                    {
-                        foreach (INamedTypeSymbol inner in ClassTypesIn(argument, depth + 1)) yield return inner;
-                    }
-
-                    break;
-            }
-        }
+        /// <summary>The class types a member type mentions (<see cref="PeftClassView.ClassTypesIn"/>) that name no erroneous type, so their <c>PeftInfo</c> can be referenced.</summary>
+        private static IEnumerable<INamedTypeSymbol> ClassTypesIn(ITypeSymbol type, int depth) =>
+            PeftClassView.ClassTypesIn(type, depth).Where(static named => !ContainsErrors(named));
 
         /// <summary>Whether <paramref name="start"/>'s components lead back to <paramref name="target"/>.</summary>
         private static bool ReachesBack(

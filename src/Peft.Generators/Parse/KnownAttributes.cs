@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 
 namespace Peft.Generators.Parse
@@ -44,9 +45,9 @@ namespace Peft.Generators.Parse
         /// <summary>The adapter name used when <c>Name</c> is not given.</summary>
         public const string DefaultAdapterName = "default";
 
-        /// <summary>Every adapter method. Adding one here is all the generator needs.</summary>
+        /// <summary>Every adapter method, in the order of the rule table (src/Shared/AdapterConfigFields.cs), whose one entry per method is all the generator needs.</summary>
         public static readonly ImmutableArray<string> AdapterMethods =
-            ImmutableArray.Create("LoRA", "DoRA", "Bone", "Hydra", "VeRA", "LoHa", "LoKr", "IA3");
+            AdapterConfigFields.Methods.Select(static m => m.Name).ToImmutableArray();
 
         /// <summary>The full table: adapters, then <c>[PeftModel]</c>, <c>[Trainable]</c> and <c>[MergeWith]</c>.</summary>
         public static readonly ImmutableArray<KnownAttribute> All = Build();

@@ -21,34 +21,48 @@ namespace Peft.Generators.Parse
 
         private const string BaseAdapterName = "__base__";
 
-        /// <summary>The members of <c>Peft.MergeMethod</c> with what the generated documentation calls them.</summary>
-        private static readonly Dictionary<string, string> MethodDescriptions = new Dictionary<string, string>(StringComparer.Ordinal)
+        /// <summary>One member of <c>Peft.MergeMethod</c>: its name and what the generated documentation calls it.</summary>
+        internal sealed class MergeMethodInfo
         {
-            ["Linear"] = "exactly Σ wᵢ·ΔWᵢ (task arithmetic, kept low-rank by concatenation)",
-            ["Cat"] = "exactly Σ wᵢ·ΔWᵢ by concatenation",
-            ["Svd"] = "Σ wᵢ·ΔWᵢ re-factorised by truncated SVD",
-            ["Ties"] = "TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD",
-            ["DareLinear"] = "DARE (drop and rescale) then Σ wᵢ·ΔWᵢ, re-factorised by truncated SVD",
-            ["DareTies"] = "DARE (drop and rescale) then TIES, re-factorised by truncated SVD",
-            ["MagnitudePrune"] = "magnitude pruning then Σ wᵢ·ΔWᵢ, re-factorised by truncated SVD",
-            ["ModelStock"] = "Model Stock (t·mean ΔWᵢ, t from the angle between the deltas) re-factorised by truncated SVD",
+            public MergeMethodInfo(string name, string description)
+            {
+                Name = name;
+                Description = description;
+            }
+
+            public string Name { get; }
+
+            public string Description { get; }
+        }
+
+        /// <summary>The members of <c>Peft.MergeMethod</c> the generator emits, indexed by their value; the analyzers name them from here too.</summary>
+        public static readonly MergeMethodInfo[] Methods =
+        {
+            new MergeMethodInfo("Linear", "exactly Σ wᵢ·ΔWᵢ (task arithmetic, kept low-rank by concatenation)"),
+            new MergeMethodInfo("Cat", "exactly Σ wᵢ·ΔWᵢ by concatenation"),
+            new MergeMethodInfo("Svd", "Σ wᵢ·ΔWᵢ re-factorised by truncated SVD"),
+            new MergeMethodInfo("Ties", "TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD"),
+            new MergeMethodInfo("DareLinear", "DARE (drop and rescale) then Σ wᵢ·ΔWᵢ, re-factorised by truncated SVD"),
+            new MergeMethodInfo("DareTies", "DARE (drop and rescale) then TIES, re-factorised by truncated SVD"),
+            new MergeMethodInfo("MagnitudePrune", "magnitude pruning then Σ wᵢ·ΔWᵢ, re-factorised by truncated SVD"),
+            new MergeMethodInfo("ModelStock", "Model Stock (t·mean ΔWᵢ, t from the angle between the deltas) re-factorised by truncated SVD"),
         };
+
+        private static MergeMethodInfo? FindMethod(string name) => Methods.FirstOrDefault(m => m.Name == name);
 
         /// <summary>The <c>Merge{Name}()</c> methods of one class, first occurrence of each method name kept.</summary>
         /// <param name="type">The class.</param>
+        /// <param name="classMerges">The <c>[MergeWith]</c> applications on the class itself (<see cref="PeftClassView.ClassMerges"/>).</param>
         /// <param name="isPeftModel">Whether it is a <c>[PeftModel]</c> root (whose class-level merge covers every layer of the model).</param>
         /// <param name="sites">The class's own adapter sites.</param>
         /// <param name="memberMerges">The <c>[MergeWith]</c> applications on members, with the member's component name.</param>
         /// <param name="reserved">Names the method must not take (generated members, the type's own members).</param>
         public static List<MergeModel> Parse(
-            INamedTypeSymbol type, bool isPeftModel, IReadOnlyList<AdapterSiteModel> sites,
+            INamedTypeSymbol type, IReadOnlyList<AttributeData> classMerges, bool isPeftModel, IReadOnlyList<AdapterSiteModel> sites,
             IReadOnlyList<(AttributeData Attribute, string ComponentName)> memberMerges, ISet<string> reserved)
         {
             var applications = new List<(AttributeData Attribute, string? ComponentName)>();
-            foreach (AttributeData attribute in type.GetAttributes())
-            {
-                if (KnownAttributes.Find(attribute) is { Kind: AttributeKind.Merge }) applications.Add((attribute, null));
-            }
+            foreach (AttributeData attribute in classMerges) applications.Add((attribute, null));
 
             foreach (var (attribute, component) in memberMerges) applications.Add((attribute, component));
 
@@ -67,15 +81,9 @@ namespace Peft.Generators.Parse
         /// <summary>The method names the <c>[MergeWith]</c> attributes of <paramref name="type"/> and its members would give (for <c>new</c>).</summary>
         public static IEnumerable<string> DeclaredMethodNames(INamedTypeSymbol type)
         {
-            IEnumerable<AttributeData> all = type.GetAttributes();
-            foreach (ISymbol member in type.GetMembers())
+            if (PeftClassView.Create(type) is not { } view) yield break;
+            foreach (AttributeData attribute in view.ClassMerges.Concat(view.MemberMerges.Select(static m => m.Attribute)))
             {
-                if (member is IFieldSymbol or IPropertySymbol) all = all.Concat(member.GetAttributes());
-            }
-
-            foreach (AttributeData attribute in all)
-            {
-                if (KnownAttributes.Find(attribute) is not { Kind: AttributeKind.Merge }) continue;
                 string name = DefaultName;
                 foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
                 {
@@ -142,7 +150,7 @@ namespace Peft.Generators.Parse
                         if (value.Kind != TypedConstantKind.Enum || value.Type is not INamedTypeSymbol enumType) return null;
                         string? member = enumType.GetMembers().OfType<IFieldSymbol>()
                             .FirstOrDefault(f => f.HasConstantValue && Equals(f.ConstantValue, value.Value))?.Name;
-                        if (member is null || !MethodDescriptions.ContainsKey(member)) return null;
+                        if (member is null || FindMethod(member) is null) return null;
                         method = member;
                         break;
                     case "Weights":
@@ -209,7 +217,7 @@ namespace Peft.Generators.Parse
             if (method is "DareLinear" or "DareTies") details.Add("seed " + seed.ToString(CultureInfo.InvariantCulture));
             string summary = "Creates the adapter <c>" + Escape(name) + "</c> from " + string.Join(", ", adapters.Select(a => "<c>" + Escape(a) + "</c>"))
                 + (details.Count > 0 ? " (" + string.Join("; ", details) + ")" : string.Empty) + " " + scope + ", as <c>[MergeWith]</c> declares: "
-                + MethodDescriptions[method] + ". The result is a LoRA adapter (scaling 1), inactive until selected.";
+                + FindMethod(method)!.Description + ". The result is a LoRA adapter (scaling 1), inactive until selected.";
 
             return new MergeModel(
                 MethodName: methodName,

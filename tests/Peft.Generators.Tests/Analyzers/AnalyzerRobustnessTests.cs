@@ -63,7 +63,7 @@ namespace Peft.Generators.Tests.Analyzers
             string source = name.StartsWith("generator: ", System.StringComparison.Ordinal)
                 ? RobustnessTests.Cases[name.Substring("generator: ".Length)].Source
                 : ExtraCases[name];
-            CSharpCompilation compilation = Harness.Compile(new[] { Harness.Usings + source, DslStubs.Source() });
+            CSharpCompilation compilation = Harness.Compile(new[] { Harness.Usings + source });
 
             // The generator first, as the compiler runs it; then the analyzers over the result, generated files included.
             GeneratorDriver driver = Harness.CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out Compilation output, out ImmutableArray<Diagnostic> generatorDiagnostics);

@@ -40,14 +40,6 @@ namespace Peft.Generators.Tests.Analyzers
             });
         }
 
-        /// <summary>Adds the DSL stubs after the test code (so markup stays in the first file), to the fixed state too when there is one.</summary>
-        private void AddStubs()
-        {
-            if (DslStubs.Source() is not { Length: > 0 } stubs) return;
-            TestState.Sources.Add(("DslStubs.cs", stubs));
-            if (FixedState.Sources.Count > 0) FixedState.Sources.Add(("DslStubs.cs", stubs));
-        }
-
         protected override IEnumerable<DiagnosticAnalyzer> GetDiagnosticAnalyzers() => Analyzers;
 
         protected override IEnumerable<CodeFixProvider> GetCodeFixProviders() => _fixes;
@@ -56,7 +48,6 @@ namespace Peft.Generators.Tests.Analyzers
         public static Task Expect(string source, params DiagnosticResult[] expected)
         {
             var test = new PeftAnalyzerTest { TestCode = Harness.Usings + source };
-            test.AddStubs();
             test.ExpectedDiagnostics.AddRange(expected);
             return test.RunAsync();
         }
@@ -65,7 +56,6 @@ namespace Peft.Generators.Tests.Analyzers
         public static Task ExpectFix(CodeFixProvider fix, string source, string fixedSource, int? codeActionIndex = null, params DiagnosticResult[] expected)
         {
             var test = new PeftAnalyzerTest(fix) { TestCode = Harness.Usings + source, FixedCode = Harness.Usings + fixedSource, CodeActionIndex = codeActionIndex };
-            test.AddStubs();
             test.ExpectedDiagnostics.AddRange(expected);
             return test.RunAsync();
         }
@@ -76,7 +66,7 @@ namespace Peft.Generators.Tests.Analyzers
 
         /// <summary>All PEFT diagnostics the analyzers report on the sources (no framework), for message checks.</summary>
         public static Task<ImmutableArray<Diagnostic>> Run(params string[] sources) =>
-            Analyze(Harness.Compile(sources.Select(s => Harness.Usings + s).Append(DslStubs.Source()), withStubs: false));
+            Analyze(Harness.Compile(sources.Select(s => Harness.Usings + s)));
 
         /// <summary>The same on the compilation as the compiler analyzes it: after the generator has added its files.</summary>
         public static Task<ImmutableArray<Diagnostic>> RunAfterGenerator(params string[] sources)

@@ -2,12 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Globalization;
+using System.Linq;
 using System.Threading;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
-using Peft.Generators.Parse;
 
-namespace Peft.Generators.Diagnostics
+namespace Peft.Generators.Parse
 {
     /// <summary>One adapter attribute as it applies to one member (directly, or through class-level Targets).</summary>
     internal sealed class AdapterUse
@@ -39,13 +39,14 @@ namespace Peft.Generators.Diagnostics
         /// <summary>The adapter's name; null where <c>Name</c> is empty or null.</summary>
         public string? Name { get; }
 
-        /// <summary>LoRA and DoRA share one layer type; every other method has its own.</summary>
-        public string Family => Method == "DoRA" ? "LoRA" : Method;
+        /// <summary>The runtime layer the method's adapters live in (DoRA shares LoRA's), from the rule table: one layer holds one family.</summary>
+        public string Family => AdapterConfigFields.Find(Method)?.LayerFamily ?? Method;
     }
 
     /// <summary>
-    /// What the analyzers need to know about a class with PeftDsl attributes: its adapter sites as the generator sees
-    /// them (class-level adapters first, through Targets, then the member's own, in declaration order).
+    /// The one reading of a class's PeftDsl attributes, which the parser and the analyzers both use: its adapter sites
+    /// (class-level adapters first, through Targets, then the member's own, in declaration order), its [Trainable]
+    /// members and its [MergeWith] applications. Symbols only: the parser turns what it needs into equatable models.
     /// </summary>
     internal sealed class PeftClassView
     {
@@ -68,6 +69,9 @@ namespace Peft.Generators.Diagnostics
 
         /// <summary>Members with at least one adapter, in declaration order.</summary>
         public List<(ISymbol Member, List<AdapterUse> Uses)> Sites { get; } = new List<(ISymbol, List<AdapterUse>)>();
+
+        /// <summary>Fields and properties with [Trainable], in declaration order.</summary>
+        public List<ISymbol> TrainableMembers { get; } = new List<ISymbol>();
 
         /// <summary>Fields and properties with [MergeWith].</summary>
         public List<(ISymbol Member, AttributeData Attribute)> MemberMerges { get; } = new List<(ISymbol, AttributeData)>();
@@ -111,13 +115,9 @@ namespace Peft.Generators.Diagnostics
                     case { Kind: AttributeKind.PeftModel }:
                         view.HasPeftModel = any = true;
                         break;
-                    default:
-                        if (IsMergeWith(attribute))
-                        {
-                            view.ClassMerges.Add(attribute);
-                            any = true;
-                        }
-
+                    case { Kind: AttributeKind.Merge }:
+                        view.ClassMerges.Add(attribute);
+                        any = true;
                         break;
                 }
             }
@@ -142,15 +142,12 @@ namespace Peft.Generators.Diagnostics
                             view.HasAdapterAttribute = any = true;
                             break;
                         case { Kind: AttributeKind.Trainable }:
+                            if (!view.TrainableMembers.Contains(member, SymbolEqualityComparer.Default)) view.TrainableMembers.Add(member);
                             view.HasTrainable = any = true;
                             break;
-                        default:
-                            if (IsMergeWith(attribute))
-                            {
-                                view.MemberMerges.Add((member, attribute));
-                                any = true;
-                            }
-
+                        case { Kind: AttributeKind.Merge }:
+                            view.MemberMerges.Add((member, attribute));
+                            any = true;
                             break;
                     }
                 }
@@ -160,12 +157,6 @@ namespace Peft.Generators.Diagnostics
 
             return any ? view : null;
         }
-
-        /// <summary><c>Peft.MergeWithAttribute</c>, matched by name as the generator matches the others.</summary>
-        public static bool IsMergeWith(AttributeData attribute) =>
-            attribute.AttributeClass is { Name: "MergeWithAttribute", ContainingType: null, TypeKind: not TypeKind.Error } type
-            && type.ContainingNamespace is { Name: "Peft" } ns
-            && ns.ContainingNamespace is { IsGlobalNamespace: true };
 
         /// <summary>The class-level Targets, as the generator reads them.</summary>
         public static ImmutableHashSet<string> TargetsOf(AttributeData attribute)
@@ -191,6 +182,29 @@ namespace Peft.Generators.Diagnostics
             }
 
             return null;
+        }
+
+        /// <summary>How deep <see cref="ClassTypesIn"/> looks into arrays and type arguments.</summary>
+        public const int MaxTypeDepth = 8;
+
+        /// <summary>The class types a member type mentions: itself, array elements and type arguments, recursively (erroneous types left out, not their arguments).</summary>
+        public static IEnumerable<INamedTypeSymbol> ClassTypesIn(ITypeSymbol type, int depth = 0)
+        {
+            if (depth > MaxTypeDepth) yield break;
+            switch (type)
+            {
+                case IArrayTypeSymbol array:
+                    foreach (INamedTypeSymbol inner in ClassTypesIn(array.ElementType, depth + 1)) yield return inner;
+                    break;
+                case INamedTypeSymbol { TypeKind: not TypeKind.Error } named:
+                    if (named.TypeKind == TypeKind.Class) yield return named;
+                    foreach (ITypeSymbol argument in named.TypeArguments)
+                    {
+                        foreach (INamedTypeSymbol inner in ClassTypesIn(argument, depth + 1)) yield return inner;
+                    }
+
+                    break;
+            }
         }
 
         /// <summary>Numbers as the runtime formats them (invariant culture).</summary>
@@ -241,6 +255,7 @@ namespace Peft.Generators.Diagnostics
         public static double? Double(AttributeData attribute, string property) =>
             TryGet(attribute, property, out TypedConstant value) && value.Kind == TypedConstantKind.Primitive && value.Value is double d ? d : null;
 
+        /// <summary>A constructor parameter's property: <c>rank</c> → <c>Rank</c>.</summary>
         public static string PascalCase(string name) =>
             name.Length == 0 ? name : char.ToUpperInvariant(name[0]) + name.Substring(1);
 
