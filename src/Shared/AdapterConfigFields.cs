@@ -1,6 +1,6 @@
 // Compiled into both the analyzers (netstandard2.0) and the runtime: the one table of PeftDsl's methods. For each, what
 // PEFT's adapter_config.json holds once per adapter (PEFT017 compares attributes by it at compile time; the runtime's
-// settings records write exactly these keys: tests/Peft.Tests/IO/AdapterConfigFieldsTests.cs holds the two together),
+// settings records write exactly these keys: tests/Peft.Tests/IO/PeftFormat/AdapterConfigFieldsTests.cs holds the two together),
 // and the rules the parser and analyzers apply to its attribute: which constructor arguments are sizes and what bounds
 // them (PEFT004 / PEFT005 / PEFT006), which layers it wraps (PEFT016), which runtime layer it shares (PEFT008's mixed
 // methods) and whether a layer of it can hold a merged LoRA (PEFT011). Adding a method adds one entry to Methods.
