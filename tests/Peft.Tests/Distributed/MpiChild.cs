@@ -48,6 +48,29 @@ internal static class MpiChild
 
         switch (args[0])
         {
+            case "mpi-bench":
+            {
+                // mpi-bench FLOATS...: the all-reduce time of a bucket of each size, after a barrier (transfer, not waiting).
+                var mpi = (OpenMpiCommunicator)communicator;
+                foreach (string arg in args[1..])
+                {
+                    long floats = long.Parse(arg, CultureInfo.InvariantCulture);
+                    using var bucket = ones(floats);
+                    for (int i = 0; i < 5; i++) mpi.AllReduceMean(bucket);
+                    var times = new System.Collections.Generic.List<double>();
+                    for (int i = 0; i < 50; i++)
+                    {
+                        mpi.Barrier();
+                        long start = Stopwatch.GetTimestamp();
+                        mpi.AllReduceMean(bucket);
+                        times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                    }
+                    times.Sort();
+                    if (communicator.Rank == 0)
+                        Console.Out.WriteLine($"all-reduce {floats * 4:N0} bytes: median {times[times.Count / 2]:F3} ms, min {times[0]:F3} ms");
+                }
+                return 0;
+            }
             case "mpi-train":
             {
                 string output = args[1];
