@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
+using Peft.Runtime.Distributed;
 using Peft.Runtime.Training;
 using Spectre.Console;
 using TorchSharp;
@@ -14,9 +15,12 @@ namespace Peft.Samples;
 /// <param name="Title">What was trained.</param>
 /// <param name="Losses">The loss of every step.</param>
 /// <param name="StepSeconds">The wall time of every step (batch, forward, backward, optimizer).</param>
-/// <param name="TokensPerSecond">Training throughput over the whole run.</param>
+/// <param name="TokensPerSecond">Training throughput over the whole run (of every rank together, when data-parallel).</param>
 public sealed record TrainingRun(string Title, IReadOnlyList<double> Losses, IReadOnlyList<double> StepSeconds, double TokensPerSecond)
 {
+    /// <summary>Data-parallel only: the wall time this rank spent in all-reductions, and the bytes it all-reduced, over the run.</summary>
+    public (double Seconds, long Bytes, int Calls)? AllReduce { get; init; }
+
     /// <summary>The median step time: on a shared machine, robust to the odd step another process slowed down.</summary>
     public double MedianStepSeconds
     {
@@ -34,11 +38,19 @@ public sealed record TrainingRun(string Title, IReadOnlyList<double> Losses, IRe
 /// <summary>Next-character training on a text, with a progress bar (loss, tokens/s, ETA) and a NaN guard.</summary>
 public static class Training
 {
+    /// <summary>
+    /// Trains <paramref name="steps"/> steps. With a <paramref name="communicator"/> (data-parallel, under mpirun) every
+    /// rank draws the same random batches and trains on its own share (rank r on every N-th), the trainer averaging
+    /// the gradients; the returned losses are the mean over the ranks.
+    /// </summary>
     public static TrainingRun Run(TinyTransformer model, IEnumerable<Parameter> parameters, long[] data, CharTokenizer tokenizer,
-        string title, int steps, double learningRate, Random random, int batch = 32)
+        string title, int steps, double learningRate, Random random, int batch = 32, ICommunicator? communicator = null)
     {
         model.train();
-        var trainer = new AdapterTrainer(model, optim.AdamW(parameters, learningRate)) { Name = title };
+        var trainer = new AdapterTrainer(model, optim.AdamW(parameters, learningRate)) { Name = title, Communicator = communicator };
+        var mpi = communicator as OpenMpiCommunicator;
+        var (reduceStart, bytesStart, callsStart) = mpi is null ? (TimeSpan.Zero, 0L, 0) : (mpi.AllReduceTime, mpi.BytesAllReduced, mpi.AllReduceCount);
+        int ranks = communicator?.Size ?? 1;
         var losses = new List<double>(steps);
         var stepSeconds = new List<double>(steps);
         int context = model.Context;
@@ -49,7 +61,9 @@ public static class Training
         {
             long start = Stopwatch.GetTimestamp();
             using var scope = NewDisposeScope();
-            var (inputs, targets) = tokenizer.Batch(data, batch, context, random);
+            var (inputs, targets) = communicator is null
+                ? tokenizer.Batch(data, batch, context, random)
+                : DataSharding.NextShard(() => tokenizer.Batch(data, batch, context, random), communicator);
             double loss = trainer.Step(() =>
             {
                 var logits = model.forward(inputs);
@@ -61,7 +75,7 @@ public static class Training
             return loss;
         }
 
-        double TokensPerSecond() => (double)batch * context * losses.Count / clock.Elapsed.TotalSeconds;
+        double TokensPerSecond() => (double)batch * ranks * context * losses.Count / clock.Elapsed.TotalSeconds;
 
         AnsiConsole.MarkupLine($"\n[bold]{Markup.Escape(title)}[/]: {steps} steps");
         if (AnsiConsole.Profile.Capabilities.Interactive)
@@ -96,7 +110,10 @@ public static class Training
             }
         }
         model.eval();
-        return new TrainingRun(title, losses, stepSeconds, TokensPerSecond());
+        return new TrainingRun(title, losses, stepSeconds, TokensPerSecond())
+        {
+            AllReduce = mpi is null ? null : ((mpi.AllReduceTime - reduceStart).TotalSeconds, mpi.BytesAllReduced - bytesStart, mpi.AllReduceCount - callsStart),
+        };
     }
 }
 

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.CommandLine;
 using System.IO;
 using System.Linq;
+using Peft.Runtime.Distributed;
 using Peft.Runtime.Training;
 using Spectre.Console;
 using TorchSharp;
@@ -24,20 +25,25 @@ public static class Program
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
         var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
+        var dataParallel = new Option<bool>("--data-parallel") { Description = "Train data-parallel over the ranks of an OpenMPI job: mpirun -np 2 dotnet run --project samples/Peft.Samples.TinyLm -c Release -- --data-parallel" };
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads per process", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per batch (per rank when data-parallel)", DefaultValueFactory = _ => 32 };
         var output = new Option<string>("--out") { Description = "Folder for the loss plots and the saved adapter", DefaultValueFactory = _ => Path.Combine("out", "tinylm") };
-        foreach (var option in new Option[] { steps, pretrainSteps })
+        foreach (var option in new Option[] { steps, pretrainSteps, threads, batch })
             option.Validators.Add(result => { if (result.GetValueOrDefault<int>() < 1) result.AddError($"{option.Name} must be at least 1"); });
         rank.Validators.Add(result => { if (result.GetValueOrDefault<int?>() is < 1) result.AddError("--rank must be at least 1"); });
 
         var command = new RootCommand("PeftDsl sample: pre-train a tiny transformer, then fine-tune adapters on a new sentence form")
         {
-            method, steps, pretrainSteps, rank, output,
+            method, steps, pretrainSteps, rank, output, dataParallel, threads, batch,
         };
         command.SetAction(parsed =>
         {
             try
             {
-                Run(parsed.GetValue(method), parsed.GetValue(steps), parsed.GetValue(pretrainSteps), parsed.GetValue(rank), parsed.GetValue(output)!);
+                var communicator = parsed.GetValue(dataParallel) ? Communicator.FromEnvironment() : null;
+                Run(parsed.GetValue(method), parsed.GetValue(steps), parsed.GetValue(pretrainSteps), parsed.GetValue(rank), parsed.GetValue(output)!,
+                    communicator, parsed.GetValue(threads), parsed.GetValue(batch));
                 return 0;
             }
             catch (Exception ex) when (ex is NonFiniteLossException or ArgumentException or InvalidOperationException)
@@ -50,13 +56,23 @@ public static class Program
         return command.Parse(args).Invoke();
     }
 
-    private static void Run(AdapterMethod method, int finetuneSteps, int pretrainSteps, int? rank, string outDir)
+    private static void Run(AdapterMethod method, int finetuneSteps, int pretrainSteps, int? rank, string outDir,
+        ICommunicator? communicator, int threads, int batch)
     {
         const int context = 32;
+        // Data-parallel: every rank says who it is; rank 0 alone draws the tables, bars and plots and saves.
+        bool lead = communicator is null || communicator.Rank == 0;
+        if (communicator is not null)
+        {
+            Console.Out.WriteLine($"rank {communicator.Rank} of {communicator.Size}" + (communicator.Size == 1 ? " (not under mpirun: training alone)" : ""));
+            Console.Out.Flush();
+            if (!lead) AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null) });
+        }
+        // The same seed on every rank: the frozen base starts equal everywhere (the trainer broadcasts only what trains).
         manual_seed(7);
-        // One intra-op thread: for a model this small libtorch's thread pool gains little on an idle machine and, on a
-        // busy one (CI, shared cores), its spin-waiting threads make each step many times slower.
-        set_num_threads(1);
+        // One intra-op thread by default: for a model this small libtorch's thread pool gains little on an idle machine
+        // and, on a busy one (CI, shared cores), its spin-waiting threads make each step many times slower.
+        set_num_threads(threads);
         var random = new Random(7);
         var numbers = ToyCorpora.SuccessorNumbers;
         string grammar = ToyCorpora.Grammar(6000, seed: 2);
@@ -77,9 +93,11 @@ public static class Program
         // 1. Pre-train the base model: adapters off, every base weight trainable.
         model.DisableAdapters();
         model.UnfreezeBaseModel();
-        var pretrain = Training.Run(model, model.parameters(), tokenizer.Encode(grammar), tokenizer, "pre-train on the toy grammar", pretrainSteps, 3e-3, random);
-        string pretrainPlot = LossPlot.Write(Path.Combine(outDir, "pretrain-loss.png"), "Pre-training the base model", new[] { pretrain });
+        // Data-parallel, every parameter trains here, so every parameter's gradient crosses the wire (the whole model).
+        var pretrain = Training.Run(model, model.parameters(), tokenizer.Encode(grammar), tokenizer, "pre-train on the toy grammar", pretrainSteps, 3e-3, random, batch, communicator);
+        string pretrainPlot = lead ? LossPlot.Write(Path.Combine(outDir, "pretrain-loss.png"), "Pre-training the base model", new[] { pretrain }) : "";
         AnsiConsole.MarkupLine($"  loss {pretrain.Losses[0]:F2} → {pretrain.FinalLoss():F2}; plot: [link]{Markup.Escape(pretrainPlot)}[/]");
+        ShowAllReduce(pretrain);
 
         // 2. Fine-tune: fresh adapters on the pre-trained base, the base frozen again; only adapters and the head learn.
         AdapterSetup.Recreate(model, rank);
@@ -92,9 +110,10 @@ public static class Program
         double accuracyBefore = Generation.SuccessorAccuracy(model, tokenizer, numbers);
 
         var finetune = Training.Run(model, model.TrainableParameters(), tokenizer.Encode(successors), tokenizer,
-            $"{method} fine-tune on \"after seven comes eight.\"", finetuneSteps, 3e-3, random);
-        string finetunePlot = LossPlot.Write(Path.Combine(outDir, $"finetune-{method.ToString().ToLowerInvariant()}-loss.png"), $"{method} fine-tuning", new[] { finetune });
+            $"{method} fine-tune on \"after seven comes eight.\"", finetuneSteps, 3e-3, random, batch, communicator);
+        string finetunePlot = lead ? LossPlot.Write(Path.Combine(outDir, $"finetune-{method.ToString().ToLowerInvariant()}-loss.png"), $"{method} fine-tuning", new[] { finetune }) : "";
         AnsiConsole.MarkupLine($"  loss {finetune.Losses[0]:F2} → {finetune.FinalLoss():F2}; plot: [link]{Markup.Escape(finetunePlot)}[/]");
+        ShowAllReduce(finetune);
         double accuracyAfter = Generation.SuccessorAccuracy(model, tokenizer, numbers);
 
         var completions = new Table().Title($"Completions of \"after N comes\" ({numbers.Count} prompts)")
@@ -120,10 +139,23 @@ public static class Program
 
         // 4. Save in PEFT's format: PeftModel.from_pretrained(base, dir) reads these files.
         string adapterDir = Path.Combine(outDir, $"adapter-{method.ToString().ToLowerInvariant()}");
-        model.SaveAdapters(adapterDir);
+        communicator?.Barrier();
+        if (lead) model.SaveAdapters(adapterDir); // data-parallel: rank 0 writes, the others wait below
+        communicator?.Barrier();
+        if (!lead) return;
         AnsiConsole.MarkupLine($"Saved the adapter to {Markup.Escape(Path.GetFullPath(adapterDir))}:");
         foreach (var file in Directory.GetFiles(adapterDir).OrderBy(f => f, StringComparer.Ordinal))
             AnsiConsole.MarkupLine($"  {Markup.Escape(Path.GetFileName(file))} ({new FileInfo(file).Length:N0} bytes)");
+    }
+
+    /// <summary>Data-parallel: the time rank 0 spent in all-reductions against the step time, and the bytes per step.</summary>
+    private static void ShowAllReduce(TrainingRun run)
+    {
+        if (run.AllReduce is not { } reduce || run.StepSeconds.Count == 0) return;
+        double perStep = reduce.Seconds / run.StepSeconds.Count, mean = run.StepSeconds.Average();
+        AnsiConsole.MarkupLine($"  all-reduce: {perStep * 1e3:F2} ms per step of {mean * 1e3:F1} ms mean ({run.MedianStepSeconds * 1e3:F1} ms median), " +
+            $"{100 * perStep / mean:F1} %");
+        AnsiConsole.MarkupLine($"  {reduce.Bytes / Math.Max(1, reduce.Calls):N0} bytes per step; {run.TokensPerSecond:N0} tok/s over all ranks");
     }
 
     /// <summary>What each method would train on this model, at the same rank: built, counted, discarded.</summary>

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using Peft.Runtime.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,6 +23,12 @@ namespace Peft.Runtime.Training
     ///     trainer.Step(() =&gt; functional.cross_entropy(model.forward(x), y));
     /// </code>
     /// </example>
+    /// <remarks>
+    /// Data-parallel (one process per rank, launched by <c>mpirun</c>): set <see cref="Communicator"/>. Before the first
+    /// step the trainable parameters are broadcast from rank 0; after each backward their gradients are averaged across
+    /// ranks in one flat bucket (frozen parameters never cross the wire); the NaN/Inf guard decides on every rank alike,
+    /// naming the rank whose loss or gradient was bad; <see cref="SaveAdapters"/> writes on rank 0 only.
+    /// </remarks>
     public sealed class AdapterTrainer
     {
         private readonly nn.Module _model;
@@ -46,15 +53,38 @@ namespace Peft.Runtime.Training
         public int CompletedSteps { get; private set; }
 
         /// <summary>
+        /// The ranks this trainer trains with, each on its own batches; <see langword="null"/> (the default) trains in
+        /// this process alone. Set it before the first step, on every rank, usually to
+        /// <c>Communicator.FromEnvironment()</c>. Every rank must then call <see cref="Step"/> the same number of times
+        /// with a loss that is a mean over its batch (equal batch sizes make the averaged gradient that of the
+        /// concatenated batch), and its model's frozen parameters must equal rank 0's (same seed or same checkpoint).
+        /// </summary>
+        public ICommunicator? Communicator
+        {
+            get => _communicator;
+            set
+            {
+                if (CompletedSteps > 0 && !ReferenceEquals(value, _communicator))
+                    throw new InvalidOperationException($"{Name}: set Communicator before the first step; {CompletedSteps} steps already ran without it.");
+                _communicator = value;
+                _buckets = null;
+            }
+        }
+
+        private ICommunicator? _communicator;
+        private GradientBuckets? _buckets;
+
+        /// <summary>
         /// Runs one step: zeroes the gradients, computes the loss with <paramref name="computeLoss"/>, checks it, runs
         /// <c>backward</c>, checks every gradient, clips (when <see cref="MaxGradNorm"/> is set) and steps the
         /// optimizer. Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
         /// </summary>
-        /// <returns>The step's loss.</returns>
+        /// <returns>The step's loss; with a <see cref="Communicator"/>, the mean of every rank's loss.</returns>
         /// <exception cref="NonFiniteLossException">The loss or a gradient is NaN or ±Inf; nothing was updated.</exception>
         public double Step(Func<Tensor> computeLoss)
         {
             ArgumentNullException.ThrowIfNull(computeLoss);
+            if (_communicator is { } communicator) return DistributedStep(computeLoss, communicator);
             int step = CompletedSteps + 1;
             using var scope = NewDisposeScope();
             _optimizer.zero_grad();
@@ -84,6 +114,96 @@ namespace Peft.Runtime.Training
             CompletedSteps = step;
             return value;
         }
+
+        /// <summary>
+        /// Writes the model's adapters in PEFT's format (<see cref="IPeftModel.SaveAdapters"/>), on rank 0 only when a
+        /// <see cref="Communicator"/> is set: every rank waits at a barrier before (so the save holds the same step on
+        /// all) and after (so no rank goes on, or reads the files, before they are written). The save is journaled, so a
+        /// rank 0 killed mid-save leaves the previous adapter whole on disk.
+        /// </summary>
+        /// <exception cref="InvalidOperationException">The model is not a <c>[PeftModel]</c>.</exception>
+        public void SaveAdapters(string directory)
+        {
+            ArgumentException.ThrowIfNullOrEmpty(directory);
+            var peft = _model as IPeftModel
+                ?? throw new InvalidOperationException($"{Name}: {_model.GetType().Name} is not a [PeftModel], so it has no adapters to save.");
+            if (_communicator is not { } communicator)
+            {
+                peft.SaveAdapters(directory);
+                return;
+            }
+            communicator.Barrier();
+            if (communicator.Rank == 0) peft.SaveAdapters(directory);
+            communicator.Barrier();
+        }
+
+        private double DistributedStep(Func<Tensor> computeLoss, ICommunicator communicator)
+        {
+            int step = CompletedSteps + 1, size = communicator.Size, rank = communicator.Rank;
+            using var scope = NewDisposeScope();
+            var trainable = TrainableParameters().ToList();
+            if (_buckets is null || !_buckets.Matches(trainable))
+            {
+                // First step, or the trainable set changed: rebuild the buckets and start every rank from rank 0's values.
+                _buckets?.Dispose();
+                _buckets = new GradientBuckets(trainable, statusSlots: 2 * size, Name);
+                _buckets.BroadcastParameters(communicator, Name);
+            }
+            var buckets = _buckets;
+
+            _optimizer.zero_grad();
+            var loss = computeLoss();
+            if (loss.numel() != 1)
+                throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
+            double value = loss.to(ScalarType.Float64).item<double>();
+            bool lossFinite = double.IsFinite(value);
+            // A bad loss skips backward here but still joins the all-reduce below, so every rank learns of it at once.
+            if (lossFinite) loss.backward();
+            buckets.PackGradients();
+            bool gradientsFinite = !lossFinite || buckets.GradientsFinite();
+            string? localBad = gradientsFinite ? null : FirstNonFiniteGradient();
+            // Status slots, summed over ranks: [0, size) each rank's loss, [size, 2·size) each rank's bad-gradient flag.
+            var status = new double[2 * size];
+            status[rank] = value;
+            status[size + rank] = gradientsFinite ? 0 : 1;
+            buckets.SetStatus(status);
+            buckets.AllReduceMean(communicator);
+            double[] all = buckets.Status().Select(s => s * size).ToArray();
+
+            var badLoss = Enumerable.Range(0, size).Where(r => !double.IsFinite(all[r])).ToList();
+            if (badLoss.Count > 0)
+            {
+                _optimizer.zero_grad();
+                int first = badLoss[0];
+                double shown = first == rank ? value : all[first];
+                throw new NonFiniteLossException(
+                    $"{Name}: the loss is {Show(shown)} on rank {Ranks(badLoss)} of {size} at step {step}; stopped on every rank before the optimizer step, so the parameters are those after step {step - 1}. " +
+                    "Lower the learning rate, set MaxGradNorm, or check this step's batch on that rank.",
+                    step, shown, parameter: null, rank: first);
+            }
+            double mean = all.Take(size).Average();
+            var badGradient = Enumerable.Range(0, size).Where(r => all[size + r] > 0).ToList();
+            if (badGradient.Count > 0 || !buckets.AllFinite())
+            {
+                _optimizer.zero_grad();
+                int? first = badGradient.Count > 0 ? badGradient[0] : null;
+                string where = first is null ? "the averaged gradient holds NaN or Inf (each rank's was finite: the sum overflowed)"
+                    : localBad is not null ? $"the gradient of '{localBad}' holds NaN or Inf on rank {Ranks(badGradient)} of {size}"
+                    : $"a gradient holds NaN or Inf on rank {Ranks(badGradient)} of {size} (that rank's message names the parameter)";
+                throw new NonFiniteLossException(
+                    $"{Name}: {where} at step {step} (mean loss {mean.ToString("G6", CultureInfo.InvariantCulture)}); " +
+                    $"stopped on every rank before the optimizer step, so the parameters are those after step {step - 1}. Lower the learning rate or set MaxGradNorm.",
+                    step, mean, localBad, first);
+            }
+            buckets.UnpackGradients();
+            if (MaxGradNorm is double max)
+                nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), max);
+            _optimizer.step();
+            CompletedSteps = step;
+            return mean;
+        }
+
+        private static string Ranks(List<int> ranks) => string.Join(", ", ranks);
 
         private IEnumerable<(string Name, Parameter Parameter)> TrainableParameters() =>
             _model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter));

@@ -11,12 +11,22 @@ namespace Peft.Runtime.Training
     {
         /// <summary>Creates the exception for step <paramref name="step"/>.</summary>
         public NonFiniteLossException(string message, int step, double loss, string? parameter)
+            : this(message, step, loss, parameter, rank: null)
+        {
+        }
+
+        /// <summary>Creates the exception for step <paramref name="step"/> of a data-parallel run, where rank <paramref name="rank"/> was bad.</summary>
+        public NonFiniteLossException(string message, int step, double loss, string? parameter, int? rank)
             : base(message)
         {
             Step = step;
             Loss = loss;
             Parameter = parameter;
+            Rank = rank;
         }
+
+        /// <summary>In data-parallel training, the (first) rank whose loss or gradient was not finite; otherwise <see langword="null"/>.</summary>
+        public int? Rank { get; }
 
         /// <summary>The 1-based step whose loss or gradients were not finite.</summary>
         public int Step { get; }
