@@ -68,6 +68,14 @@ namespace Peft.Runtime.IO
             return -1;
         }
 
+        /// <summary>The address of the tensor's first element (any device): equal for tensors that share memory.</summary>
+        internal static IntPtr Address(Tensor tensor)
+        {
+            IntPtr data = THSTensor_data(tensor.Handle);
+            if (data == IntPtr.Zero) torch.CheckForErrors();
+            return data;
+        }
+
         private static byte* DataPointer(Tensor tensor)
         {
             if (tensor.device_type != DeviceType.CPU || !tensor.is_contiguous())
