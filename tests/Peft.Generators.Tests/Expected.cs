@@ -110,6 +110,15 @@ namespace Peft.Generators.Tests
                     /// <summary>The number of trainable scalars.</summary>
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
+
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Block: RegisterComponents() has not run, so no adapter is wired");
                 }
             }
@@ -398,6 +407,15 @@ namespace Peft.Generators.Tests
                     /// <summary>The number of trainable scalars.</summary>
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
+
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.MultiTask: RegisterComponents() has not run, so no adapter is wired");
                 }
             }
@@ -553,6 +571,15 @@ namespace Peft.Generators.Tests
 
                     /// <summary>The number of trainable scalars.</summary>
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
+
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
 
                     /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
                     public void MergeMathCode() => __peftCoreOrThrow.MergeAdapter(new global::Peft.Runtime.Merging.MergeSpec("math_code", new string[] { "math", "code" }) { Method = global::Peft.MergeMethod.Ties, Weights = new double[] { 0.5d, 0.5d }, Density = 0.5d });

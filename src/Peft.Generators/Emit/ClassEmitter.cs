@@ -230,6 +230,13 @@ namespace Peft.Generators.Emit
                 "global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter> TrainableParameters() => " + core + ".TrainableParameters();");
             Member("The number of trainable scalars.", "TrainableParameterCount",
                 "long TrainableParameterCount => " + core + ".TrainableParameterCount;");
+            Member("Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.", "LoadBaseWeights",
+                "void LoadBaseWeights(string fileOrDirectory, " + Runtime + ".IO.BaseWeightOptions? options = null) => " + core + ".LoadBaseWeights(fileOrDirectory, options);",
+                "fileOrDirectory", "The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.",
+                "options", "Prefix, renames and aliases for the checkpoint's keys; null for the defaults.");
+            Member("Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.", "SaveMergedModel",
+                "void SaveMergedModel(string directory) => " + core + ".SaveMergedModel(directory);",
+                "directory", "The folder that receives <c>model.safetensors</c>.");
             if (!model.Merges.IsEmpty) WriteMerges(w, model, trailingBlankLine: true);
 
             w.Line("private " + New(model, core) + Runtime + ".PeftModelCore " + core + " => __peftCore ?? throw new global::System.InvalidOperationException("

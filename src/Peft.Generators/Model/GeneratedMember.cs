@@ -53,6 +53,8 @@ namespace Peft.Generators.Model
             new GeneratedMember("FreezeBaseModel", Accessibility.Public, true, new string[0]),
             new GeneratedMember("UnfreezeBaseModel", Accessibility.Public, true, new string[0]),
             new GeneratedMember("TrainableParameters", Accessibility.Public, true, new string[0]),
-            new GeneratedMember("TrainableParameterCount", Accessibility.Public, true));
+            new GeneratedMember("TrainableParameterCount", Accessibility.Public, true),
+            new GeneratedMember("LoadBaseWeights", Accessibility.Public, true, new[] { "string", "global::Peft.Runtime.IO.BaseWeightOptions" }),
+            new GeneratedMember("SaveMergedModel", Accessibility.Public, true, new[] { "string" }));
     }
 }
