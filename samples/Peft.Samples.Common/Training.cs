@@ -39,29 +39,43 @@ public static class Training
     {
         model.train();
         var trainer = new AdapterTrainer(model, optim.AdamW(parameters, learningRate)) { Name = title };
+        int context = model.Context;
+        var run = Loop(title, steps, batch * context, () =>
+        {
+            using var scope = NewDisposeScope();
+            var (inputs, targets) = tokenizer.Batch(data, batch, context, random);
+            return trainer.Step(() =>
+            {
+                var logits = model.forward(inputs);
+                return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1));
+            });
+        });
+        model.eval();
+        return run;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="step"/> (one optimizer step, returning its loss) <paramref name="steps"/> times under a
+    /// progress bar (loss, tokens/s, elapsed, ETA); with redirected output, a line every 50 steps instead.
+    /// </summary>
+    public static TrainingRun Loop(string title, int steps, int tokensPerStep, Func<double> step)
+    {
         var losses = new List<double>(steps);
         var stepSeconds = new List<double>(steps);
-        int context = model.Context;
         var clock = Stopwatch.StartNew();
         double smoothed = double.NaN;
 
         double Step()
         {
             long start = Stopwatch.GetTimestamp();
-            using var scope = NewDisposeScope();
-            var (inputs, targets) = tokenizer.Batch(data, batch, context, random);
-            double loss = trainer.Step(() =>
-            {
-                var logits = model.forward(inputs);
-                return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1));
-            });
+            double loss = step();
             losses.Add(loss);
             stepSeconds.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
             smoothed = double.IsNaN(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
             return loss;
         }
 
-        double TokensPerSecond() => (double)batch * context * losses.Count / clock.Elapsed.TotalSeconds;
+        double TokensPerSecond() => (double)tokensPerStep * losses.Count / clock.Elapsed.TotalSeconds;
 
         AnsiConsole.MarkupLine($"\n[bold]{Markup.Escape(title)}[/]: {steps} steps");
         if (AnsiConsole.Profile.Capabilities.Interactive)
@@ -73,7 +87,7 @@ public static class Training
                 .Start(context =>
                 {
                     var task = context.AddTask(Markup.Escape(title), maxValue: steps);
-                    for (int step = 1; step <= steps; step++)
+                    for (int i = 1; i <= steps; i++)
                     {
                         Step();
                         task.State.Update<double>("loss", _ => smoothed);
@@ -85,17 +99,16 @@ public static class Training
         else
         {
             // Redirected output (a log, CI): no live bars, a line every 50 steps instead, with the same numbers.
-            for (int step = 1; step <= steps; step++)
+            for (int i = 1; i <= steps; i++)
             {
                 Step();
-                if (step == 1 || step % 50 == 0 || step == steps)
+                if (i == 1 || i % 50 == 0 || i == steps)
                 {
-                    double eta = clock.Elapsed.TotalSeconds / step * (steps - step);
-                    AnsiConsole.MarkupLine($"  step {step,4}/{steps}  loss {smoothed:F3}  {TokensPerSecond():N0} tok/s  ETA {eta:F0} s");
+                    double eta = clock.Elapsed.TotalSeconds / i * (steps - i);
+                    AnsiConsole.MarkupLine($"  step {i,4}/{steps}  loss {smoothed:F3}  {TokensPerSecond():N0} tok/s  ETA {eta:F0} s");
                 }
             }
         }
-        model.eval();
         return new TrainingRun(title, losses, stepSeconds, TokensPerSecond());
     }
 }

@@ -71,6 +71,39 @@ public static class LlamaEval
         return generated;
     }
 
+    /// <summary>
+    /// <paramref name="count"/> continuations of one prompt sampled together as a batch at <paramref name="temperature"/>
+    /// (torch's generator: seed it with <c>manual_seed</c>), each cut at its first EOS or BOS.
+    /// </summary>
+    public static List<List<int>> SampleBatch(LlamaForCausalLM model, IReadOnlyList<int> prompt, int count, int maxNewTokens, double temperature)
+    {
+        model.eval();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var ids = tensor(prompt.Select(t => (long)t).ToArray()).unsqueeze(0).expand(count, -1).contiguous();
+        int steps = Math.Min(maxNewTokens, model.Config.MaxPositionEmbeddings - prompt.Count);
+        for (int i = 0; i < steps; i++)
+        {
+            var logits = model.forward(ids).select(1, -1);
+            var next = multinomial(nn.functional.softmax(logits / temperature, -1), 1);
+            ids = cat(new[] { ids, next }, 1);
+        }
+        var rows = new List<List<int>>(count);
+        var all = ids.narrow(1, prompt.Count, steps).data<long>().ToArray();
+        for (int r = 0; r < count; r++)
+        {
+            var row = new List<int>();
+            for (int j = 0; j < steps; j++)
+            {
+                int t = (int)all[r * steps + j];
+                if (t == model.Config.EosTokenId || t == model.Config.BosTokenId) break;
+                row.Add(t);
+            }
+            rows.Add(row);
+        }
+        return rows;
+    }
+
     /// <summary>Mean negative log-likelihood (nats per token) of every token after the first, given those before it.</summary>
     public static double MeanNll(LlamaForCausalLM model, IReadOnlyList<int> ids)
     {
