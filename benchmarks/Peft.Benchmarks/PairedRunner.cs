@@ -65,6 +65,23 @@ public static class PairedRunner
         Interleave(title, Variants(bench), warmups: 40, rounds);
     }
 
+    /// <summary>
+    /// <see cref="LlamaBenchmarks"/> interleaved at <paramref name="layers"/> layers: the frozen model's forward + backward
+    /// and the LoRA training step, with the tokens per second of each.
+    /// </summary>
+    public static void RunLlama(int layers, int rounds)
+    {
+        var bench = new LlamaBenchmarks { Layers = layers };
+        bench.GlobalSetup();
+        string title = string.Format(CultureInfo.InvariantCulture,
+            "LlamaBenchmarks: d = 768, {0} layers, 12 heads, batch {1} x seq {2}, LoRA r = {3} on q/v, {4} interleaved rounds, {5} libtorch threads, {6} logical CPUs",
+            layers, LlamaBenchmarks.Batch, LlamaBenchmarks.Sequence, LlamaBenchmarks.Rank, rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount);
+        var medians = Interleave(title, Variants(bench), warmups: 2, rounds);
+        foreach (var (name, ms) in medians)
+            Console.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0}: {1:N0} tokens/s", name, LlamaBenchmarks.TokensPerStep / (ms / 1000)));
+        bench.GlobalCleanup();
+    }
+
     /// <summary>The suite's [Benchmark] methods on <paramref name="bench"/>, the baseline first.</summary>
     private static (string Name, Action Step)[] Variants(object bench) =>
         bench.GetType().GetMethods()
@@ -77,7 +94,7 @@ public static class PairedRunner
             .ToArray();
 
     /// <summary>Times the variants back to back for <paramref name="rounds"/> rounds and prints the table; variant 0 is the baseline.</summary>
-    private static void Interleave(string title, (string Name, Action Step)[] variants, int warmups, int rounds)
+    private static (string Name, double MedianMs)[] Interleave(string title, (string Name, Action Step)[] variants, int warmups, int rounds)
     {
         foreach (var v in variants) for (int i = 0; i < warmups; i++) v.Step();
         var times = variants.Select(_ => new List<double>()).ToArray();
@@ -103,6 +120,7 @@ public static class PairedRunner
             Console.WriteLine(string.Format(c, "| {0} | {1:F2} | {2:F2} | {3:F3} | {4:F3} – {5:F3} |",
                 variants[k].Name, Quantile(times[k], 0.5), times[k].Min(), Quantile(ratios, 0.5), Quantile(ratios, 0.25), Quantile(ratios, 0.75)));
         }
+        return variants.Select((v, k) => (v.Name, Quantile(times[k], 0.5))).ToArray();
     }
 
     private static double Quantile(IEnumerable<double> values, double q)

@@ -19,7 +19,7 @@ public static class AdapterSetup
     /// W. Here the base is pre-trained after construction, so the adapters are made again once it is final, exactly as
     /// a model that loads a pre-trained checkpoint must do before fine-tuning with those methods.
     /// </remarks>
-    public static void Recreate(TinyTransformer model, int? rank = null)
+    public static void Recreate(IPeftModel model, int? rank = null)
     {
         foreach (var (_, layer) in model.AdapterLayers)
         {
@@ -49,7 +49,7 @@ public static class AdapterSetup
                     throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA and Bone adapters only");
             }
         }
-        ((IPeftModel)model).SetActiveAdapters("default");
+        model.SetActiveAdapters("default");
         model.FreezeBaseModel();
     }
 

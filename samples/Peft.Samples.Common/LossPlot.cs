@@ -14,7 +14,7 @@ public static class LossPlot
     /// <summary>
     /// Writes one curve per run to <paramref name="path"/>: each step's loss faint, a moving average over it bold.
     /// </summary>
-    public static string Write(string path, string title, IReadOnlyList<TrainingRun> runs, int width = 900, int height = 500)
+    public static string Write(string path, string title, IReadOnlyList<TrainingRun> runs, int width = 900, int height = 500, string yLabel = "cross-entropy loss (nats per character)")
     {
         var plot = new Plot();
         for (int i = 0; i < runs.Count; i++)
@@ -32,7 +32,7 @@ public static class LossPlot
         }
         plot.Title(title);
         plot.XLabel("step");
-        plot.YLabel("cross-entropy loss (nats per character)");
+        plot.YLabel(yLabel);
         plot.ShowLegend(Alignment.UpperRight);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         plot.SavePng(path, width, height);

@@ -38,11 +38,6 @@ public sealed record TrainingRun(string Title, IReadOnlyList<double> Losses, IRe
 /// <summary>Next-character training on a text, with a progress bar (loss, tokens/s, ETA) and a NaN guard.</summary>
 public static class Training
 {
-    /// <summary>
-    /// Trains <paramref name="steps"/> steps. With a <paramref name="communicator"/> (data-parallel, under mpirun) every
-    /// rank draws the same random batches and trains on its own share (rank r on every N-th), the trainer averaging
-    /// the gradients; the returned losses are the mean over the ranks.
-    /// </summary>
     public static TrainingRun Run(TinyTransformer model, IEnumerable<Parameter> parameters, long[] data, CharTokenizer tokenizer,
         string title, int steps, double learningRate, Random random, int batch = 32, ICommunicator? communicator = null)
     {
@@ -50,32 +45,48 @@ public static class Training
         var trainer = new AdapterTrainer(model, optim.AdamW(parameters, learningRate)) { Name = title, Communicator = communicator };
         var mpi = communicator as OpenMpiCommunicator;
         var (reduceStart, bytesStart, callsStart) = mpi is null ? (TimeSpan.Zero, 0L, 0) : (mpi.AllReduceTime, mpi.BytesAllReduced, mpi.AllReduceCount);
-        int ranks = communicator?.Size ?? 1;
+        int context = model.Context;
+        var run = Loop(title, steps, batch * (communicator?.Size ?? 1) * context, () =>
+        {
+            using var scope = NewDisposeScope();
+            var (inputs, targets) = communicator is null
+                ? tokenizer.Batch(data, batch, context, random)
+                : DataSharding.NextShard(() => tokenizer.Batch(data, batch, context, random), communicator);
+            return trainer.Step(() =>
+            {
+                var logits = model.forward(inputs);
+                return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1));
+            });
+        });
+        model.eval();
+        return mpi is null ? run : run with
+        {
+            AllReduce = ((mpi.AllReduceTime - reduceStart).TotalSeconds, mpi.BytesAllReduced - bytesStart, mpi.AllReduceCount - callsStart),
+        };
+    }
+
+    /// <summary>
+    /// Runs <paramref name="step"/> (one optimizer step, returning its loss) <paramref name="steps"/> times under a
+    /// progress bar (loss, tokens/s, elapsed, ETA); with redirected output, a line every 50 steps instead.
+    /// </summary>
+    public static TrainingRun Loop(string title, int steps, int tokensPerStep, Func<double> step)
+    {
         var losses = new List<double>(steps);
         var stepSeconds = new List<double>(steps);
-        int context = model.Context;
         var clock = Stopwatch.StartNew();
         double smoothed = double.NaN;
 
         double Step()
         {
             long start = Stopwatch.GetTimestamp();
-            using var scope = NewDisposeScope();
-            var (inputs, targets) = communicator is null
-                ? tokenizer.Batch(data, batch, context, random)
-                : DataSharding.NextShard(() => tokenizer.Batch(data, batch, context, random), communicator);
-            double loss = trainer.Step(() =>
-            {
-                var logits = model.forward(inputs);
-                return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1));
-            });
+            double loss = step();
             losses.Add(loss);
             stepSeconds.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
             smoothed = double.IsNaN(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
             return loss;
         }
 
-        double TokensPerSecond() => (double)batch * ranks * context * losses.Count / clock.Elapsed.TotalSeconds;
+        double TokensPerSecond() => (double)tokensPerStep * losses.Count / clock.Elapsed.TotalSeconds;
 
         AnsiConsole.MarkupLine($"\n[bold]{Markup.Escape(title)}[/]: {steps} steps");
         if (AnsiConsole.Profile.Capabilities.Interactive)
@@ -87,7 +98,7 @@ public static class Training
                 .Start(context =>
                 {
                     var task = context.AddTask(Markup.Escape(title), maxValue: steps);
-                    for (int step = 1; step <= steps; step++)
+                    for (int i = 1; i <= steps; i++)
                     {
                         Step();
                         task.State.Update<double>("loss", _ => smoothed);
@@ -99,21 +110,17 @@ public static class Training
         else
         {
             // Redirected output (a log, CI): no live bars, a line every 50 steps instead, with the same numbers.
-            for (int step = 1; step <= steps; step++)
+            for (int i = 1; i <= steps; i++)
             {
                 Step();
-                if (step == 1 || step % 50 == 0 || step == steps)
+                if (i == 1 || i % 50 == 0 || i == steps)
                 {
-                    double eta = clock.Elapsed.TotalSeconds / step * (steps - step);
-                    AnsiConsole.MarkupLine($"  step {step,4}/{steps}  loss {smoothed:F3}  {TokensPerSecond():N0} tok/s  ETA {eta:F0} s");
+                    double eta = clock.Elapsed.TotalSeconds / i * (steps - i);
+                    AnsiConsole.MarkupLine($"  step {i,4}/{steps}  loss {smoothed:F3}  {TokensPerSecond():N0} tok/s  ETA {eta:F0} s");
                 }
             }
         }
-        model.eval();
-        return new TrainingRun(title, losses, stepSeconds, TokensPerSecond())
-        {
-            AllReduce = mpi is null ? null : ((mpi.AllReduceTime - reduceStart).TotalSeconds, mpi.BytesAllReduced - bytesStart, mpi.AllReduceCount - callsStart),
-        };
+        return new TrainingRun(title, losses, stepSeconds, TokensPerSecond());
     }
 }
 

@@ -78,5 +78,21 @@ namespace Peft.Runtime
 
         /// <summary>The number of trainable scalars.</summary>
         long TrainableParameterCount { get; }
+
+        /// <summary>
+        /// Loads the base model's weights from a Hugging Face checkpoint (<c>model.safetensors</c>, or shards listed by
+        /// <c>model.safetensors.index.json</c>, or a folder holding either): <c>q.weight</c> fills <c>q.base_layer.weight</c>,
+        /// F32 / F16 / BF16 are converted to each parameter's dtype, tied parameters take any of their names. Every key,
+        /// shape and dtype is checked first; one exception lists every missing, unexpected and misshapen key and the
+        /// model is left unchanged. Tensors are streamed from the files one at a time.
+        /// </summary>
+        void LoadBaseWeights(string fileOrDirectory, IO.BaseWeightOptions? options = null);
+
+        /// <summary>
+        /// Writes the adapted model as a plain checkpoint: each adapted layer's weight with its active adapters folded in,
+        /// under the names and dtypes of the checkpoint <see cref="LoadBaseWeights"/> read, as <c>model.safetensors</c>
+        /// (+ the source folder's <c>config.json</c>), atomically. The model itself is not changed.
+        /// </summary>
+        void SaveMergedModel(string directory);
     }
 }

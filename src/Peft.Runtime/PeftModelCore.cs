@@ -270,6 +270,15 @@ namespace Peft.Runtime
             foreach (var (_, layer) in _layers) layer.AdaptersDisabled = true;
         }
 
+        /// <summary>What the last <see cref="LoadBaseWeights"/> read, for <see cref="SaveMergedModel"/>'s names; null before.</summary>
+        internal BaseWeights.Source? BaseWeightsSource { get; set; }
+
+        /// <inheritdoc />
+        public void LoadBaseWeights(string fileOrDirectory, BaseWeightOptions? options = null) => BaseWeights.Load(this, fileOrDirectory, options);
+
+        /// <inheritdoc />
+        public void SaveMergedModel(string directory) => BaseWeights.SaveMerged(this, directory);
+
         /// <inheritdoc />
         public IEnumerable<Parameter> TrainableParameters() => _root.parameters().Where(p => p.requires_grad);
 

@@ -159,6 +159,19 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Block: RegisterComponents() has not run, so no adapter is wired");
@@ -539,6 +552,19 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.MultiTask: RegisterComponents() has not run, so no adapter is wired");
@@ -753,6 +779,19 @@ namespace Peft.Generators.Tests
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
+
+                    /// <summary>Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.</summary>
+                    /// <param name="fileOrDirectory">The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder.</param>
+                    /// <param name="options">Prefix, renames and aliases for the checkpoint's keys; null for the defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void LoadBaseWeights(string fileOrDirectory, global::Peft.Runtime.IO.BaseWeightOptions? options = null) => __peftCoreOrThrow.LoadBaseWeights(fileOrDirectory, options);
+
+                    /// <summary>Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.</summary>
+                    /// <param name="directory">The folder that receives <c>model.safetensors</c>.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
 
                     /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]

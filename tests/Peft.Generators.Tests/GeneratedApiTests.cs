@@ -30,9 +30,12 @@ namespace Peft.Generators.Tests
         private static string Describe(MemberInfo member) => member switch
         {
             MethodInfo method => method.Name + "(" + string.Join(", ", method.GetParameters().Select(p =>
-                (p.IsDefined(typeof(ParamArrayAttribute)) ? "params " : "") + TypeName(p.ParameterType))) + ")",
+                (p.IsDefined(typeof(ParamArrayAttribute)) ? "params " : "") + TypeName(p.ParameterType)
+                + (!p.ParameterType.IsValueType && Nullability.Create(p).WriteState == NullabilityState.Nullable ? "?" : ""))) + ")",
             _ => member.Name,
         };
+
+        private static readonly NullabilityInfoContext Nullability = new();
 
         private static string TypeName(Type type) =>
             type == typeof(string) ? "string"

@@ -7,12 +7,13 @@ namespace Peft.Generators.Model
     /// <summary>A parameter of a generated model-level method.</summary>
     internal sealed class ApiParameter
     {
-        public ApiParameter(string type, string name, string summary, bool isParams = false)
+        public ApiParameter(string type, string name, string summary, bool isParams = false, string? defaultValue = null)
         {
             Type = type;
             Name = name;
             Summary = summary;
             IsParams = isParams;
+            DefaultValue = defaultValue;
         }
 
         /// <summary>The type as <see cref="SymbolDisplayFormat.FullyQualifiedFormat"/> shows it (<c>string</c>, <c>string[]</c>).</summary>
@@ -25,6 +26,9 @@ namespace Peft.Generators.Model
 
         /// <summary>Declared <c>params</c>.</summary>
         public bool IsParams { get; }
+
+        /// <summary>An optional parameter's default as written (<c>null</c>), or null for a required one.</summary>
+        public string? DefaultValue { get; }
     }
 
     /// <summary>
@@ -46,7 +50,7 @@ namespace Peft.Generators.Model
             Accessibility = accessibility;
             PeftModelOnly = peftModelOnly;
             ApiParameters = parameters is null ? (ImmutableArray<ApiParameter>?)null : ImmutableArray.Create(parameters);
-            Parameters = parameters is null ? (ImmutableArray<string>?)null : ImmutableArray.CreateRange(parameters.Select(static p => p.Type));
+            Parameters = parameters is null ? (ImmutableArray<string>?)null : ImmutableArray.CreateRange(parameters.Select(static p => p.Type.TrimEnd('?')));
             IsOverride = isOverride;
             ReturnType = returnType;
             Summary = summary;
@@ -78,7 +82,8 @@ namespace Peft.Generators.Model
 
         /// <summary>The declaration after the modifiers, forwarding to <see cref="Core"/>: <c>void SaveAdapters(string directory) => __peftCoreOrThrow.SaveAdapters(directory);</c>.</summary>
         public string Declaration => ApiParameters is { } parameters
-            ? ReturnType + " " + Name + "(" + string.Join(", ", parameters.Select(static p => (p.IsParams ? "params " : string.Empty) + p.Type + " " + p.Name))
+            ? ReturnType + " " + Name + "(" + string.Join(", ", parameters.Select(static p => (p.IsParams ? "params " : string.Empty) + p.Type + " " + p.Name
+                + (p.DefaultValue is null ? string.Empty : " = " + p.DefaultValue)))
                 + ") => " + Core + "." + Name + "(" + string.Join(", ", parameters.Select(static p => p.Name)) + ");"
             : ReturnType + " " + Name + " => " + Core + "." + Name + ";";
 
@@ -126,7 +131,14 @@ namespace Peft.Generators.Model
             Api("void", "UnfreezeBaseModel", "Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>."),
             Api("global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter>", "TrainableParameters",
                 "The parameters that train: adapters and <c>[Trainable]</c> modules."),
-            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."));
+            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."),
+            Api("void", "LoadBaseWeights",
+                "Loads the base model's weights from a Hugging Face checkpoint (a <c>.safetensors</c> file, a sharded index, or a folder holding either), checking every key first.",
+                new ApiParameter("string", "fileOrDirectory", "The checkpoint: <c>model.safetensors</c>, <c>model.safetensors.index.json</c>, or their folder."),
+                new ApiParameter("global::Peft.Runtime.IO.BaseWeightOptions?", "options", "Prefix, renames and aliases for the checkpoint's keys; null for the defaults.", defaultValue: "null")),
+            Api("void", "SaveMergedModel",
+                "Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.",
+                Directory("The folder that receives <c>model.safetensors</c>.")));
 
         /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
         public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();

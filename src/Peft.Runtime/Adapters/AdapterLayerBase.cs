@@ -246,6 +246,13 @@ namespace Peft.Runtime.Adapters
             _ = ComputeMerged(adapters.Where(a => !_merged.Contains(a)).ToList()); // what Merge would compute
         }
 
+        /// <summary>
+        /// The weight and bias <c>forward</c> computes with now, as new tensors, the layer unchanged: the base (with any
+        /// merged adapters) plus the active unmerged adapters, none while adapters are disabled. What a merged export
+        /// writes. Throws as <see cref="Merge"/> would on NaN / Inf.
+        /// </summary>
+        internal (Tensor Weight, Tensor? Bias) EffectiveWeights() => ComputeMerged(UnmergedActiveAdapters.ToList());
+
         /// <inheritdoc />
         public void Merge(IReadOnlyList<string> adapters)
         {

@@ -36,7 +36,10 @@ namespace Peft.Runtime.IO
         /// <param name="baseModel">PEFT's <c>base_model_name_or_path</c>.</param>
         /// <param name="taskType">PEFT's <c>task_type</c>.</param>
         /// <param name="adapter">The adapter's name, for the message refusing layers that differ in a shared field.</param>
-        public static JsonObject Build(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, IReadOnlyList<string> modulesToSave, string? baseModel, string? taskType, string adapter = "default")
+        /// <param name="modulePaths">Every module path of the model, when known: then <c>target_modules</c> holds the layers'
+        /// last names (<c>["q_proj", "v_proj"]</c>, as PEFT users write it) where those repeat across layers and select exactly
+        /// these layers; otherwise, and without it, the full module paths.</param>
+        public static JsonObject Build(IReadOnlyList<(string Path, AdapterSettings Settings)> sites, IReadOnlyList<string> modulesToSave, string? baseModel, string? taskType, string adapter = "default", IReadOnlyCollection<string>? modulePaths = null)
         {
             if (sites.Count == 0) throw new ArgumentException("an adapter config needs at least one layer", nameof(sites));
             var first = sites[0].Settings;
@@ -62,7 +65,8 @@ namespace Peft.Runtime.IO
             }
 
             config["peft_type"] = first.PeftType;
-            config["target_modules"] = new JsonArray(sites.Select(s => (JsonNode?)JsonValue.Create(s.Path)).ToArray());
+            var targets = ShortTargets(sites.Select(s => s.Path).ToList(), modulePaths) ?? sites.Select(s => s.Path).ToList();
+            config["target_modules"] = new JsonArray(targets.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray());
             config["modules_to_save"] = modulesToSave.Count == 0 ? null : new JsonArray(modulesToSave.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray());
             config["base_model_name_or_path"] = baseModel;
             config["task_type"] = taskType;
@@ -71,6 +75,27 @@ namespace Peft.Runtime.IO
             var result = new JsonObject();
             foreach (var (key, value) in config) result[key] = value;
             return result;
+        }
+
+        /// <summary>
+        /// The layers' last names, sorted, when they are fewer than the layers (a name repeats: one per block) and PEFT's
+        /// suffix match on them selects exactly <paramref name="paths"/> among <paramref name="modulePaths"/>; else null.
+        /// </summary>
+        private static List<string>? ShortTargets(IReadOnlyList<string> paths, IReadOnlyCollection<string>? modulePaths)
+        {
+            if (modulePaths is null || paths.Any(p => p.Length == 0)) return null;
+            static string Last(string path) => path[(path.LastIndexOf('.') + 1)..];
+            var leaves = paths.Select(Last).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            if (leaves.Count >= paths.Count) return null;
+            var sites = new HashSet<string>(paths, StringComparer.Ordinal);
+            // PEFT matches a module when its path equals an entry or ends with "." + entry; modules inside a site (its
+            // base layer, its adapters) are never wrapped again.
+            foreach (var path in modulePaths)
+            {
+                if (path.Length == 0 || sites.Contains(path) || sites.Any(s => path.StartsWith(s + ".", StringComparison.Ordinal))) continue;
+                if (leaves.Contains(Last(path))) return null;
+            }
+            return leaves;
         }
 
         /// <summary>

@@ -128,7 +128,7 @@ namespace Peft.Runtime.IO
 
             try
             {
-                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter)));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter, core.Root.named_modules().Select(m => m.name).ToList())));
             }
             catch (InvalidOperationException ex)
             {
