@@ -168,13 +168,18 @@ namespace Peft.Runtime.Adapters
             var current = original.add(values).abs();
             var keep = options.Threshold > 0 ? current.lt(options.Threshold) : current.le(original.abs().max());
             var train = _reselected.TryGetValue(adapter, out var state) ? state.Train.to(keep.device).logical_and(keep) : keep;
-            if (_reselected.TryGetValue(adapter, out var old))
-            {
-                old.Train.Dispose();
-                old.Frozen.Dispose();
-            }
-            _reselected[adapter] = (train.DetachFromDisposeScope(), values.detach().clone().DetachFromDisposeScope());
-            return train.sum().item<long>();
+            var trainNow = train.DetachFromDisposeScope();
+            ForgetReselection(adapter);
+            _reselected[adapter] = (trainNow, values.detach().clone().DetachFromDisposeScope());
+            return trainNow.sum().item<long>();
+        }
+
+        /// <summary>Drops an adapter's re-selection state: every entry trains again.</summary>
+        private void ForgetReselection(string adapter)
+        {
+            if (!_reselected.Remove(adapter, out var state)) return;
+            state.Train.Dispose();
+            state.Frozen.Dispose();
         }
 
         /// <inheritdoc />
@@ -234,11 +239,7 @@ namespace Peft.Runtime.Adapters
             var file = (SaRAOptions)settings;
             SetOptions(adapter, Options(adapter) with { Rank = file.Rank, Threshold = file.Threshold });
             // The file's indices replace ours: a re-selection made on the old ones no longer applies.
-            if (_reselected.Remove(adapter, out var state))
-            {
-                state.Train.Dispose();
-                state.Frozen.Dispose();
-            }
+            ForgetReselection(adapter);
         }
 
         /// <summary>A SHiRA or SaRA config; for two rank-selected adapters, the same rank (it fixes the count r·(in + out)).</summary>
@@ -256,11 +257,7 @@ namespace Peft.Runtime.Adapters
         {
             base.RemoveAdapterParameters(adapter);
             if (_indices.Remove(adapter, out var indices)) indices.Dispose();
-            if (_reselected.Remove(adapter, out var state))
-            {
-                state.Train.Dispose();
-                state.Frozen.Dispose();
-            }
+            ForgetReselection(adapter);
             _trainingForwards.Remove(adapter);
         }
     }
