@@ -11,7 +11,7 @@ public static class AdapterSetup
 {
     /// <summary>
     /// Replaces each adapter <c>default</c> by a fresh one with the same options, on the base weights as they are now,
-    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone).
+    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA).
     /// </summary>
     /// <remarks>
     /// The generated code creates the adapters when the model is constructed, from the attributes. Some methods look
@@ -45,8 +45,16 @@ public static class AdapterSetup
                     bone.AddAdapter("default", options with { Block = rank ?? options.Block });
                     break;
                 }
+                case SaRALinear sara:
+                {
+                    // SaRA selects the smallest weights of the base as it is now: the pre-trained one.
+                    var options = sara.Options("default");
+                    sara.DeleteAdapter("default");
+                    sara.AddAdapter("default", options with { Rank = rank ?? options.Rank });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA and Bone adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone and SaRA adapters only");
             }
         }
         model.SetActiveAdapters("default");

@@ -19,6 +19,9 @@ public enum AdapterMethod
 
     /// <summary><c>[Bone(8)]</c> (PEFT's MiSS): one block matrix per layer, shared across input blocks.</summary>
     Bone,
+
+    /// <summary><c>[SaRA(8)]</c>: the 8·(in + out) smallest-magnitude weights of q and v train, as a sparse delta.</summary>
+    SaRA,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -82,6 +85,21 @@ public sealed partial class BoneAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>Attention whose query and value projections train their 8·(64 + 64) smallest weights (SaRA).</summary>
+[SaRA(8, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class SaRAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public SaRAAttention(int dim, int heads) : base(nameof(SaRAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -98,6 +116,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.LoRA => new LoRAAttention(dim, heads),
             AdapterMethod.DoRA => new DoRAAttention(dim, heads),
             AdapterMethod.Bone => new BoneAttention(dim, heads),
+            AdapterMethod.SaRA => new SaRAAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

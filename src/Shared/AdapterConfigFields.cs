@@ -49,6 +49,9 @@ namespace Peft
 
             /// <summary>A block of at least 1 that divides the in-features, and with <c>Variant = Bat</c> the out-features too (PEFT004, PEFT006).</summary>
             BlockDividingIn,
+
+            /// <summary>A rank from 1 to in·out/(in + out), so that rank·(in + out) entries fit in the layer (SaRA; PEFT004, PEFT028).</summary>
+            RankWithinSparseBudget,
         }
 
         /// <summary>A size argument: the constructor parameter and what bounds it.</summary>
@@ -106,6 +109,9 @@ namespace Peft
 
             /// <summary>Whether a layer of this method can hold the LoRA adapter every <c>[MergeWith]</c> creates (PEFT011).</summary>
             public bool HoldsMergedLoRA { get; init; }
+
+            /// <summary>Attribute properties (doubles or ints) that must be at least 0 (PEFT029), e.g. SaRA's <c>Threshold</c>.</summary>
+            public string[] NonNegative { get; init; } = new string[0];
         }
 
         /// <summary>The key every config holds once: the method itself.</summary>
@@ -166,6 +172,14 @@ namespace Peft
             new Method("IA3", "IA3", new string[0],
                 new Field("init_ia3_weights", null, "true"),
                 new Field("fan_in_fan_out", null, "false")),
+            // Saved as PEFT's SHiRA: no rank_pattern there, so r is held once. A Threshold-selected adapter writes
+            // peft_type "SARA" and its threshold instead of mask_type (the runtime compares them across layers).
+            new Method("SaRA", "SHIRA", new string[0],
+                new Field("r", "Rank", "32"),
+                new Field("mask_type", null, "\"random\""),
+                new Field("init_weights", null, "true"),
+                new Field("fan_in_fan_out", null, "false"))
+                { Sizes = new[] { new Size("rank", Bound.RankWithinSparseBudget) }, NonNegative = new[] { "Threshold", "ReselectAfter", "NuclearNormWeight" } },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

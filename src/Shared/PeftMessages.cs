@@ -35,6 +35,12 @@ namespace Peft
         // {2} config key, {3} its value there (JSON), {4} the value at the first layer (JSON), {5} the first layer.
         public const string SharedConfigMismatch = "{0}: adapter '{1}' has {2} = {3} here but {4} at {5}; PEFT's adapter_config.json holds one {2} for every layer of an adapter, so give one of these layers another adapter Name";
 
+        // PEFT028: {0} site, {1} method, {2} rank, {3} in, {4} out, {5} rank·(in + out), {6} in·out, {7} largest rank.
+        public const string SparseRankTooLarge = "{0}: {1} rank {2} selects {2}·({3} + {4}) = {5} weights, more than the layer's {6}; use a rank from 1 to {7}";
+
+        // PEFT029: {0} site, {1} method, {2} option in words, {3} value.
+        public const string NegativeOption = "{0}: {1} {2} must be at least 0, got {3}";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

@@ -30,6 +30,12 @@ class Tiny(torch.nn.Module):
         self.f = torch.nn.Linear(16, 16)
         self.head = torch.nn.Linear(56, 5)
 
+        # torch < 2.0 has no Module._backward_pre_hooks, which PEFT's SHiRA forward reads (only to warn about hooks
+        # it would skip): an empty one, as torch 2.x has, lets that check run on the Debian torch 1.13 here.
+        for layer in (self.q, self.v, self.f, self.head):
+            if not hasattr(layer, "_backward_pre_hooks"):
+                layer._backward_pre_hooks = {}
+
     def forward(self, x):
         return self.head(torch.cat([self.q(x), self.v(x), self.f(x)], dim=-1))
 
@@ -49,6 +55,8 @@ def configs():
         "loha": lambda: peft.LoHaConfig(r=4, alpha=8, target_modules=TARGETS),
         "lokr": lambda: peft.LoKrConfig(r=4, alpha=8, target_modules=TARGETS),
         "ia3": lambda: peft.IA3Config(target_modules=TARGETS, feedforward_modules=["f"]),
+        # PeftDsl's [SaRA(2)] saves in this format (PEFT draws a random mask; the file's indices travel with it).
+        "shira": lambda: peft.ShiraConfig(r=2, target_modules=TARGETS),
     }
 
 

@@ -40,7 +40,9 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.EmptyAdapterName,
             DiagnosticDescriptors.UnsupportedLayer,
             DiagnosticDescriptors.MixedMethods,
-            DiagnosticDescriptors.SharedConfigMismatch);
+            DiagnosticDescriptors.SharedConfigMismatch,
+            DiagnosticDescriptors.SparseRankTooLarge,
+            DiagnosticDescriptors.NegativeOption);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -329,7 +331,19 @@ namespace Peft.Generators.Diagnostics
                     {
                         if (value > max) Report(DiagnosticDescriptors.RankTooLarge, property, site, label, value, i1, o1, max);
                     }
+                    else if (size.Bound == AdapterConfigFields.Bound.RankWithinSparseBudget && i1 > 0 && o1 > 0 && i1 <= 1L << 30 && o1 <= 1L << 30)
+                    {
+                        if ((long)value * (i1 + o1) > i1 * o1)
+                            Report(DiagnosticDescriptors.SparseRankTooLarge, property, site, label, value, i1, o1, (long)value * (i1 + o1), i1 * o1, i1 * o1 / (i1 + o1));
+                    }
                 }
+            }
+
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (rules is null || Array.IndexOf(rules.NonNegative, argument.Key) < 0 || argument.Value.Kind != TypedConstantKind.Primitive) continue;
+                bool negative = argument.Value.Value switch { double d => !(d >= 0), int n => n < 0, _ => false };
+                if (negative) Report(DiagnosticDescriptors.NegativeOption, argument.Key, site, use.Method, Words(argument.Key), argument.Value.Value!);
             }
 
             foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)

@@ -281,6 +281,22 @@ namespace Peft.Generators.Diagnostics
             PeftMessages.SharedConfigMismatch,
             "PEFT's adapter_config.json holds one method and one value of each shared field (use_dora, lora_dropout, init_lora_weights, use_rslora, Bone's variant, ...) for every layer of an adapter; only r and alpha may differ per layer. Layers whose adapters share a name but differ otherwise could be trained but not saved.");
 
+        // ---- PEFT028 / PEFT029 -----------------------------------------------------------------------------------
+
+        /// <summary>PEFT028: the runtime's <see cref="PeftMessages.SparseRankTooLarge"/>.</summary>
+        public static readonly DiagnosticDescriptor SparseRankTooLarge = Error(
+            DiagnosticIds.SparseRankTooLarge,
+            "Sparse adapter selects more weights than the layer holds",
+            PeftMessages.SparseRankTooLarge,
+            "SaRA trains rank·(in + out) weights of the layer, as many numbers as a LoRA of that rank; PEFT's SHiRA, whose format it is saved in, refuses a rank for which that count exceeds in·out.");
+
+        /// <summary>PEFT029: the runtime's <see cref="PeftMessages.NegativeOption"/>.</summary>
+        public static readonly DiagnosticDescriptor NegativeOption = Error(
+            DiagnosticIds.NegativeOption,
+            "Option must be at least 0",
+            PeftMessages.NegativeOption,
+            "A threshold, a step count or a regulariser weight below 0 has no meaning; 0 turns the option off.");
+
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 
         /// <summary>PEFT999: {0} class, {1} exception type, message and first stack frame.</summary>

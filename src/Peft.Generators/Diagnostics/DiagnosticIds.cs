@@ -63,6 +63,12 @@ namespace Peft.Generators.Diagnostics
         /// <summary>Diagnostic property: the block sizes PEFT006's fix offers, nearest first, comma-separated.</summary>
         public const string BlockCandidatesProperty = "PeftBlocks";
 
+        /// <summary>SaRA's rank selects more weights, rank·(in + out), than the layer holds.</summary>
+        public const string SparseRankTooLarge = "PEFT028";
+
+        /// <summary>An option that must be at least 0 (SaRA's Threshold, ReselectAfter, NuclearNormWeight) is negative.</summary>
+        public const string NegativeOption = "PEFT029";
+
         /// <summary>The generator caught an exception of its own (a PeftDsl bug); reported by the generator.</summary>
         public const string InternalError = "PEFT999";
     }

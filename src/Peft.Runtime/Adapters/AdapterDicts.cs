@@ -79,8 +79,16 @@ namespace Peft.Runtime.Adapters
     {
         // Looked up in the module's own registry, not a copy: Module.to(dtype / device) replaces registered parameters.
 
+        private readonly System.Action<string>? _beforeRead;
+
         /// <summary>Creates an empty dictionary.</summary>
         public AdapterParameterDict() : base("AdapterParameterDict") { }
+
+        /// <summary>
+        /// Creates an empty dictionary whose owner brings an adapter's parameter up to date (<paramref name="beforeRead"/>)
+        /// each time <see cref="Parameters"/> lists it for a save, a load or the optimizer (SaRA restores its frozen entries).
+        /// </summary>
+        public AdapterParameterDict(System.Action<string> beforeRead) : this() => _beforeRead = beforeRead;
 
         /// <summary>The parameter of adapter <paramref name="adapter"/>.</summary>
         public Parameter this[string adapter] => _internal_params[adapter];
@@ -102,6 +110,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public IEnumerable<(string Name, Parameter Parameter)> Parameters(string adapter)
         {
+            _beforeRead?.Invoke(adapter);
             yield return (adapter, _internal_params[adapter]);
         }
 

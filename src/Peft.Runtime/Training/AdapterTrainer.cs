@@ -77,7 +77,9 @@ namespace Peft.Runtime.Training
         /// <summary>
         /// Runs one step: zeroes the gradients, computes the loss with <paramref name="computeLoss"/>, checks it, runs
         /// <c>backward</c>, checks every gradient, clips (when <see cref="MaxGradNorm"/> is set) and steps the
-        /// optimizer. Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
+        /// optimizer. Where the model holds adapter layers with a regulariser (<see cref="IAdapterRegularizer"/>: SaRA's
+        /// nuclear norm), one layer's term per step, in turn, is added to the loss first, and the returned loss includes
+        /// it. Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
         /// </summary>
         /// <returns>The step's loss; with a <see cref="Communicator"/>, the mean of every rank's loss.</returns>
         /// <exception cref="NonFiniteLossException">The loss or a gradient is NaN or ±Inf; nothing was updated.</exception>
@@ -91,6 +93,11 @@ namespace Peft.Runtime.Training
             var loss = computeLoss();
             if (loss.numel() != 1)
                 throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
+            // Adapters with a regulariser (SaRA's nuclear norm): one layer's term per step, in turn, as SaRA's paper
+            // picks one layer per step to keep the SVDs cheap.
+            var regularizers = _model.modules().Prepend(_model).Distinct().OfType<IAdapterRegularizer>().ToList();
+            if (regularizers.Count > 0 && regularizers[(step - 1) % regularizers.Count].RegularizationLoss() is { } term)
+                loss = loss.reshape(Array.Empty<long>()) + term;
             double value = loss.to(ScalarType.Float64).item<double>();
             if (!double.IsFinite(value))
                 throw new NonFiniteLossException(

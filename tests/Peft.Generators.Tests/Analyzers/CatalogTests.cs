@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Peft.Generators.Tests.Analyzers
 {
-    /// <summary>The catalog is whole: PEFT001–PEFT017 and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
+    /// <summary>The catalog is whole: every ID of DiagnosticIds and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
     public class CatalogTests
     {
         private static readonly DiagnosticDescriptor[] Descriptors = typeof(DiagnosticDescriptors)
@@ -17,7 +17,23 @@ namespace Peft.Generators.Tests.Analyzers
             .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
             .ToArray();
 
-        private static readonly string[] Ids = Enumerable.Range(1, 17).Select(i => $"PEFT{i:000}").ToArray();
+        /// <summary>Every analyzer ID DiagnosticIds declares (not contiguous: each wave of methods brings its own range).</summary>
+        private static readonly string[] Ids = typeof(DiagnosticIds)
+            .GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.FieldType == typeof(string) && ((string)f.GetRawConstantValue()!).StartsWith("PEFT", StringComparison.Ordinal))
+            .Select(f => (string)f.GetRawConstantValue()!)
+            .Where(id => id != DiagnosticIds.InternalError)
+            .Distinct()
+            .OrderBy(id => id, StringComparer.Ordinal)
+            .ToArray();
+
+        [Fact]
+        public void The_first_wave_and_the_sara_ids_are_among_them()
+        {
+            foreach (int i in Enumerable.Range(1, 17)) Assert.Contains($"PEFT{i:000}", Ids);
+            Assert.Contains("PEFT028", Ids);
+            Assert.Contains("PEFT029", Ids);
+        }
 
         /// <summary>Reported by the generator, not by an analyzer: PEFT999, its internal error.</summary>
         private static readonly string[] GeneratorIds = { DiagnosticIds.InternalError };

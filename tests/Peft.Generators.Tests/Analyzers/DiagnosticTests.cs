@@ -85,6 +85,24 @@ namespace Peft.Generators.Tests.Analyzers
         public Task PEFT004_near_miss_rank_one() => Expect(
             A($"[LoRA(1)] {M} q = Linear(8, 8); [Bone(1, Name = \"v\")] {M} v = Linear(8, 8); [Hydra(1, 1, Name = \"k\")] {M} k = Linear(8, 8);"));
 
+        // ---- PEFT028 / PEFT029 (SaRA) -----------------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT028_sara_rank_selects_more_weights_than_the_layer_holds() => Expect(
+            A($"[SaRA({{|#0:6|}})] {M} q = Linear(12, 10); [SaRA(5, Name = \"ok\")] {M} v = Linear(12, 10);"),
+            At("PEFT028", 0).WithMessage("Demo.A.q: SaRA rank 6 selects 6·(12 + 10) = 132 weights, more than the layer's 120; use a rank from 1 to 5"));
+
+        [Fact]
+        public Task PEFT029_negative_sara_options() => Expect(
+            A($"[SaRA(2, Threshold = {{|#0:-0.5|}}, ReselectAfter = {{|#1:-1|}}, NuclearNormWeight = {{|#2:-0.001|}})] {M} q = Linear(12, 10);"),
+            At("PEFT029", 0).WithMessage(Format(PeftMessages.NegativeOption, "Demo.A.q", "SaRA", "threshold", -0.5)),
+            At("PEFT029", 1).WithMessage(Format(PeftMessages.NegativeOption, "Demo.A.q", "SaRA", "reselect after", -1)),
+            At("PEFT029", 2).WithMessage(Format(PeftMessages.NegativeOption, "Demo.A.q", "SaRA", "nuclear norm weight", -0.001)));
+
+        [Fact]
+        public Task PEFT029_zero_is_off_not_an_error() => Expect(
+            A($"[SaRA(2, Threshold = 0, ReselectAfter = 0, NuclearNormWeight = 0)] {M} q = Linear(12, 10);"));
+
         // ---- PEFT005 -------------------------------------------------------------------------------------------
 
         [Fact]

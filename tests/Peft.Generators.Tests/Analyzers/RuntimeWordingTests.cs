@@ -36,6 +36,22 @@ namespace Peft.Generators.Tests.Analyzers
         }
 
         [Fact]
+        public async Task PEFT028_sara_rank_too_large()
+        {
+            string compile = await AnalyzerMessage($"[SaRA(6)] {M} q = Linear(12, 10);", "PEFT028");
+            string run = RuntimeMessage(() => SaRA.Wrap(torch.nn.Linear(12, 10), "Demo.A.q", "default", new SaRAOptions { Rank = 6 }));
+            Assert.Equal(run, compile);
+        }
+
+        [Fact]
+        public async Task PEFT029_negative_option()
+        {
+            string compile = await AnalyzerMessage($"[SaRA(2, NuclearNormWeight = -0.25)] {M} q = Linear(12, 10);", "PEFT029");
+            string run = RuntimeMessage(() => SaRA.Wrap(torch.nn.Linear(12, 10), "Demo.A.q", "default", new SaRAOptions { Rank = 2, NuclearNormWeight = -0.25 }));
+            Assert.Equal(run, compile);
+        }
+
+        [Fact]
         public async Task PEFT006_bone_block_does_not_divide()
         {
             string compile = await AnalyzerMessage($"[Bone(64)] {M} v = Linear(100, 128);", "PEFT006");

@@ -62,9 +62,20 @@ public class MixedBatchTests
         return layer;
     }
 
+    private static SaRALinear SaRA()
+    {
+        manual_seed(5);
+        var layer = new SaRALinear("T.s", nn.Linear(6, 5), "a", new SaRAOptions { Rank = 1 });
+        layer.AddAdapter("b", new SaRAOptions { Rank = 2 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Values(n).normal_(0, 0.5);
+        return layer;
+    }
+
     public static IEnumerable<object[]> Layers() => new[]
     {
         new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
+        new object[] { "SaRA" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
@@ -74,6 +85,7 @@ public class MixedBatchTests
         "Bone" => Bone(BoneVariant.Bone),
         "Bat" => Bone(BoneVariant.Bat),
         "Hydra" => Hydra(),
+        "SaRA" => SaRA(),
         _ => throw new ArgumentException(kind),
     };
 

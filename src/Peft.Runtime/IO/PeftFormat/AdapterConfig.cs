@@ -216,6 +216,17 @@ namespace Peft.Runtime.IO
             ["LOHA"] = LoHaOptions.FromConfig,
             ["LOKR"] = LoKrOptions.FromConfig,
             ["IA3"] = IA3Options.FromConfig,
+            ["SHIRA"] = SaRAOptions.FromConfig,
+            ["SARA"] = SaRAOptions.FromConfig, // PeftDsl's own: a threshold-selected SaRA adapter, SHiRA's keys
+        };
+
+        /// <summary>
+        /// <c>peft_type</c>s read by the layer of another type: a <c>"SARA"</c> file (a threshold-selected SaRA adapter) by
+        /// the SaRA layer, whose files are otherwise PEFT's <c>"SHIRA"</c>.
+        /// </summary>
+        private static readonly IReadOnlyDictionary<string, string> LayerTypes = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["SARA"] = "SHIRA",
         };
 
         /// <summary>
@@ -228,7 +239,8 @@ namespace Peft.Runtime.IO
         };
 
         /// <summary>The type a file of <c>peft_type</c> <paramref name="fileType"/> is read as (itself, unless it is a legacy name).</summary>
-        public static string CurrentType(string fileType) => LegacyTypes.TryGetValue(fileType, out var legacy) ? legacy.CurrentType : fileType;
+        public static string CurrentType(string fileType) =>
+            LegacyTypes.TryGetValue(fileType, out var legacy) ? legacy.CurrentType : LayerTypes.TryGetValue(fileType, out var layer) ? layer : fileType;
 
         /// <summary>The settings a config gives one layer.</summary>
         public static AdapterSettings SettingsFor(JsonObject config, string modulePath, string file)

@@ -119,6 +119,9 @@ namespace Peft.Runtime.IO
                     (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
                 foreach (var (name, tensor) in layerTensors)
                     tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor));
+                if (layer is IAdapterBuffers buffers)
+                    foreach (var (name, tensor) in buffers.AdapterBuffers(unit.Adapter))
+                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor.detach()));
                 settings.Add((path, layerSettings));
             }
             foreach (var (key, tensor) in SharedTensors(unit))
@@ -326,6 +329,15 @@ namespace Peft.Runtime.IO
                     string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
                     copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
                 }
+                if (layer is IAdapterBuffers layerBuffers)
+                    foreach (var (name, buffer) in layerBuffers.AdapterBuffers(unit.Adapter))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        var source = Take(byKey, used, key, buffer, weightsPath);
+                        if (layerBuffers.CheckBuffer(unit.Adapter, name, source) is { } problem)
+                            throw new InvalidDataException($"{weightsPath}: key '{AdapterKeys.Prefix}{key}': {problem}");
+                        copies.Add((buffer, source));
+                    }
                 if (layer is ISharedAdapterTensors shared)
                 {
                     bool inFile = shared.FileHoldsSharedTensors(layerSettings);
