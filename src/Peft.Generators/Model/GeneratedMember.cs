@@ -7,12 +7,13 @@ namespace Peft.Generators.Model
     /// <summary>A parameter of a generated model-level method.</summary>
     internal sealed class ApiParameter
     {
-        public ApiParameter(string type, string name, string summary, bool isParams = false)
+        public ApiParameter(string type, string name, string summary, bool isParams = false, string? defaultValue = null)
         {
             Type = type;
             Name = name;
             Summary = summary;
             IsParams = isParams;
+            DefaultValue = defaultValue;
         }
 
         /// <summary>The type as <see cref="SymbolDisplayFormat.FullyQualifiedFormat"/> shows it (<c>string</c>, <c>string[]</c>).</summary>
@@ -25,6 +26,9 @@ namespace Peft.Generators.Model
 
         /// <summary>Declared <c>params</c>.</summary>
         public bool IsParams { get; }
+
+        /// <summary>The default value as written (<c>null</c>), making the parameter optional; null for a required one.</summary>
+        public string? DefaultValue { get; }
     }
 
     /// <summary>
@@ -78,7 +82,7 @@ namespace Peft.Generators.Model
 
         /// <summary>The declaration after the modifiers, forwarding to <see cref="Core"/>: <c>void SaveAdapters(string directory) => __peftCoreOrThrow.SaveAdapters(directory);</c>.</summary>
         public string Declaration => ApiParameters is { } parameters
-            ? ReturnType + " " + Name + "(" + string.Join(", ", parameters.Select(static p => (p.IsParams ? "params " : string.Empty) + p.Type + " " + p.Name))
+            ? ReturnType + " " + Name + "(" + string.Join(", ", parameters.Select(static p => (p.IsParams ? "params " : string.Empty) + p.Type + " " + p.Name + (p.DefaultValue is null ? string.Empty : " = " + p.DefaultValue)))
                 + ") => " + Core + "." + Name + "(" + string.Join(", ", parameters.Select(static p => p.Name)) + ");"
             : ReturnType + " " + Name + " => " + Core + "." + Name + ";";
 
@@ -126,7 +130,11 @@ namespace Peft.Generators.Model
             Api("void", "UnfreezeBaseModel", "Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>."),
             Api("global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter>", "TrainableParameters",
                 "The parameters that train: adapters and <c>[Trainable]</c> modules."),
-            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."));
+            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."),
+            Api("void", "InitializeEva",
+                "EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.",
+                new ApiParameter("global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor>", "batches", "Model inputs; cycled until every layer has converged."),
+                new ApiParameter("global::Peft.Runtime.EvaOptions?", "options", "EVA's settings; null for PEFT's defaults.", defaultValue: "null")));
 
         /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
         public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();

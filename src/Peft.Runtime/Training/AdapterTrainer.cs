@@ -56,6 +56,7 @@ namespace Peft.Runtime.Training
         {
             ArgumentNullException.ThrowIfNull(computeLoss);
             int step = CompletedSteps + 1;
+            if (CompletedSteps == 0) RequireEvaInitialised();
             using var scope = NewDisposeScope();
             _optimizer.zero_grad();
             var loss = computeLoss();
@@ -83,6 +84,21 @@ namespace Peft.Runtime.Training
             _optimizer.step();
             CompletedSteps = step;
             return value;
+        }
+
+        /// <summary>
+        /// Refuses to start on an adapter declared with <c>LoRAInit.Eva</c> whose data-driven init never ran: its A would be
+        /// the random placeholder and its rank the declared one, not EVA's.
+        /// </summary>
+        private void RequireEvaInitialised()
+        {
+            foreach (var (path, module) in _model.named_modules())
+                if (module is Adapters.LoRALinear lora)
+                    foreach (var adapter in lora.AdapterNames)
+                        if (lora.AwaitsEva(adapter))
+                            throw new InvalidOperationException(
+                                $"{Name}: layer '{path}' ({lora.Site}) holds adapter '{adapter}' declared with LoRAInit.Eva, which was never initialised; " +
+                                "call the model's InitializeEva(batches) (or load a saved adapter) before training, and create the optimizer after it (EVA changes the ranks)");
         }
 
         private IEnumerable<(string Name, Parameter Parameter)> TrainableParameters() =>
