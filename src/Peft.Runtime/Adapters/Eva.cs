@@ -114,7 +114,7 @@ namespace Peft.Runtime.Adapters
                     {
                         if (!first.TryGetValue(site.Path, out var x))
                             throw new InvalidOperationException($"{core.ModelName}: layer '{site.Path}' was not run by the model's forward, so EVA has no inputs for it");
-                        string? same = holders.FirstOrDefault(h => first[h].shape.SequenceEqual(x.shape) && first[h].equal(x).item<bool>());
+                        string? same = holders.FirstOrDefault(h => first[h].shape.SequenceEqual(x.shape) && first[h].eq(x).all().item<bool>());
                         holderOf[site.Path] = same ?? site.Path;
                         if (same is null) holders.Add(site.Path);
                     }
