@@ -136,6 +136,22 @@ public sealed class EvaTests
         Assert.Equal(2, progress[^1].Layers);
         Assert.Equal(new[] { 1, 7 }, new[] { progress[^1].Ranks["a"], progress[^1].Ranks["b"] });
         Assert.Equal(Enumerable.Range(2, progress.Count), progress.Select(p => p.Batches));
+
+        // With PEFT_INTEROP_OUT set (DIR/eva/ranks): the adapter (rank_pattern a: 1, b: 7; alpha_pattern) with B moved off zero, the base
+        // and x, y, for tools/peft-interop/eva_check.py, which loads it in PEFT onto the same two-layer model.
+        if (Environment.GetEnvironmentVariable(PeftWrittenTests.InteropOutVariable) is { Length: > 0 } root)
+        {
+            string caseDir = Path.Combine(root, "eva", "ranks"); // beside the eva case, where peft_interop.py check does not look
+            PeftWrittenTests.Randomise(model, seed: 11);
+            var x = batches[2].narrow(0, 0, 4);
+            Tensor y;
+            using (no_grad()) y = model.forward(x);
+            model.SaveAdapters(Path.Combine(caseDir, "adapter"));
+            Safetensors.Write(Path.Combine(caseDir, "base.safetensors"), model.named_parameters()
+                .Where(p => p.name.Contains("base_layer")).Select(p => new KeyValuePair<string, Tensor>(p.name.Replace("base_layer.", ""), p.parameter.detach())).ToList());
+            Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
+                new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        }
     }
 
     private sealed class Collect : IProgress<EvaProgress>
@@ -351,7 +367,10 @@ public sealed class EvaTests
             var g = new Generator().manual_seed(10);
             var q = Orthogonal(g, 16);
             var lambda = Enumerable.Range(0, 16).Select(i => Math.Pow(0.6, i) * 10).ToArray();
-            var batches = Enumerable.Range(0, 8).Select(_ => Draw(g, 256, q, lambda).to(float32)).ToList();
+            // One batch, cycled: both PEFT and PeftDsl then fit it twice and stop (cos = 1), so their components are the
+            // same batch's eigenvectors and comparable to rounding (several batches would make each side's stopping
+            // point, and so its estimate, depend on its own rounding).
+            var batches = new List<Tensor> { Draw(g, 2048, q, lambda).to(float32) };
             var model = new WrittenEva();
             PeftWrittenTests.LoadBase(model, Path.Combine(dir, "base.safetensors"));
             model.InitializeEva(batches);
