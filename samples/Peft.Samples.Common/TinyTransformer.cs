@@ -22,6 +22,8 @@ public enum AdapterMethod
 
     /// <summary><c>[SaRA(8)]</c>: the 8·(in + out) smallest-magnitude weights of q and v train, as a sparse delta.</summary>
     SaRA,
+    /// <summary><c>[LoRA(8, Alpha = 16, Init = LoRAInit.Eva)]</c>: LoRA whose A comes from the data (<c>InitializeEva</c>) and whose ranks are redistributed.</summary>
+    Eva,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -62,6 +64,24 @@ public sealed partial class DoRAAttention : AttentionBase
     private Module<Tensor, Tensor> q, k, v, o;
 
     public DoRAAttention(int dim, int heads) : base(nameof(DoRAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
+/// <summary>
+/// Attention whose query and value projections get EVA-initialised LoRA adapters: they read one input, so they share
+/// one decomposition; <c>InitializeEva</c> must run before training.
+/// </summary>
+[LoRA(8, Alpha = 16, Dropout = 0.05, Init = LoRAInit.Eva, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class EvaAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public EvaAttention(int dim, int heads) : base(nameof(EvaAttention), heads)
     {
         (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
         RegisterComponents();
@@ -117,6 +137,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.DoRA => new DoRAAttention(dim, heads),
             AdapterMethod.Bone => new BoneAttention(dim, heads),
             AdapterMethod.SaRA => new SaRAAttention(dim, heads),
+            AdapterMethod.Eva => new EvaAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

@@ -20,7 +20,7 @@ public static class Program
     {
         var methods = new Option<AdapterMethod[]>("--method")
         {
-            Description = "Methods to compare (repeat the option or list them): LoRA, DoRA, Bone, SaRA",
+            Description = "Methods to compare (repeat the option or list them): LoRA, DoRA, Bone, SaRA, Eva",
             DefaultValueFactory = _ => Enum.GetValues<AdapterMethod>(),
             AllowMultipleArgumentsPerToken = true,
         };
@@ -52,7 +52,7 @@ public static class Program
         return command.Parse(args).Invoke();
     }
 
-    private sealed record Result(AdapterMethod Method, TrainingRun Run, long AdapterParameters, long Trainable, long Total, double Accuracy);
+    private sealed record Result(AdapterMethod Method, TrainingRun Run, long AdapterParameters, long Trainable, long Total, double Accuracy, double? InitSeconds);
 
     private static void Run(AdapterMethod[] methods, int finetuneSteps, int pretrainSteps, int? rank, string outDir)
     {
@@ -83,10 +83,22 @@ public static class Program
             var model = new TinyTransformer(tokenizer.VocabularySize, context, method);
             AdapterSetup.CopyBaseWeights(pretrained, model);
             AdapterSetup.Recreate(model, rank); // on the pre-trained base: DoRA's magnitude starts from its row norms
+            double? evaSeconds = null;
+            if (method == AdapterMethod.Eva)
+            {
+                // EVA's init: forward passes over batches of the fine-tuning text until the components converge.
+                var data = tokenizer.Encode(successors);
+                var random = new Random(13);
+                var batches = Enumerable.Range(0, 16).Select(_ => tokenizer.Batch(data, 32, context, random).Inputs).ToList();
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                model.InitializeEva(batches);
+                evaSeconds = clock.Elapsed.TotalSeconds;
+                AnsiConsole.MarkupLine($"[grey]EVA init: {evaSeconds:F2} s; ranks {string.Join(", ", model.AdapterLayers.Select(l => l.Layer.AdapterNames.Count == 0 ? 0 : ((Peft.Runtime.Adapters.LoRALinear)l.Layer).Options("default").Rank))}[/]");
+            }
             var run = Training.Run(model, model.TrainableParameters(), tokenizer.Encode(successors), tokenizer,
                 $"{method} fine-tune", finetuneSteps, 3e-3, new Random(11));
             results.Add(new Result(method, run, model.AdapterParameterCount, model.TrainableParameterCount, model.TotalParameterCount,
-                Generation.SuccessorAccuracy(model, tokenizer, numbers)));
+                Generation.SuccessorAccuracy(model, tokenizer, numbers), evaSeconds));
             model.SaveAdapters(Path.Combine(outDir, method.ToString().ToLowerInvariant()));
         }
 
@@ -95,7 +107,7 @@ public static class Program
             results.Select(r => r.Run).ToList());
         var reference = results[0];
         var table = new Table().Title($"{finetuneSteps} steps each on \"after N comes M.\", rank / block {rank ?? 8}")
-            .AddColumns("method", "trainable", "in adapters", "final loss", "correct", "ms/step", $"vs {reference.Method}");
+            .AddColumns("method", "trainable", "in adapters", "final loss", "correct", "ms/step", $"vs {reference.Method}", "init s");
         foreach (var column in table.Columns.Skip(1)) column.RightAligned();
         double bestLoss = results.Min(r => r.Run.FinalLoss());
         foreach (var r in results)
@@ -108,13 +120,15 @@ public static class Program
                 r.Run.FinalLoss() == bestLoss ? $"[green]{loss}[/]" : loss,
                 $"{r.Accuracy:P0}",
                 $"{1000 * r.Run.MedianStepSeconds:F1}",
-                $"{r.Run.MedianStepSeconds / reference.Run.MedianStepSeconds:F2}×");
+                $"{r.Run.MedianStepSeconds / reference.Run.MedianStepSeconds:F2}×",
+                r.InitSeconds is { } init ? $"{init:F2}" : "");
         }
         AnsiConsole.WriteLine();
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine("[grey]trainable: adapters + the output head. final loss: mean of the last 25 steps.[/]");
         AnsiConsole.MarkupLine($"[grey]correct: greedy completions of the {numbers.Count} \"after N comes\" prompts.[/]");
         AnsiConsole.MarkupLine("[grey]ms/step: median wall time of one step (batch, forward, backward, AdamW).[/]");
+        AnsiConsole.MarkupLine("[grey]init s: EVA's data-driven init (forward passes until the components converge), before training.[/]");
         AnsiConsole.MarkupLine($"Loss curves: [link]{Markup.Escape(plot)}[/]; adapters saved under {Markup.Escape(Path.GetFullPath(outDir))}");
     }
 }

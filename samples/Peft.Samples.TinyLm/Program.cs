@@ -21,7 +21,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone or SaRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
+        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone, SaRA or Eva", DefaultValueFactory = _ => AdapterMethod.LoRA };
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
         var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
@@ -102,6 +102,15 @@ public static class Program
         // 2. Fine-tune: fresh adapters on the pre-trained base, the base frozen again; only adapters and the head learn.
         AdapterSetup.Recreate(model, rank);
         model.EnableAdapters();
+        if (method == AdapterMethod.Eva)
+        {
+            // EVA's A comes from the layers' inputs on the fine-tuning text: forward passes only, until convergence.
+            var data = tokenizer.Encode(successors);
+            var batches = Enumerable.Range(0, 16).Select(_ => tokenizer.Batch(data, 32, context, random).Inputs).ToList();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            model.InitializeEva(batches);
+            AnsiConsole.MarkupLine($"EVA init: {clock.Elapsed.TotalSeconds:F2} s on batches of 32 × {context} tokens");
+        }
         long trainable = model.TrainableParameterCount;
         AnsiConsole.MarkupLine($"\nTrainable now: [bold]{trainable:N0}[/] of {model.TotalParameterCount:N0} parameters ({100.0 * trainable / model.TotalParameterCount:F1} %): " +
             $"{model.AdapterParameterCount:N0} in {method} adapters + the head");
@@ -185,6 +194,7 @@ public static class Program
                 AdapterMethod.LoRA => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 AdapterMethod.DoRA => $"[[DoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 AdapterMethod.SaRA => $"[[SaRA({rank ?? 8})]]",
+                AdapterMethod.Eva => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8}, Init = LoRAInit.Eva)]]",
                 _ => $"[[Bone({rank ?? 8})]]",
             };
             string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();

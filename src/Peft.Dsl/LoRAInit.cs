@@ -32,5 +32,17 @@ namespace Peft
         /// with OLoRA, the same rank and scaling, on the same base weights.
         /// </summary>
         OLoRA = 3,
+
+        /// <summary>
+        /// EVA (Paischer et al., 2024, "One Initialization to Rule them All: Fine-tuning via Explained Variance
+        /// Adaptation"), PEFT's <c>"eva"</c>: A is taken from data, B is zero. Until the model's
+        /// <c>InitializeEva(batches, options)</c> runs, the adapter waits (A as in <see cref="Default"/>, and training
+        /// refuses to start); that call runs forward passes only, takes each layer's top right-singular vectors of its
+        /// mean-centred inputs (an incremental PCA) as the rows of A, and redistributes the ranks over the layers by
+        /// explained variance (the sum of the declared ranks stays, a layer gets 0 … round(rank·ρ); a layer given rank 0
+        /// loses the adapter). The base weight is left alone, so the file is a plain LoRA (<c>rank_pattern</c>,
+        /// <c>alpha_pattern</c>).
+        /// </summary>
+        Eva = 4,
     }
 }

@@ -94,5 +94,14 @@ namespace Peft.Runtime
         /// (+ the source folder's <c>config.json</c>), atomically. The model itself is not changed.
         /// </summary>
         void SaveMergedModel(string directory);
+
+        /// <summary>
+        /// EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only (no gradients, adapters
+        /// disabled, eval mode), an incremental PCA of each layer's inputs (layers with identical inputs share one) until the
+        /// components converge, then the ranks redistributed by explained variance; A ← the top components, B ← 0.
+        /// </summary>
+        /// <param name="batches">Model inputs; cycled until every layer has converged.</param>
+        /// <param name="options">EVA's settings; null for PEFT's defaults.</param>
+        void InitializeEva(IEnumerable<TorchSharp.torch.Tensor> batches, EvaOptions? options = null);
     }
 }

@@ -285,6 +285,10 @@ namespace Peft.Runtime
         /// <inheritdoc />
         public long TrainableParameterCount => TrainableParameters().Sum(p => p.numel());
 
+        /// <inheritdoc />
+        public void InitializeEva(IEnumerable<Tensor> batches, EvaOptions? options = null) =>
+            Eva.Initialize(this, batches, options ?? new EvaOptions());
+
         /// <summary>Total scalars in the model, frozen ones included.</summary>
         public long TotalParameterCount => _root.parameters().Sum(p => p.numel());
 

@@ -117,7 +117,9 @@ namespace Peft
         /// <summary>The key every config holds once: the method itself.</summary>
         public const string PeftTypeKey = "peft_type";
 
-        private static readonly string[] LoRAInitJson = { "true", "\"gaussian\"", "\"pissa\"", "\"olora\"" };
+        // EVA is written as true: the file holds initialised factors on an unchanged base, which every PEFT reads as a
+        // plain LoRA (older PEFT crashes on the "eva" init's eva_config); "eva" is read too.
+        private static readonly string[] LoRAInitJson = { "true", "\"gaussian\"", "\"pissa\"", "\"olora\"", "true" };
 
         private static Field[] LoRAShared(string useDora) => new[]
         {

@@ -172,6 +172,13 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
 
+                    /// <summary>EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.</summary>
+                    /// <param name="batches">Model inputs; cycled until every layer has converged.</param>
+                    /// <param name="options">EVA's settings; null for PEFT's defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Block: RegisterComponents() has not run, so no adapter is wired");
@@ -565,6 +572,13 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
 
+                    /// <summary>EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.</summary>
+                    /// <param name="batches">Model inputs; cycled until every layer has converged.</param>
+                    /// <param name="options">EVA's settings; null for PEFT's defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.MultiTask: RegisterComponents() has not run, so no adapter is wired");
@@ -792,6 +806,13 @@ namespace Peft.Generators.Tests
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void SaveMergedModel(string directory) => __peftCoreOrThrow.SaveMergedModel(directory);
+
+                    /// <summary>EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.</summary>
+                    /// <param name="batches">Model inputs; cycled until every layer has converged.</param>
+                    /// <param name="options">EVA's settings; null for PEFT's defaults.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
 
                     /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]

@@ -19,7 +19,7 @@ namespace Peft.Generators.Tests
             var generated = GeneratedMember.All
                 .Where(m => m.PeftModelOnly && m.Accessibility == Microsoft.CodeAnalysis.Accessibility.Public)
                 .Select(m => m.Name + (m.ApiParameters is { } parameters
-                    ? "(" + string.Join(", ", parameters.Select(p => (p.IsParams ? "params " : "") + p.Type)) + ")"
+                    ? "(" + string.Join(", ", parameters.Select(p => (p.IsParams ? "params " : "") + p.Type + (p.DefaultValue is null ? "" : " = " + p.DefaultValue))) + ")"
                     : string.Empty))
                 .OrderBy(d => d, StringComparer.Ordinal);
             Assert.Equal(runtime, generated);
@@ -31,7 +31,8 @@ namespace Peft.Generators.Tests
         {
             MethodInfo method => method.Name + "(" + string.Join(", ", method.GetParameters().Select(p =>
                 (p.IsDefined(typeof(ParamArrayAttribute)) ? "params " : "") + TypeName(p.ParameterType)
-                + (!p.ParameterType.IsValueType && Nullability.Create(p).WriteState == NullabilityState.Nullable ? "?" : ""))) + ")",
+                + (!p.ParameterType.IsValueType && Nullability.Create(p).WriteState == NullabilityState.Nullable ? "?" : "")
+                + (p.HasDefaultValue ? " = " + (p.DefaultValue is null ? "null" : p.DefaultValue.ToString()) : ""))) + ")",
             _ => member.Name,
         };
 
@@ -40,6 +41,9 @@ namespace Peft.Generators.Tests
         private static string TypeName(Type type) =>
             type == typeof(string) ? "string"
             : type.IsArray ? TypeName(type.GetElementType()!) + "[]"
-            : "global::" + type.FullName;
+            : type.IsGenericType
+                ? "global::" + type.GetGenericTypeDefinition().FullName![..type.GetGenericTypeDefinition().FullName!.IndexOf('`')].Replace('+', '.')
+                    + "<" + string.Join(", ", type.GetGenericArguments().Select(TypeName)) + ">"
+            : "global::" + type.FullName!.Replace('+', '.');
     }
 }

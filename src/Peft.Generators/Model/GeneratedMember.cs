@@ -138,7 +138,11 @@ namespace Peft.Generators.Model
                 new ApiParameter("global::Peft.Runtime.IO.BaseWeightOptions?", "options", "Prefix, renames and aliases for the checkpoint's keys; null for the defaults.", defaultValue: "null")),
             Api("void", "SaveMergedModel",
                 "Writes the adapted model (active adapters folded in) as a plain checkpoint under the loaded checkpoint's names, with its <c>config.json</c>.",
-                Directory("The folder that receives <c>model.safetensors</c>.")));
+                Directory("The folder that receives <c>model.safetensors</c>.")),
+            Api("void", "InitializeEva",
+                "EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.",
+                new ApiParameter("global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor>", "batches", "Model inputs; cycled until every layer has converged."),
+                new ApiParameter("global::Peft.Runtime.EvaOptions?", "options", "EVA's settings; null for PEFT's defaults.", defaultValue: "null")));
 
         /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
         public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();

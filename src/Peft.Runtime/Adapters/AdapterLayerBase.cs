@@ -94,11 +94,15 @@ namespace Peft.Runtime.Adapters
         /// </summary>
         public sealed override Tensor forward(Tensor input)
         {
+            InputObserver?.Invoke(input);
             var rows = _rowAdapters;
             if (rows is not null) return ForwardRouted(input, rows);
             if (AdaptersDisabled && _merged.Count > 0) Unmerge(); // disabled: the base output, so merged adapters come out first
             return ForwardActive(input);
         }
+
+        /// <summary>Sees every input of <see cref="forward"/> before the layer computes (EVA's per-layer statistics); null when unused.</summary>
+        internal Action<Tensor>? InputObserver { get; set; }
 
         /// <summary>
         /// The method's forward with the active adapters (<see cref="UnmergedActiveAdapters"/>), or the base output while

@@ -27,6 +27,7 @@ namespace Peft.Runtime.Adapters
         private readonly AdapterModuleDict<DoRAMagnitude> lora_magnitude_vector = new();
         private readonly Dictionary<string, DoRA.MergeRecord> _doraMerges = new(StringComparer.Ordinal);
         private readonly Dictionary<string, (Tensor A, Tensor B)> _initialFactors = new(StringComparer.Ordinal); // PiSSA / OLoRA: A₀, B₀
+        private readonly HashSet<string> _awaitingEva = new(StringComparer.Ordinal); // LoRAInit.Eva adapters not yet given data
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter, a DoRA one when <paramref name="options"/> is a <see cref="DoRAOptions"/>.</summary>
         public LoRALinear(string site, Linear baseLayer, string adapter, LoRAOptions options) : base(site, baseLayer)
@@ -52,6 +53,66 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>The B factor of an adapter ([out, r]).</summary>
         public Parameter LoraB(string adapter) => lora_B[adapter].weight!;
+
+        /// <summary>
+        /// Whether adapter <paramref name="adapter"/> was declared with <see cref="LoRAInit.Eva"/> and has not been given its
+        /// data yet (by the model's <c>InitializeEva</c> or by loading a file): training refuses to start on it.
+        /// </summary>
+        public bool AwaitsEva(string adapter)
+        {
+            RequireAdapter(adapter);
+            return _awaitingEva.Contains(adapter);
+        }
+
+        /// <summary>
+        /// EVA's result for this layer: A ← <paramref name="components"/> ([r', in]), B ← 0, rank r' and alpha
+        /// <paramref name="alpha"/>; r' = 0 removes the adapter from the layer.
+        /// </summary>
+        internal void ApplyEva(string adapter, Tensor components, double alpha)
+        {
+            RequireAdapter(adapter);
+            int rank = checked((int)components.shape[0]);
+            if (rank == 0)
+            {
+                DeleteAdapter(adapter);
+                return;
+            }
+            Resize(adapter, rank);
+            using (no_grad()) LoraA(adapter).copy_(components.to(LoraA(adapter).dtype, LoraA(adapter).device));
+            SetOptions(adapter, OptionsOf(adapter) with { Rank = rank, Alpha = alpha });
+            _awaitingEva.Remove(adapter);
+        }
+
+        /// <summary>Replaces the adapter's factors by ones of rank <paramref name="rank"/> (A Kaiming-uniform, B zero).</summary>
+        private void Resize(string adapter, int rank)
+        {
+            if (LoraA(adapter).shape[0] == rank) return;
+            var weight = BaseWeight;
+            var a = nn.Linear(InFeatures, rank, hasBias: false, device: weight.device, dtype: weight.dtype);
+            var b = nn.Linear(rank, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
+            using (no_grad())
+            {
+                nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
+                nn.init.zeros_(b.weight!);
+            }
+            lora_A.Remove(adapter);
+            lora_B.Remove(adapter);
+            lora_A.Add(adapter, a);
+            lora_B.Add(adapter, b);
+        }
+
+        /// <summary>
+        /// The shape a file's tensor <paramref name="name"/> must have under the file's settings: an EVA adapter takes the
+        /// file's rank (its <c>rank_pattern</c> entry), every other adapter its own.
+        /// </summary>
+        internal long[] FileShape(string adapter, string name, AdapterSettings file)
+        {
+            var live = AdapterParameters(adapter).First(p => p.Name == name).Parameter.shape;
+            if (OptionsOf(adapter).Init != LoRAInit.Eva || file is not LoRAOptions lora) return live;
+            if (name.StartsWith("lora_A.", StringComparison.Ordinal)) return new[] { (long)lora.Rank, InFeatures };
+            if (name.StartsWith("lora_B.", StringComparison.Ordinal)) return new[] { OutFeatures, (long)lora.Rank };
+            return live;
+        }
 
         /// <summary>The magnitude vector m of a DoRA adapter ([out]).</summary>
         public Parameter Magnitude(string adapter) =>
@@ -85,12 +146,13 @@ namespace Peft.Runtime.Adapters
                         nn.init.normal_(a.weight!, 0, 1.0 / options.Rank);
                         nn.init.zeros_(b.weight!);
                         break;
-                    default:
+                    default: // Default, and Eva until InitializeEva gives A its data
                         nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
                         nn.init.zeros_(b.weight!);
                         break;
                 }
                 RegisterAdapter(adapter, options); // the last check: nothing below fails
+                if (options.Init == LoRAInit.Eva) _awaitingEva.Add(adapter);
                 if (residual is not null)
                 {
                     weight.copy_(residual);
@@ -261,7 +323,14 @@ namespace Peft.Runtime.Adapters
             string kind = dora ? "DoRA" : "LoRA";
             if (settings is not LoRAOptions lora || lora.UseDora != dora)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a {kind} adapter; the file describes {Describe(settings)}");
-            if (lora.Rank != current.Rank)
+            if (current.Init == LoRAInit.Eva)
+            {
+                // EVA redistributes ranks: the file's rank (its rank_pattern entry) replaces the declared one.
+                long max = Math.Min(InFeatures, OutFeatures);
+                if (lora.Rank < 1 || lora.Rank > max)
+                    throw new InvalidOperationException($"{Site}: EVA adapter '{adapter}' can take a rank from 1 to {max} from the file; the file has rank {lora.Rank}");
+            }
+            else if (lora.Rank != current.Rank)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
             bool changesBase = LoRAInitialization.ChangesBaseWeight(current.Init) || LoRAInitialization.ChangesBaseWeight(lora.Init);
             if (changesBase && lora.Init != current.Init)
@@ -282,6 +351,12 @@ namespace Peft.Runtime.Adapters
         {
             ValidateSettings(adapter, settings);
             var lora = (LoRAOptions)settings;
+            if (OptionsOf(adapter).Init == LoRAInit.Eva)
+            {
+                Resize(adapter, lora.Rank); // the loaded factors are copied in next
+                SetOptions(adapter, OptionsOf(adapter) with { Rank = lora.Rank });
+                _awaitingEva.Remove(adapter);
+            }
             SetOptions(adapter, OptionsOf(adapter) with { Alpha = lora.Alpha, Dropout = lora.Dropout, UseRsLora = lora.UseRsLora });
         }
 
@@ -296,6 +371,7 @@ namespace Peft.Runtime.Adapters
         protected override void RemoveAdapterParameters(string adapter)
         {
             base.RemoveAdapterParameters(adapter);
+            _awaitingEva.Remove(adapter);
             if (_doraMerges.Remove(adapter, out var record)) record.Dispose();
             if (_initialFactors.Remove(adapter, out var initial))
             {
@@ -356,6 +432,8 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
             if (!Enum.IsDefined(options.Init))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
+            if (options.Init == LoRAInit.Eva && options.UseDora)
+                throw new ArgumentException($"{site}: DoRA cannot start from EVA's init (its magnitude is taken from the weight before the data is seen); use [LoRA(rank, Init = LoRAInit.Eva)]");
         }
     }
 
@@ -405,8 +483,10 @@ namespace Peft.Runtime.Adapters
             config["use_dora"] = UseDora;
             config["fan_in_fan_out"] = false;
             config["bias"] = "none";
-            // PEFT writes true for its default init and a string for the others ("gaussian", "pissa", "olora").
-            config["init_lora_weights"] = Init == LoRAInit.Default ? JsonValue.Create(true) : JsonValue.Create(LoRAInitialization.ConfigValue(Init));
+            // PEFT writes true for its default init and a string for the others ("gaussian", "pissa", "olora"). EVA's
+            // factors sit on the unchanged base, so its file is written as a plain LoRA (true, no eva_config), which any
+            // PEFT reads; PEFT's own "eva" and eva_config are read too.
+            config["init_lora_weights"] = Init is LoRAInit.Default or LoRAInit.Eva ? JsonValue.Create(true) : JsonValue.Create(LoRAInitialization.ConfigValue(Init));
         }
 
         /// <summary>Reads the fields of a LoRA config that apply to the layer at <paramref name="modulePath"/> (a <see cref="DoRAOptions"/> with <c>use_dora</c>).</summary>
@@ -426,7 +506,7 @@ namespace Peft.Runtime.Adapters
         /// <summary>
         /// PEFT's <c>init_lora_weights</c>: <c>true</c> / <c>false</c> and inits that leave the base weight alone
         /// (<c>"eva"</c>, <c>"orthogonal"</c>, ...) read as <see cref="LoRAInit.Default"/> (after loading, only the
-        /// factors matter); <c>"pissa"</c> and <c>"pissa_niter_N"</c> as PiSSA, <c>"olora"</c> as OLoRA. Inits that
+        /// factors matter; an adapter declared with <see cref="LoRAInit.Eva"/> takes the file's per-layer ranks either way); <c>"pissa"</c> and <c>"pissa_niter_N"</c> as PiSSA, <c>"olora"</c> as OLoRA. Inits that
         /// change the base weight in a way this library does not reproduce (<c>"corda"</c>, <c>"loftq"</c>,
         /// <c>"lora_ga"</c>) are refused: their factors fit only that changed base weight.
         /// </summary>

@@ -86,18 +86,12 @@ namespace Peft.Runtime.Training
         public double Step(Func<Tensor> computeLoss)
         {
             ArgumentNullException.ThrowIfNull(computeLoss);
+            if (CompletedSteps == 0) RequireEvaInitialised();
             if (_communicator is { } communicator) return DistributedStep(computeLoss, communicator);
             int step = CompletedSteps + 1;
             using var scope = NewDisposeScope();
             _optimizer.zero_grad();
-            var loss = computeLoss();
-            if (loss.numel() != 1)
-                throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
-            // Adapters with a regulariser (SaRA's nuclear norm): one layer's term per step, in turn, as SaRA's paper
-            // picks one layer per step to keep the SVDs cheap.
-            var regularizers = _model.modules().Prepend(_model).Distinct().OfType<IAdapterRegularizer>().ToList();
-            if (regularizers.Count > 0 && regularizers[(step - 1) % regularizers.Count].RegularizationLoss() is { } term)
-                loss = loss.reshape(Array.Empty<long>()) + term;
+            var loss = Loss(computeLoss, step);
             double value = loss.to(ScalarType.Float64).item<double>();
             if (!double.IsFinite(value))
                 throw new NonFiniteLossException(
@@ -159,9 +153,7 @@ namespace Peft.Runtime.Training
             var buckets = _buckets;
 
             _optimizer.zero_grad();
-            var loss = computeLoss();
-            if (loss.numel() != 1)
-                throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
+            var loss = Loss(computeLoss, step);
             double value = loss.to(ScalarType.Float64).item<double>();
             bool lossFinite = double.IsFinite(value);
             // A bad loss skips backward here but still joins the all-reduce below, so every rank learns of it at once.
@@ -210,7 +202,37 @@ namespace Peft.Runtime.Training
             return mean;
         }
 
+        /// <summary>
+        /// The step's loss, plus the term of adapters with a regulariser (SaRA's nuclear norm): one layer's term per step,
+        /// in turn, as SaRA's paper picks one layer per step to keep the SVDs cheap.
+        /// </summary>
+        private Tensor Loss(Func<Tensor> computeLoss, int step)
+        {
+            var loss = computeLoss();
+            if (loss.numel() != 1)
+                throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
+            var regularizers = _model.modules().Prepend(_model).Distinct().OfType<IAdapterRegularizer>().ToList();
+            if (regularizers.Count > 0 && regularizers[(step - 1) % regularizers.Count].RegularizationLoss() is { } term)
+                loss = loss.reshape(Array.Empty<long>()) + term;
+            return loss;
+        }
+
         private static string Ranks(List<int> ranks) => string.Join(", ", ranks);
+
+        /// <summary>
+        /// Refuses to start on an adapter declared with <c>LoRAInit.Eva</c> whose data-driven init never ran: its A would be
+        /// the random placeholder and its rank the declared one, not EVA's.
+        /// </summary>
+        private void RequireEvaInitialised()
+        {
+            foreach (var (path, module) in _model.named_modules())
+                if (module is Adapters.LoRALinear lora)
+                    foreach (var adapter in lora.AdapterNames)
+                        if (lora.AwaitsEva(adapter))
+                            throw new InvalidOperationException(
+                                $"{Name}: layer '{path}' ({lora.Site}) holds adapter '{adapter}' declared with LoRAInit.Eva, which was never initialised; " +
+                                "call the model's InitializeEva(batches) (or load a saved adapter) before training, and create the optimizer after it (EVA changes the ranks)");
+        }
 
         private IEnumerable<(string Name, Parameter Parameter)> TrainableParameters() =>
             _model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter));

@@ -166,3 +166,16 @@ public sealed partial class VeRAWithoutProjections : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
 }
+
+[PeftModel]
+public sealed partial class WrittenEva : Module<Tensor, Tensor>
+{
+    [LoRA(4, Alpha = 8, Init = LoRAInit.Eva)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [LoRA(4, Alpha = 8, Init = LoRAInit.Eva)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [LoRA(4, Alpha = 8, Init = LoRAInit.Eva)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public WrittenEva() : base(nameof(WrittenEva)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}

@@ -111,6 +111,9 @@ namespace Peft.Runtime.IO
             var settings = new List<(string Path, AdapterSettings Settings)>();
             foreach (var (path, layer) in unit.Sites)
             {
+                if (layer is Adapters.LoRALinear eva && eva.AwaitsEva(unit.Adapter))
+                    throw new InvalidOperationException(
+                        $"{core.ModelName}: cannot save adapter '{unit.Adapter}': layer '{path}' was declared with LoRAInit.Eva and never initialised; call InitializeEva(batches) first");
                 IReadOnlyList<(string Name, Tensor Tensor)> layerTensors;
                 AdapterSettings layerSettings;
                 if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
@@ -233,14 +236,25 @@ namespace Peft.Runtime.IO
             using (no_grad())
                 foreach (var plan in plans)
                     foreach (var (target, source) in plan.Copies)
-                        target.copy_(source.to(target.dtype, target.device));
+                    {
+                        var t = target(); // looked up now: an EVA adapter took the file's rank in ApplySettings
+                        t.copy_(source.to(t.dtype, t.device));
+                    }
+            foreach (var plan in plans)
+                foreach (var (layer, adapter) in plan.Removals) layer.DeleteAdapter(adapter);
         }
 
+        /// <param name="File">The weights file, open until the load ends.</param>
+        /// <param name="Settings">The file's settings per layer.</param>
+        /// <param name="Copies">Each target (looked up after the settings are applied) and the file's tensor for it.</param>
+        /// <param name="Warnings">What the file changed.</param>
+        /// <param name="Removals">EVA adapters the file does not hold: EVA gave those layers rank 0.</param>
         private sealed record LoadPlan(
             SafetensorsFile File,
             List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
-            List<(Tensor Target, Tensor Source)> Copies,
-            List<(string Source, string Message)> Warnings);
+            List<(Func<Tensor> Target, Tensor Source)> Copies,
+            List<(string Source, string Message)> Warnings,
+            List<(IAdapterLayer Layer, string Adapter)> Removals);
 
         /// <summary>
         /// Config fields that say only how a fresh adapter starts or how the next save writes it, not how the loaded one
@@ -306,10 +320,18 @@ namespace Peft.Runtime.IO
             var used = new HashSet<string>(StringComparer.Ordinal);
 
             var settings = new List<(IAdapterLayer, string, AdapterSettings)>();
-            var copies = new List<(Tensor, Tensor)>();
+            var copies = new List<(Func<Tensor>, Tensor)>();
             var warnings = new List<(string, string)>();
+            var removals = new List<(IAdapterLayer, string)>();
             foreach (var (path, layer) in unit.Sites)
             {
+                if (IsEvaLayerAbsent(layer, unit.Adapter, path, config, byKey))
+                {
+                    if (layer.MergedAdapters.Contains(unit.Adapter))
+                        throw new InvalidDataException($"{configPath}: layer '{path}' has no adapter '{unit.Adapter}' in the file (EVA gave it rank 0), but it is merged there; unmerge first");
+                    removals.Add((layer, unit.Adapter));
+                    continue;
+                }
                 // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
                 // missing key) and again when they are applied (all or none, in Load).
                 var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
@@ -327,16 +349,19 @@ namespace Peft.Runtime.IO
                 foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                 {
                     string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                    copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                    var shape = layer is Adapters.LoRALinear lora ? lora.FileShape(unit.Adapter, name, layerSettings) : parameter.shape;
+                    string adapter = unit.Adapter;
+                    copies.Add((() => layer.AdapterParameters(adapter).First(p => p.Name == name).Parameter, Take(byKey, used, key, shape, weightsPath)));
                 }
                 if (layer is IAdapterBuffers layerBuffers)
                     foreach (var (name, buffer) in layerBuffers.AdapterBuffers(unit.Adapter))
                     {
                         string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                        var source = Take(byKey, used, key, buffer, weightsPath);
+                        var source = Take(byKey, used, key, buffer.shape, weightsPath);
                         if (layerBuffers.CheckBuffer(unit.Adapter, name, source) is { } problem)
                             throw new InvalidDataException($"{weightsPath}: key '{AdapterKeys.Prefix}{key}': {problem}");
-                        copies.Add((buffer, source));
+                        var target = buffer;
+                        copies.Add((() => target, source));
                     }
                 if (layer is ISharedAdapterTensors shared)
                 {
@@ -345,7 +370,7 @@ namespace Peft.Runtime.IO
                     {
                         string key = AdapterKeys.SharedKey(name, unit.Adapter); // not under base_model.model.
                         if (used.Contains(key)) continue; // shared: loaded once
-                        if (inFile) copies.Add((tensor, Take(byKey, used, key, tensor, weightsPath, shownKey: key)));
+                        if (inFile) copies.Add((() => tensor, Take(byKey, used, key, tensor.shape, weightsPath, shownKey: key)));
                         else if (byKey.ContainsKey(key)) used.Add(key); // PEFT ignores them too when the config says they are not saved
                     }
                 }
@@ -354,27 +379,43 @@ namespace Peft.Runtime.IO
             var trainable = core.TrainableModules.Select(m => m + ".").ToList();
             foreach (var (name, tensor) in core.Root.state_dict())
                 if (trainable.Any(p => name.StartsWith(p, StringComparison.Ordinal)) && byKey.ContainsKey(name))
-                    copies.Add((tensor, Take(byKey, used, name, tensor, weightsPath)));
+                    copies.Add((() => tensor, Take(byKey, used, name, tensor.shape, weightsPath)));
 
             var unknown = byKey.Keys.Where(k => !used.Contains(k)).ToList();
             if (unknown.Count > 0)
                 throw new InvalidDataException(
                     $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
-            return new LoadPlan(file, settings, copies, warnings);
+            return new LoadPlan(file, settings, copies, warnings, removals);
         }
 
-        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)
+        /// <summary>
+        /// Whether the file leaves out an adapter declared with <c>LoRAInit.Eva</c> on this layer: its <c>target_modules</c>
+        /// list does not name the layer and no key of the layer's is present, which is how EVA's rank 0 is saved (PEFT
+        /// drops the layer from <c>target_modules</c>). The layer then loses the adapter, as it did where EVA ran.
+        /// </summary>
+        private static bool IsEvaLayerAbsent(IAdapterLayer layer, string adapter, string path, JsonObject config, Dictionary<string, Tensor> byKey)
+        {
+            if (layer is not Adapters.LoRALinear lora || lora.Options(adapter).Init != LoRAInit.Eva) return false;
+            if (config["target_modules"] is not JsonArray targets) return false;
+            if (targets.Any(t => t?.GetValue<string>() is { } name && (name == path || path.EndsWith("." + name, StringComparison.Ordinal)))) return false;
+            string prefix = path + ".";
+            return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        }
+
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, long[] shape, string file, string? shownKey = null)
         {
             shownKey ??= AdapterKeys.Prefix + key;
             if (!byKey.TryGetValue(key, out var source))
-                throw new InvalidDataException($"{file}: key '{shownKey}' is missing (the model expects shape {Shape(target)})");
-            if (!source.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"{file}: key '{shownKey}' has shape {Shape(source)}, but the model's parameter has shape {Shape(target)}");
+                throw new InvalidDataException($"{file}: key '{shownKey}' is missing (the model expects shape {Shape(shape)})");
+            if (!source.shape.SequenceEqual(shape))
+                throw new InvalidDataException($"{file}: key '{shownKey}' has shape {Shape(source)}, but the model's parameter has shape {Shape(shape)}");
             used.Add(key);
             return source;
         }
 
-        internal static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+        internal static string Shape(Tensor t) => Shape(t.shape);
+
+        private static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
     }
 }
