@@ -32,7 +32,8 @@ namespace Peft.Runtime.Merging
         /// <summary>
         /// Merges the sources in core space: the cores Mᵢ combined by <paramref name="method"/> (the weights, density,
         /// generator and common fraction as <see cref="DeltaMerge.Combine"/> takes them) into M, and the LoRA
-        /// A = V_ref, B = U_ref·M — exactly U_ref·M·V_ref. With 0 &lt; <paramref name="rank"/> &lt; min(m', m), M is first
+        /// A = V_ref, B = U_ref·M — exactly U_ref·M·V_ref (A = M·V_ref, B = U_ref where M is wide, m' &lt; m: the rank is
+        /// min(m', m) ≤ min(out, in)). With 0 &lt; <paramref name="rank"/> &lt; min(m', m), M is first
         /// truncated by an SVD of its own (m'×m, not out×in): M ≈ P·Q, A = Q·V_ref, B = U_ref·P.
         /// </summary>
         /// <param name="a">The sources' A factors [rᵢ, in].</param>
@@ -57,6 +58,10 @@ namespace Peft.Runtime.Merging
             {
                 var (q, p) = LowRankFactorization.Truncated(merged, rank);
                 (outA, outB) = (matmul(q, v), matmul(u, p));
+            }
+            else if (merged.shape[0] < merged.shape[1])
+            {
+                (outA, outB) = (matmul(merged, v), u); // m' < m (out < R): the rank is m', still exact
             }
             else
             {

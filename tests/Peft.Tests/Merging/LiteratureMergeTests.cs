@@ -77,6 +77,16 @@ public class LiteratureMergeTests
     }
 
     [Fact]
+    public void Core_sum_of_more_ranks_than_outputs_has_rank_out()
+    {
+        // out = 4 < R = 6: U_ref is [4, 4] and M is [4, 6]; the export keeps the smaller side.
+        var (a, b) = Factors(4, 11, 21, 3, 3);
+        var (ma, mb) = CoreSpace.Merge(a, b, MergeMethod.Linear, new[] { 1.0, 1.0 }, 1, null);
+        Assert.Equal(4, ma.shape[0]);
+        Assert.True(MaxAbs(matmul(mb, ma), DeltaMerge.WeightedSum(Deltas(a, b), new[] { 1.0, 1.0 })) < Exact);
+    }
+
+    [Fact]
     public void Dare_and_magnitude_pruning_in_core_at_density_one_are_the_core_sum()
     {
         var (a, b) = Factors(15, 11, 3, 4, 2, 3);
