@@ -19,6 +19,10 @@ namespace Peft.Generators.Diagnostics
             new DiagnosticDescriptor(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
                 description: description, helpLinkUri: HelpBase + id.ToLowerInvariant());
 
+        private static DiagnosticDescriptor Warning(string id, string title, string message, string description) =>
+            new DiagnosticDescriptor(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
+                description: description, helpLinkUri: HelpBase + id.ToLowerInvariant());
+
         // ---- PEFT001 -------------------------------------------------------------------------------------------
 
         /// <summary>PEFT001: {0} the type that is not partial, {1} the class with adapters.</summary>
@@ -316,15 +320,11 @@ namespace Peft.Generators.Diagnostics
         // ---- PEFT034 -------------------------------------------------------------------------------------------
 
         /// <summary>PEFT034: {0} where, {1} the method.</summary>
-        public static readonly DiagnosticDescriptor FullRankMerge = new DiagnosticDescriptor(
+        public static readonly DiagnosticDescriptor FullRankMerge = Warning(
             DiagnosticIds.FullRankMerge,
             "Merge makes LoRA deltas full-rank in full space",
             "{0}: [MergeWith] method {1} in full space spreads the mean singular value over every direction, so the merge of these LoRA adapters is full-rank and its truncation to the new adapter's rank keeps little of it; add Space = MergeSpace.Core to stay exact and low-rank",
-            Category,
-            DiagnosticSeverity.Warning,
-            isEnabledByDefault: true,
-            description: "Iso-C and Iso-CTS set every singular value of the merged delta to their mean. On the full [out, in] delta of LoRA sources that includes the min(out, in) − R directions where the sum is zero, so the result has full rank, and the LoRA adapter the merge creates holds only its truncation. In core space the same operation runs on the R×R core and the result is exact at rank ≤ R.",
-            helpLinkUri: HelpBase + DiagnosticIds.FullRankMerge.ToLowerInvariant());
+            "Iso-C and Iso-CTS set every singular value of the merged delta to their mean. On the full [out, in] delta of LoRA sources that includes the min(out, in) − R directions where the sum is zero, so the result has full rank, and the LoRA adapter the merge creates holds only its truncation. In core space the same operation runs on the R×R core and the result is exact at rank ≤ R.");
 
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 

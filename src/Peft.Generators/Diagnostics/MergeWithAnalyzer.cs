@@ -227,9 +227,8 @@ namespace Peft.Generators.Diagnostics
             }
 
             // PEFT032: the method against the space.
-            if (AttributeArguments.Int(merge, "Space") == 1 && MergeParser.FullSpaceOnly.Contains(methodName))
+            if (AttributeArguments.Int(merge, "Space") == 1 && MergeMessages.NotInCoreSpace(methodName) is { } why)
             {
-                string why = methodName == "Widen" ? "WIDEN scores the columns of the base weight, which the core matrices do not have" : "LoRA-LEGO clusters the sources' own rank-1 units";
                 context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeSpaceMismatch,
                     AttributeArguments.ArgumentLocation(merge, "Space", cancellationToken), scope, methodName, why));
             }

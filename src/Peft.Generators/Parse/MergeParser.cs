@@ -56,9 +56,6 @@ namespace Peft.Generators.Parse
         /// <summary>The members of <c>Peft.MergeSpace</c>, indexed by their value.</summary>
         public static readonly string[] Spaces = { "Full", "Core" };
 
-        /// <summary>The methods that cannot run in <c>MergeSpace.Core</c> (they need the base weight or the sources' own factors).</summary>
-        public static readonly string[] FullSpaceOnly = { "Widen", "LoraLego" };
-
         /// <summary>The methods whose full-space result over LoRA deltas is full-rank (a truncated SVD then loses what they make).</summary>
         public static readonly string[] FullRankInFullSpace = { "IsoC", "IsoCts" };
 
@@ -207,7 +204,7 @@ namespace Peft.Generators.Parse
             }
 
             if (name == BaseAdapterName || adapters.Contains(name)) return null;
-            if (space == "Core" && FullSpaceOnly.Contains(method)) return null;
+            if (space == "Core" && MergeMessages.NotInCoreSpace(method) is not null) return null;
             if (method == "LoraLego" && rank == 0) return null;
             if (weights is not null && weightValues.Count != adapters.Count) return null;
             string? methodName = MethodNameFor(name);

@@ -67,8 +67,8 @@ namespace Peft.Runtime.Merging
                 throw new ArgumentException($"{Prefix()}: rank {Rank} is negative (0 means the sum of the sources' ranks)");
             if (!Enum.IsDefined(Space))
                 throw new ArgumentException($"{Prefix()}: space {(int)Space} is not one of {string.Join(", ", Enum.GetNames<MergeSpace>())}");
-            if (Space == MergeSpace.Core && !RunsInCoreSpace(Method))
-                throw new ArgumentException($"{Prefix()}: method {Method} cannot run in core space ({CoreSpaceReason(Method)}); use Space = MergeSpace.Full");
+            if (Space == MergeSpace.Core && MergeMessages.NotInCoreSpace(Method.ToString()) is { } reason)
+                throw new ArgumentException($"{Prefix()}: method {Method} cannot run in core space ({reason}); use Space = MergeSpace.Full");
             if (Method == MergeMethod.LoraLego && Rank == 0)
                 throw new ArgumentException($"{Prefix()}: method LoraLego needs Rank, the number of clusters (the new adapter's rank)");
             if (!(CommonFraction > 0 && CommonFraction <= 1))
@@ -76,10 +76,6 @@ namespace Peft.Runtime.Merging
         }
 
         /// <summary>Whether <paramref name="method"/> can combine Core Space matrices: every method but WIDEN (column norms of the base weight) and LoRA-LEGO (rank-1 units of the sources).</summary>
-        public static bool RunsInCoreSpace(MergeMethod method) => method is not (MergeMethod.Widen or MergeMethod.LoraLego);
-
-        private static string CoreSpaceReason(MergeMethod method) => method == MergeMethod.Widen
-            ? "WIDEN scores the columns of the base weight, which the core matrices do not have"
-            : "LoRA-LEGO clusters the sources' own rank-1 units";
+        public static bool RunsInCoreSpace(MergeMethod method) => MergeMessages.NotInCoreSpace(method.ToString()) is null;
     }
 }
