@@ -82,6 +82,21 @@ public static class PairedRunner
         bench.GlobalCleanup();
     }
 
+    /// <summary>
+    /// <see cref="CoreSpaceMergeBenchmarks"/> interleaved: the full-space merge (baseline) and the Core Space merge of
+    /// <paramref name="sources"/> rank-<paramref name="r"/> LoRA adapters on a d×d layer, by <paramref name="method"/>.
+    /// </summary>
+    /// <param name="warmups">Untimed runs of each variant first (0 at d = 4096, where one full-space run takes minutes on a CPU).</param>
+    public static void RunCoreSpace(int d, int r, int sources, Peft.MergeMethod method, int rounds, int warmups = 1)
+    {
+        var bench = new CoreSpaceMergeBenchmarks { D = d, R = r, Sources = sources, Method = method };
+        bench.GlobalSetup();
+        string title = string.Format(CultureInfo.InvariantCulture, "{0}: {1}, d = {2}, r = {3}, {4} sources, {5} interleaved rounds, {6} libtorch threads, {7} logical CPUs",
+            nameof(CoreSpaceMergeBenchmarks), method, d, r, sources, rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount);
+        Interleave(title, Variants(bench), warmups, rounds);
+        bench.GlobalCleanup();
+    }
+
     /// <summary>The suite's [Benchmark] methods on <paramref name="bench"/>, the baseline first.</summary>
     private static (string Name, Action Step)[] Variants(object bench) =>
         bench.GetType().GetMethods()

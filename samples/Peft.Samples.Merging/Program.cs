@@ -10,7 +10,8 @@ namespace Peft.Samples.Merging;
 /// <summary>
 /// Pre-trains a small network on addition mod 10, fine-tunes one LoRA adapter on subtraction and another on
 /// multiplication (each seeing only its own task), then combines them with the generated <c>MergeSum()</c> (linear,
-/// weights 1 and 1: task arithmetic) and <c>MergeTies()</c> (TIES, density 0.5) and reports the loss and accuracy of
+/// weights 1 and 1: task arithmetic), <c>MergeTies()</c> (TIES, density 0.5) and the literature's merges (TIES, TSV,
+/// Iso-C and Iso-CTS in Core Space; WIDEN; LoRA-LEGO at rank 8) and reports the loss and accuracy of
 /// every adapter on both tasks; finally runs one mixed batch whose rows each go through their own task's adapter.
 /// Usage: dotnet run --project samples/Peft.Samples.Merging -c Release [-- --pretrain-steps N --finetune-steps N --out DIR]
 /// </summary>
@@ -48,6 +49,12 @@ public static class Program
         // 3. The declared combinations, generated from [MergeWith].
         model.MergeSum();
         model.MergeTies();
+        model.MergeTiesCore();
+        model.MergeTsvCore();
+        model.MergeIsocCore();
+        model.MergeIsoctsCore();
+        model.MergeWiden();
+        model.MergeLego();
 
         Console.WriteLine();
         Console.WriteLine("adapter            | sub: loss  acc  | mul: loss  acc");
@@ -57,6 +64,12 @@ public static class Program
         Report(model, "mul", "mul");
         Report(model, "sum  (linear 1, 1)", "sum");
         Report(model, "ties (density 0.5)", "ties");
+        Report(model, "ties, core space", "ties_core");
+        Report(model, "tsv, core space", "tsv_core");
+        Report(model, "iso-c, core space", "isoc_core");
+        Report(model, "iso-cts, core", "isocts_core");
+        Report(model, "widen", "widen");
+        Report(model, "lora-lego (k 8)", "lego");
 
         // 4. One mixed batch: each row through its own task's adapter (and the addition rows through the base).
         var (subX, subY) = Data(Task.Sub);

@@ -37,5 +37,40 @@ namespace Peft
         /// average of the fine-tuned weights; computed per layer, weights unused; re-factorised by SVD.
         /// </summary>
         ModelStock = 7,
+
+        /// <summary>
+        /// TSV-Merge (Gargiulo et al., 2025): each wᵢΔWᵢ keeps its top ⌊n/T⌋ singular triplets (n = min(out, in), or R in
+        /// <see cref="MergeSpace.Core"/>); the stacked left and right singular vectors are each replaced by their polar factor
+        /// (nearest orthonormal matrix), the singular values kept: ΔW = U⊥·diag(S)·V⊥.
+        /// </summary>
+        Tsv = 8,
+
+        /// <summary>
+        /// Iso-C (Marczak et al., 2025): the sum Σ wᵢΔWᵢ = U·S·Vᵀ with every singular value replaced by their mean,
+        /// σ̄·U·Vᵀ. In full space this makes a LoRA delta full-rank; in <see cref="MergeSpace.Core"/> it stays rank ≤ R.
+        /// </summary>
+        IsoC = 9,
+
+        /// <summary>
+        /// Iso-CTS (Marczak et al., 2025): the top <see cref="MergeWithAttribute.CommonFraction"/> of the sum's singular
+        /// directions as a common subspace, each task's own top directions outside it for the rest, the stacks made
+        /// orthonormal (polar factor) and every singular value set to the mean.
+        /// </summary>
+        IsoCts = 10,
+
+        /// <summary>
+        /// WIDEN (Yu et al., 2024): per input column j, the magnitude and direction change of each fine-tuned weight against
+        /// the base weight, ranked within the model, softmaxed across models (above-average entries calibrated to 1); each
+        /// ΔWᵢ is scaled column-wise by ½(magnitude score + direction score). LoRA sources stay exactly low-rank (A·diag(w)).
+        /// </summary>
+        Widen = 11,
+
+        /// <summary>
+        /// LoRA-LEGO (Zhao et al., 2025): the sources' rank-1 units (aᵢ, bᵢ), sign-canonicalised, clustered by k-means
+        /// (k-means++ from <see cref="MergeWithAttribute.Seed"/>) into <see cref="MergeWithAttribute.Rank"/> clusters whose
+        /// centroids, rescaled to their members' mean norm and the whole scaled to the sources' output variance, are the
+        /// new LoRA of rank k.
+        /// </summary>
+        LoraLego = 12,
     }
 }

@@ -27,13 +27,22 @@ namespace Peft
         /// <summary>For TIES, DARE and magnitude pruning: the fraction of entries kept, in (0, 1]. Default 1.</summary>
         public double Density { get; set; } = 1;
 
-        /// <summary>For SVD-based results: the rank of the new adapter; 0 means the sum of the source ranks, capped at min(in, out).</summary>
+        /// <summary>
+        /// For SVD-based results: the rank of the new adapter; 0 means the sum of the source ranks, capped at min(in, out).
+        /// For <see cref="MergeMethod.LoraLego"/> the number of clusters, which is the new adapter's rank (required there).
+        /// </summary>
         public int Rank { get; set; }
 
         /// <summary>The new adapter's name (required; it names the generated method).</summary>
         public string Name { get; set; } = "merged";
 
-        /// <summary>For DARE: the seed of the drop mask, so merges are reproducible.</summary>
+        /// <summary>For DARE: the seed of the drop mask; for <see cref="MergeMethod.LoraLego"/>: the seed of k-means++; so merges are reproducible.</summary>
         public int Seed { get; set; }
+
+        /// <summary>Where the deltas are combined: <see cref="MergeSpace.Full"/> (default) or the sources' <see cref="MergeSpace.Core"/> space.</summary>
+        public MergeSpace Space { get; set; } = MergeSpace.Full;
+
+        /// <summary>For <see cref="MergeMethod.IsoCts"/>: the fraction of the singular directions given to the common subspace, in (0, 1]. Default 0.8 (the paper's).</summary>
+        public double CommonFraction { get; set; } = 0.8;
     }
 }

@@ -19,6 +19,10 @@ namespace Peft.Generators.Diagnostics
             new DiagnosticDescriptor(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
                 description: description, helpLinkUri: HelpBase + id.ToLowerInvariant());
 
+        private static DiagnosticDescriptor Warning(string id, string title, string message, string description) =>
+            new DiagnosticDescriptor(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
+                description: description, helpLinkUri: HelpBase + id.ToLowerInvariant());
+
         // ---- PEFT001 -------------------------------------------------------------------------------------------
 
         /// <summary>PEFT001: {0} the type that is not partial, {1} the class with adapters.</summary>
@@ -209,6 +213,13 @@ namespace Peft.Generators.Diagnostics
             "{0}: [MergeWith] method ModelStock interpolates by the angle between adapters, so it needs at least 2, got {1}; add an adapter or use MergeMethod.Linear",
             "Model Stock measures the angle between fine-tuned deltas, which needs two or more of them.");
 
+        /// <summary>PEFT011: {0} where, {1} the method or space, {2} the adapter, {3} its method, {4} its site.</summary>
+        public static readonly DiagnosticDescriptor MergeNeedsLoRAFactors = Error(
+            DiagnosticIds.MergeMethodMismatch,
+            "Merge method does not fit the adapters",
+            "{0}: [MergeWith] {1} works on the sources' LoRA factors B·A, but '{2}' is a {3} adapter at {4}, whose delta is no such product; merge plain [LoRA] adapters, or use Space = MergeSpace.Full with another method",
+            "Core Space merging builds its bases from the stacked A and B factors of the sources, and LoRA-LEGO clusters their rank-1 units (aⱼ, bⱼ); both need plain LoRA adapters. A DoRA adapter's delta is rescaled per column by its magnitude vector, so it is not the product of its factors.");
+
         // ---- PEFT012 -------------------------------------------------------------------------------------------
 
         /// <summary>PEFT012: {0} where, {1} the density.</summary>
@@ -217,6 +228,13 @@ namespace Peft.Generators.Diagnostics
             "Density is outside (0, 1]",
             "{0}: [MergeWith] density {1} is outside (0, 1]; use the fraction of entries to keep, e.g. 0.5",
             "TIES, DARE and magnitude pruning keep a fraction of each delta's entries: 0 would keep nothing (and DARE divides by it), more than 1 is no fraction.");
+
+        /// <summary>PEFT012: {0} where, {1} the fraction.</summary>
+        public static readonly DiagnosticDescriptor CommonFractionOutOfRange = Error(
+            DiagnosticIds.DensityOutOfRange,
+            "CommonFraction is outside (0, 1]",
+            "{0}: [MergeWith] common fraction {1} is outside (0, 1]; use the share of singular directions given to the common subspace, e.g. 0.8 (the paper's)",
+            "Iso-CTS gives the fraction CommonFraction of the min(out, in) singular directions to the subspace common to all tasks and the rest to the tasks: 0 or less leaves no common part to start from, more than 1 is no fraction.");
 
         // ---- PEFT013 -------------------------------------------------------------------------------------------
 
@@ -296,6 +314,33 @@ namespace Peft.Generators.Diagnostics
             "Option must be at least 0",
             PeftMessages.NegativeOption,
             "A threshold, a step count or a regulariser weight below 0 has no meaning; 0 turns the option off.");
+
+        // ---- PEFT032 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT032: {0} where, {1} the method, {2} why.</summary>
+        public static readonly DiagnosticDescriptor MergeSpaceMismatch = Error(
+            DiagnosticIds.MergeSpaceMismatch,
+            "Merge method cannot run in core space",
+            "{0}: [MergeWith] method {1} cannot run in core space: {2}; remove Space = MergeSpace.Core (LoRA sources stay low-rank in full space for this method)",
+            "Core Space merging combines small R×R core matrices. Every method can combine them except WIDEN, which scores the columns of the base weight, and LoRA-LEGO, which clusters the sources' own rank-1 units; both keep LoRA sources exactly low-rank in full space already.");
+
+        // ---- PEFT033 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT033: {0} where, {1} the method.</summary>
+        public static readonly DiagnosticDescriptor MergeRankRequired = Error(
+            DiagnosticIds.MergeRankRequired,
+            "Merge method needs Rank",
+            "{0}: [MergeWith] method {1} needs Rank, the number of clusters (the new adapter's rank); add Rank = k, e.g. the sources' own rank",
+            "LoRA-LEGO clusters the sources' rank-1 units into Rank clusters, whose centroids are the new adapter's rank-1 units; there is no default for how many.");
+
+        // ---- PEFT034 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT034: {0} where, {1} the method.</summary>
+        public static readonly DiagnosticDescriptor FullRankMerge = Warning(
+            DiagnosticIds.FullRankMerge,
+            "Merge makes LoRA deltas full-rank in full space",
+            "{0}: [MergeWith] method {1} in full space spreads the mean singular value over every direction, so the merge of these LoRA adapters is full-rank and its truncation to the new adapter's rank keeps little of it; add Space = MergeSpace.Core to stay exact and low-rank",
+            "Iso-C and Iso-CTS set every singular value of the merged delta to their mean. On the full [out, in] delta of LoRA sources that includes the min(out, in) − R directions where the sum is zero, so the result has full rank, and the LoRA adapter the merge creates holds only its truncation. In core space the same operation runs on the R×R core and the result is exact at rank ≤ R.");
 
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 

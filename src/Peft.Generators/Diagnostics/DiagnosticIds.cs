@@ -69,6 +69,15 @@ namespace Peft.Generators.Diagnostics
         /// <summary>An option that must be at least 0 (SaRA's Threshold, ReselectAfter, NuclearNormWeight) is negative.</summary>
         public const string NegativeOption = "PEFT029";
 
+        /// <summary>[MergeWith] asks for Space = MergeSpace.Core with a method that cannot run there (WIDEN, LoRA-LEGO).</summary>
+        public const string MergeSpaceMismatch = "PEFT032";
+
+        /// <summary>[MergeWith] method LoraLego without Rank (the number of clusters).</summary>
+        public const string MergeRankRequired = "PEFT033";
+
+        /// <summary>Iso-C / Iso-CTS in full space over LoRA sources: the result is full-rank and gets truncated (warning; fix: Space = MergeSpace.Core).</summary>
+        public const string FullRankMerge = "PEFT034";
+
         /// <summary>The generator caught an exception of its own (a PeftDsl bug); reported by the generator.</summary>
         public const string InternalError = "PEFT999";
     }

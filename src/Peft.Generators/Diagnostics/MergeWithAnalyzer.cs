@@ -12,7 +12,10 @@ namespace Peft.Generators.Diagnostics
     /// <summary>
     /// Checks <c>[MergeWith]</c>: every named adapter exists where the merge applies and some layer holds them all
     /// (PEFT009), weights pair up with adapters and are finite (PEFT010), the method fits the adapters (PEFT011),
-    /// density lies in (0, 1] (PEFT012), Rank is not negative (PEFT004) and the new adapter's name is free (PEFT008).
+    /// density and CommonFraction lie in (0, 1] (PEFT012), Rank is not negative (PEFT004), the new adapter's name is free
+    /// (PEFT008), the method can run in the space asked for (PEFT032), LoRA-LEGO has its Rank (PEFT033), Core Space and
+    /// LoRA-LEGO get plain LoRA sources (PEFT011), and Iso-C / Iso-CTS over LoRA sources in full space warn that the result
+    /// is full-rank (PEFT034).
     /// </summary>
     /// <remarks>
     /// On a field the sources are that field's adapters; on a class, those of its fields and of the annotated classes
@@ -37,7 +40,12 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.DensityOutOfRange,
             DiagnosticDescriptors.MergeRankNegative,
             DiagnosticDescriptors.EmptyAdapterName,
-            DiagnosticDescriptors.MergeNameTaken);
+            DiagnosticDescriptors.MergeNameTaken,
+            DiagnosticDescriptors.MergeNeedsLoRAFactors,
+            DiagnosticDescriptors.CommonFractionOutOfRange,
+            DiagnosticDescriptors.MergeSpaceMismatch,
+            DiagnosticDescriptors.MergeRankRequired,
+            DiagnosticDescriptors.FullRankMerge);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -151,6 +159,13 @@ namespace Peft.Generators.Diagnostics
                     AttributeArguments.ArgumentLocation(merge, "Density", cancellationToken), scope, PeftClassView.Invariant(density)));
             }
 
+            // PEFT012: Iso-CTS's common fraction.
+            if (AttributeArguments.Double(merge, "CommonFraction") is { } fraction && !(fraction > 0 && fraction <= 1))
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.CommonFractionOutOfRange,
+                    AttributeArguments.ArgumentLocation(merge, "CommonFraction", cancellationToken), scope, PeftClassView.Invariant(fraction)));
+            }
+
             // PEFT004: rank of the result.
             if (AttributeArguments.Int(merge, "Rank") is { } rank && rank < 0)
             {
@@ -190,6 +205,39 @@ namespace Peft.Generators.Diagnostics
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.ModelStockNeedsTwo, methodLocation, scope, PeftClassView.Invariant(names.Count)));
                 }
+
+                // Core Space and LoRA-LEGO work on the factors B·A: plain LoRA sources only (a layer that holds no LoRA
+                // adapter at all is reported above).
+                bool core = AttributeArguments.Int(merge, "Space") == 1;
+                var sourcesOfMerge = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name)).ToList();
+                if ((core || methodName == "LoraLego") && !sourcesOfMerge.Any(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true }))
+                {
+                    foreach (Source source in sourcesOfMerge.Where(s => s.Method != "LoRA").Take(1))
+                    {
+                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRAFactors, methodLocation,
+                            scope, core ? "Space = MergeSpace.Core" : "method LoraLego", source.Name, source.Method, source.Site));
+                    }
+                }
+
+                // PEFT034: Iso-C / Iso-CTS over LoRA sources in full space.
+                if (!core && MergeParser.FullRankInFullSpace.Contains(methodName) && sourcesOfMerge.Count > 0 && sourcesOfMerge.All(s => s.Method == "LoRA"))
+                {
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.FullRankMerge, methodLocation, scope, methodName));
+                }
+            }
+
+            // PEFT032: the method against the space.
+            if (AttributeArguments.Int(merge, "Space") == 1 && MergeMessages.NotInCoreSpace(methodName) is { } why)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeSpaceMismatch,
+                    AttributeArguments.ArgumentLocation(merge, "Space", cancellationToken), scope, methodName, why));
+            }
+
+            // PEFT033: LoRA-LEGO's number of clusters.
+            if (methodName == "LoraLego" && (AttributeArguments.Int(merge, "Rank") ?? 0) == 0)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeRankRequired,
+                    AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken), scope, methodName));
             }
 
             // PEFT008: the new adapter's name.

@@ -216,6 +216,8 @@ namespace Peft.Generators.Emit
                 if (merge.Density is not null) initializers.Add("Density = " + merge.Density);
                 if (merge.Rank != 0) initializers.Add("Rank = " + merge.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 if (merge.Seed != 0) initializers.Add("Seed = " + ConstantFormatter.FormatPrimitive(merge.Seed));
+                if (merge.Space != "Full") initializers.Add("Space = global::Peft.MergeSpace." + merge.Space);
+                if (merge.CommonFraction is not null) initializers.Add("CommonFraction = " + merge.CommonFraction);
                 string spec = "new " + Runtime + ".Merging.MergeSpec(" + Literal(merge.Name) + ", new string[] { " + string.Join(", ", merge.Adapters.Select(Literal))
                     + " }) { " + string.Join(", ", initializers) + " }";
                 string call;

@@ -37,7 +37,9 @@ namespace Peft.Generators.Model
     /// <param name="Weights">The weights as a C# array expression, or null when not given.</param>
     /// <param name="Density">The density as a C# literal, or null when not given.</param>
     /// <param name="Rank">The target rank (0: the default).</param>
-    /// <param name="Seed">DARE's seed.</param>
+    /// <param name="Seed">DARE's and LoRA-LEGO's seed.</param>
+    /// <param name="Space">The <c>Peft.MergeSpace</c> member's name, <c>Full</c> or <c>Core</c>.</param>
+    /// <param name="CommonFraction">Iso-CTS's common fraction as a C# literal, or null when not given.</param>
     /// <param name="Member">The component name of the member carrying the attribute, or null on the class.</param>
     /// <param name="Members">For a class that is not a <c>[PeftModel]</c> root: the component names of its own members to merge on.</param>
     /// <param name="Summary">The XML doc summary, escaped.</param>
@@ -50,6 +52,8 @@ namespace Peft.Generators.Model
         string? Density,
         int Rank,
         int Seed,
+        string Space,
+        string? CommonFraction,
         string? Member,
         EquatableArray<string> Members,
         string Summary);

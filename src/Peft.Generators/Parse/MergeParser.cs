@@ -46,7 +46,18 @@ namespace Peft.Generators.Parse
             new MergeMethodInfo("DareTies", "DARE (drop and rescale) then TIES, re-factorised by truncated SVD"),
             new MergeMethodInfo("MagnitudePrune", "magnitude pruning then Σ wᵢ·ΔWᵢ, re-factorised by truncated SVD"),
             new MergeMethodInfo("ModelStock", "Model Stock (t·mean ΔWᵢ, t from the angle between the deltas) re-factorised by truncated SVD"),
+            new MergeMethodInfo("Tsv", "TSV-Merge (each task's top singular triplets, the stacked singular vectors orthogonalised) re-factorised by truncated SVD"),
+            new MergeMethodInfo("IsoC", "Iso-C (the sum's singular values all set to their mean) re-factorised by truncated SVD"),
+            new MergeMethodInfo("IsoCts", "Iso-CTS (common and task-specific singular directions, orthogonalised, isotropic) re-factorised by truncated SVD"),
+            new MergeMethodInfo("Widen", "WIDEN (each ΔWᵢ scaled per input column by its magnitude and direction significance against the base weight)"),
+            new MergeMethodInfo("LoraLego", "LoRA-LEGO (k-means over the sources' rank-1 units, centroids dual-reweighted; rank = Rank)"),
         };
+
+        /// <summary>The members of <c>Peft.MergeSpace</c>, indexed by their value.</summary>
+        public static readonly string[] Spaces = { "Full", "Core" };
+
+        /// <summary>The methods whose full-space result over LoRA deltas is full-rank (a truncated SVD then loses what they make).</summary>
+        public static readonly string[] FullRankInFullSpace = { "IsoC", "IsoCts" };
 
         private static MergeMethodInfo? FindMethod(string name) => Methods.FirstOrDefault(m => m.Name == name);
 
@@ -137,6 +148,8 @@ namespace Peft.Generators.Parse
             double densityValue = 1;
             int rank = 0;
             int seed = 0;
+            string space = "Full";
+            string? commonFraction = null;
             foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
             {
                 TypedConstant value = argument.Value;
@@ -177,12 +190,22 @@ namespace Peft.Generators.Parse
                         if (value.Value is not int sd) return null;
                         seed = sd;
                         break;
+                    case "Space":
+                        if (value.Value is not int sp || sp < 0 || sp >= Spaces.Length) return null;
+                        space = Spaces[sp];
+                        break;
+                    case "CommonFraction":
+                        if (value.Value is not double cf || !(cf > 0 && cf <= 1)) return null;
+                        commonFraction = ConstantFormatter.FormatPrimitive(cf);
+                        break;
                     default:
                         return null;
                 }
             }
 
             if (name == BaseAdapterName || adapters.Contains(name)) return null;
+            if (space == "Core" && MergeMessages.NotInCoreSpace(method) is not null) return null;
+            if (method == "LoraLego" && rank == 0) return null;
             if (weights is not null && weightValues.Count != adapters.Count) return null;
             string? methodName = MethodNameFor(name);
             if (methodName is null) return null;
@@ -213,11 +236,14 @@ namespace Peft.Generators.Parse
             if (weights is not null && method != "ModelStock") details.Add("weights " + string.Join(", ", weightValues.Select(w => w.ToString("R", CultureInfo.InvariantCulture))));
             if (density is not null && method is "Ties" or "DareLinear" or "DareTies" or "MagnitudePrune")
                 details.Add("density " + densityValue.ToString("R", CultureInfo.InvariantCulture));
-            if (rank > 0) details.Add("rank " + rank.ToString(CultureInfo.InvariantCulture));
-            if (method is "DareLinear" or "DareTies") details.Add("seed " + seed.ToString(CultureInfo.InvariantCulture));
+            if (rank > 0) details.Add((method == "LoraLego" ? "clusters " : "rank ") + rank.ToString(CultureInfo.InvariantCulture));
+            if (method is "DareLinear" or "DareTies" or "LoraLego") details.Add("seed " + seed.ToString(CultureInfo.InvariantCulture));
+            if (method == "IsoCts") details.Add("common fraction " + (commonFraction ?? "0.8"));
+            if (space == "Core") details.Add("in core space");
             string summary = "Creates the adapter <c>" + Escape(name) + "</c> from " + string.Join(", ", adapters.Select(a => "<c>" + Escape(a) + "</c>"))
                 + (details.Count > 0 ? " (" + string.Join("; ", details) + ")" : string.Empty) + " " + scope + ", as <c>[MergeWith]</c> declares: "
-                + FindMethod(method)!.Description + ". The result is a LoRA adapter (scaling 1), inactive until selected.";
+                + (space == "Core" ? FindMethod(method)!.Description.Replace(" re-factorised by truncated SVD", string.Empty) + ", on the core matrices of the sources' stacked factors (exact, rank ≤ the sources' ranks summed)" : FindMethod(method)!.Description)
+                + ". The result is a LoRA adapter (scaling 1), inactive until selected.";
 
             return new MergeModel(
                 MethodName: methodName,
@@ -228,6 +254,8 @@ namespace Peft.Generators.Parse
                 Density: density,
                 Rank: rank,
                 Seed: seed,
+                Space: space,
+                CommonFraction: commonFraction,
                 Member: component,
                 Members: members.ToEquatableArray(),
                 Summary: summary);

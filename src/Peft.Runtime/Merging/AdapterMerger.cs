@@ -69,9 +69,54 @@ namespace Peft.Runtime.Merging
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
+            if (spec.Space == MergeSpace.Core || spec.Method == MergeMethod.LoraLego)
+            {
+                var (a, b) = FactorMerge(layer, spec, position);
+                return matmul(b, a).MoveToOuterDisposeScope();
+            }
             var deltas = spec.Adapters.Select(a => layer.DeltaWeight(a).detach().to(float64)).ToList();
+            if (spec.Method == MergeMethod.Widen)
+                return Widen.Merge(BaseWeight(layer), deltas, spec.EffectiveWeights).MoveToOuterDisposeScope();
             using var generator = spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies ? new Generator(DareSeed(spec.Seed, position), CPU) : null;
-            return DeltaMerge.Combine(spec.Method, deltas, spec.EffectiveWeights, spec.Density, generator).MoveToOuterDisposeScope();
+            return DeltaMerge.Combine(spec.Method, deltas, spec.EffectiveWeights, spec.Density, generator, spec.CommonFraction).MoveToOuterDisposeScope();
+        }
+
+        /// <summary>
+        /// The merges that work on the sources' LoRA factors themselves — any method in <see cref="MergeSpace.Core"/>, and
+        /// <see cref="MergeMethod.LoraLego"/> — as the new adapter's float64 factors (A, B), scaling 1. Every source must be
+        /// a plain LoRA adapter (not DoRA, not another method's layer); otherwise this throws naming the layer and adapter.
+        /// </summary>
+        /// <param name="layer">A layer holding every source adapter.</param>
+        /// <param name="spec">The merge.</param>
+        /// <param name="position">The layer's position among the merged layers: DARE's masks and LoRA-LEGO's k-means++ are seeded by (Seed, position).</param>
+        /// <param name="path">The layer's path, for messages.</param>
+        public static (Tensor A, Tensor B) FactorMerge(IAdapterLayer layer, MergeSpec spec, int position, string? path = null)
+        {
+            string where = path ?? layer.GetType().Name;
+            string why = spec.Method == MergeMethod.LoraLego ? "LoRA-LEGO clusters the sources' rank-1 units" : "Core Space is built from the sources' LoRA factors";
+            if (layer is not LoRALinear lora)
+                throw new NotSupportedException($"layer '{where}': cannot merge into '{spec.Name}': {why}, and this is a {layer.PeftType} layer; use Space = MergeSpace.Full with another method");
+            foreach (string adapter in spec.Adapters)
+                if (lora.Settings(adapter) is not LoRAOptions { UseDora: false })
+                    throw new NotSupportedException($"layer '{where}': cannot merge into '{spec.Name}': {why}, and '{adapter}' is not a plain LoRA adapter (DoRA's delta is no product B·A); use Space = MergeSpace.Full with another method");
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var weights = spec.EffectiveWeights;
+            var a = spec.Adapters.Select(n => lora.LoraA(n).detach().to(float64)).ToList();
+            Tensor A, B;
+            if (spec.Method == MergeMethod.LoraLego)
+            {
+                var b = spec.Adapters.Select((n, i) => lora.LoraB(n).detach().to(float64).mul(weights[i] * lora.Options(n).Scaling)).ToList();
+                using var generator = new Generator(DareSeed(spec.Seed, position), CPU);
+                (A, B) = LoraLego.Merge(a, b, spec.Rank, generator);
+            }
+            else
+            {
+                var b = spec.Adapters.Select(n => lora.LoraB(n).detach().to(float64).mul(lora.Options(n).Scaling)).ToList();
+                using var generator = spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies ? new Generator(DareSeed(spec.Seed, position), CPU) : null;
+                (A, B) = CoreSpace.Merge(a, b, spec.Method, weights, spec.Density, generator, spec.CommonFraction, spec.Rank);
+            }
+            return (A.MoveToOuterDisposeScope(), B.MoveToOuterDisposeScope());
         }
 
         /// <summary>
@@ -97,6 +142,25 @@ namespace Peft.Runtime.Merging
             var (outFeatures, inFeatures) = Shape(layer);
             long max = Math.Min(outFeatures, inFeatures);
             var weights = spec.EffectiveWeights;
+            if (spec.Space == MergeSpace.Core || spec.Method == MergeMethod.LoraLego)
+            {
+                var (ca, cb) = FactorMerge(layer, spec, position, path);
+                RequireFinite(path, spec, ca, cb);
+                return (ca.MoveToOuterDisposeScope(), cb.MoveToOuterDisposeScope());
+            }
+
+            if (spec.Method == MergeMethod.Widen && layer is LoRALinear widened
+                && spec.Adapters.All(a => widened.Settings(a) is LoRAOptions { UseDora: false })
+                && spec.Adapters.Sum(a => (long)widened.Options(a).Rank) <= max)
+            {
+                // WIDEN scales columns: Bᵢ·Aᵢ·diag(cᵢ) = Bᵢ·(Aᵢ·diag(cᵢ)), so the concatenation stays exact.
+                var columns = Widen.ColumnWeights(BaseWeight(layer), spec.Adapters.Select(n => widened.DeltaWeight(n).detach().to(float64)).ToList());
+                var wa = cat(spec.Adapters.Select((n, i) => widened.LoraA(n).detach().to(float64).mul(columns[i].unsqueeze(0))).ToArray(), 0);
+                var wb = cat(spec.Adapters.Select((n, i) => widened.LoraB(n).detach().to(float64).mul(weights[i] * widened.Options(n).Scaling)).ToArray(), 1);
+                RequireFinite(path, spec, wa, wb);
+                return (wa.MoveToOuterDisposeScope(), wb.MoveToOuterDisposeScope());
+            }
+
             if (spec.Method is MergeMethod.Linear or MergeMethod.Cat && layer is LoRALinear lora
                 && spec.Adapters.All(a => lora.Settings(a) is LoRAOptions { UseDora: false })
                 && spec.Adapters.Sum(a => (long)lora.Options(a).Rank) <= max)
@@ -280,6 +344,14 @@ namespace Peft.Runtime.Merging
             foreach (var t in tensors)
                 if (!isfinite(t).all().item<bool>())
                     throw new InvalidOperationException($"layer '{path}': refusing to create adapter '{spec.Name}': the merged weights would hold NaN or Inf; the model is unchanged");
+        }
+
+        /// <summary>W₀ for WIDEN, refused while adapters are merged into it (the scores would measure against W₀ + their deltas).</summary>
+        private static Tensor BaseWeight(IAdapterLayer layer)
+        {
+            if (layer.MergedAdapters.Count > 0)
+                throw new InvalidOperationException($"WIDEN scores against the base weight, but {string.Join(", ", layer.MergedAdapters.Select(a => "'" + a + "'"))} is merged into it; unmerge first");
+            return (layer.BaseLayer.get_parameter("weight") ?? throw new InvalidOperationException("the base layer has no 'weight' parameter")).detach();
         }
 
         private static (long Out, long In) Shape(IAdapterLayer layer)

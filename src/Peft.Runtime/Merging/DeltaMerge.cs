@@ -140,13 +140,103 @@ namespace Peft.Runtime.Merging
             return stack(tensors.ToArray(), 0).mean(new long[] { 0 }).mul(t);
         }
 
+        /// <summary>
+        /// The polar factor of <paramref name="matrix"/>: with the thin SVD X = U·S·Vᵀ, the semi-orthogonal U·Vᵀ, the
+        /// nearest matrix with orthonormal columns (or rows, for a wide X) in the Frobenius norm.
+        /// </summary>
+        public static Tensor PolarFactor(Tensor matrix)
+        {
+            var (u, _, vh) = linalg.svd(matrix, fullMatrices: false);
+            return matmul(u, vh);
+        }
+
+        /// <summary>Iso-C's isotropisation: with X = U·S·Vᵀ (thin), σ̄·U·Vᵀ where σ̄ is the mean of all min(rows, columns) singular values.</summary>
+        public static Tensor Isotropize(Tensor matrix)
+        {
+            var (u, s, vh) = linalg.svd(matrix, fullMatrices: false);
+            return matmul(u, vh).mul(s.mean().item<double>());
+        }
+
+        /// <summary>Iso-C (Marczak et al., 2025): <see cref="Isotropize"/> of Σ wᵢ·tᵢ.</summary>
+        public static Tensor IsoC(IReadOnlyList<Tensor> tensors, IReadOnlyList<double> weights) => Isotropize(WeightedSum(tensors, weights));
+
+        /// <summary>
+        /// TSV-Merge (Gargiulo et al., 2025): each wᵢ·tᵢ = Uᵢ·Sᵢ·Vᵢᵀ keeps its top k = max(1, ⌊n / T⌋) triplets (n = min(rows,
+        /// columns), T tensors); the stacks U = [U₁,ₖ … U_T,ₖ] and Vᵀ = [V₁,ₖᵀ; …] are replaced by their polar factors and
+        /// the stacked singular values kept: polar(U)·diag(S)·polar(Vᵀ).
+        /// </summary>
+        public static Tensor Tsv(IReadOnlyList<Tensor> tensors, IReadOnlyList<double> weights)
+        {
+            Check(tensors, weights);
+            long n = Math.Min(tensors[0].shape[0], tensors[0].shape[1]);
+            long k = Math.Max(1, n / tensors.Count);
+            var us = new List<Tensor>();
+            var ss = new List<Tensor>();
+            var vs = new List<Tensor>();
+            for (int i = 0; i < tensors.Count; i++)
+            {
+                var (u, s, vh) = linalg.svd(tensors[i].mul(weights[i]), fullMatrices: false);
+                us.Add(u.narrow(1, 0, k));
+                ss.Add(s.narrow(0, 0, k));
+                vs.Add(vh.narrow(0, 0, k));
+            }
+            return matmul(PolarFactor(cat(us.ToArray(), 1)).mul(cat(ss.ToArray(), 0).unsqueeze(0)), PolarFactor(cat(vs.ToArray(), 0)));
+        }
+
+        /// <summary>
+        /// The split of Iso-CTS's n = min(rows, columns) directions between the common subspace and T tasks, as the paper's
+        /// code computes it: k_c = ⌊n·fraction⌋, then k_c = n − round((n − k_c) / T)·T (round half to even, so the task
+        /// part divides by T), clamped to [0, n]; each task gets ⌊(n − k_c) / T⌋.
+        /// </summary>
+        public static (long Common, long PerTask) IsoCtsSplit(long n, int tasks, double fraction)
+        {
+            long common = (long)Math.Floor(n * fraction);
+            long taskTotal = (long)Math.Round((double)(n - common) / tasks, MidpointRounding.ToEven) * tasks;
+            common = Math.Clamp(n - taskTotal, 0, n);
+            return (common, (n - common) / tasks);
+        }
+
+        /// <summary>
+        /// Iso-CTS (Marczak et al., 2025): the top k_c singular triplets of Σ wᵢ·tᵢ (the common subspace, see
+        /// <see cref="IsoCtsSplit"/>); for each task, the top triplets of wᵢ·tᵢ − U_c·U_cᵀ·wᵢ·tᵢ (its part outside the common
+        /// subspace); the stacked U's and Vᵀ's replaced by their polar factors and every singular value by the mean of the
+        /// stacked ones: σ̄·polar(U)·polar(Vᵀ).
+        /// </summary>
+        public static Tensor IsoCts(IReadOnlyList<Tensor> tensors, IReadOnlyList<double> weights, double commonFraction)
+        {
+            Check(tensors, weights);
+            if (!(commonFraction > 0 && commonFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(commonFraction), commonFraction, "the common fraction must lie in (0, 1]");
+            long n = Math.Min(tensors[0].shape[0], tensors[0].shape[1]);
+            var (common, perTask) = IsoCtsSplit(n, tensors.Count, commonFraction);
+            var (u, s, vh) = linalg.svd(WeightedSum(tensors, weights), fullMatrices: false);
+            var commonU = u.narrow(1, 0, common);
+            var us = new List<Tensor> { commonU };
+            var ss = new List<Tensor> { s.narrow(0, 0, common) };
+            var vs = new List<Tensor> { vh.narrow(0, 0, common) };
+            if (perTask > 0)
+            {
+                for (int i = 0; i < tensors.Count; i++)
+                {
+                    var task = tensors[i].mul(weights[i]);
+                    var (ut, st, vt) = linalg.svd(task.sub(matmul(commonU, matmul(commonU.t(), task))), fullMatrices: false);
+                    us.Add(ut.narrow(1, 0, perTask));
+                    ss.Add(st.narrow(0, 0, perTask));
+                    vs.Add(vt.narrow(0, 0, perTask));
+                }
+            }
+            double mean = cat(ss.ToArray(), 0).mean().item<double>();
+            return matmul(PolarFactor(cat(us.ToArray(), 1)), PolarFactor(cat(vs.ToArray(), 0))).mul(mean);
+        }
+
         /// <summary>Combines dense deltas by <paramref name="method"/> (the low-rank-exact methods as a plain weighted sum).</summary>
         /// <param name="method">The method.</param>
         /// <param name="tensors">The delta weights, one per source adapter.</param>
         /// <param name="weights">One weight per tensor.</param>
         /// <param name="density">For TIES, DARE and magnitude pruning.</param>
         /// <param name="generator">For DARE; may be null for the other methods.</param>
-        public static Tensor Combine(MergeMethod method, IReadOnlyList<Tensor> tensors, IReadOnlyList<double> weights, double density, Generator? generator)
+        /// <param name="commonFraction">For Iso-CTS: the common subspace's fraction of the directions.</param>
+        /// <remarks>WIDEN needs the base weight and LoRA-LEGO the sources' factors: <see cref="AdapterMerger"/> runs them, not this.</remarks>
+        public static Tensor Combine(MergeMethod method, IReadOnlyList<Tensor> tensors, IReadOnlyList<double> weights, double density, Generator? generator, double commonFraction = 0.8)
         {
             switch (method)
             {
@@ -164,6 +254,15 @@ namespace Peft.Runtime.Merging
                     return MagnitudePruneSum(tensors, weights, density);
                 case MergeMethod.ModelStock:
                     return ModelStock(tensors);
+                case MergeMethod.Tsv:
+                    return Tsv(tensors, weights);
+                case MergeMethod.IsoC:
+                    return IsoC(tensors, weights);
+                case MergeMethod.IsoCts:
+                    return IsoCts(tensors, weights, commonFraction);
+                case MergeMethod.Widen:
+                case MergeMethod.LoraLego:
+                    throw new ArgumentException($"{method} needs the base weight (WIDEN) or the sources' LoRA factors (LoRA-LEGO); AdapterMerger runs it", nameof(method));
                 default:
                     throw new ArgumentOutOfRangeException(nameof(method), method, "unknown merge method");
             }

@@ -24,8 +24,14 @@ namespace Peft.Runtime.Merging
         /// <summary>The rank of a result re-factorised by SVD; 0 means the sum of the sources' ranks, capped at min(out, in).</summary>
         public int Rank { get; init; }
 
-        /// <summary>For DARE: the seed of the drop masks (combined with each layer's position, so layers differ).</summary>
+        /// <summary>For DARE and LoRA-LEGO: the seed of the drop masks / of k-means++ (combined with each layer's position, so layers differ).</summary>
         public int Seed { get; init; }
+
+        /// <summary>Where the deltas are combined: on the full ΔWᵢ, or in the Core Space of the sources' stacked LoRA factors.</summary>
+        public MergeSpace Space { get; init; } = MergeSpace.Full;
+
+        /// <summary>For <see cref="MergeMethod.IsoCts"/>: the fraction of singular directions given to the common subspace, in (0, 1].</summary>
+        public double CommonFraction { get; init; } = 0.8;
 
         /// <summary>The weight of each adapter, 1 where <see cref="Weights"/> is null.</summary>
         public IReadOnlyList<double> EffectiveWeights => Weights ?? Adapters.Select(_ => 1.0).ToArray();
@@ -59,6 +65,17 @@ namespace Peft.Runtime.Merging
                 throw new ArgumentException($"{Prefix()}: density {Density} is outside (0, 1]");
             if (Rank < 0)
                 throw new ArgumentException($"{Prefix()}: rank {Rank} is negative (0 means the sum of the sources' ranks)");
+            if (!Enum.IsDefined(Space))
+                throw new ArgumentException($"{Prefix()}: space {(int)Space} is not one of {string.Join(", ", Enum.GetNames<MergeSpace>())}");
+            if (Space == MergeSpace.Core && MergeMessages.NotInCoreSpace(Method.ToString()) is { } reason)
+                throw new ArgumentException($"{Prefix()}: method {Method} cannot run in core space ({reason}); use Space = MergeSpace.Full");
+            if (Method == MergeMethod.LoraLego && Rank == 0)
+                throw new ArgumentException($"{Prefix()}: method LoraLego needs Rank, the number of clusters (the new adapter's rank)");
+            if (!(CommonFraction > 0 && CommonFraction <= 1))
+                throw new ArgumentException($"{Prefix()}: common fraction {CommonFraction} is outside (0, 1]");
         }
+
+        /// <summary>Whether <paramref name="method"/> can combine Core Space matrices: every method but WIDEN (column norms of the base weight) and LoRA-LEGO (rank-1 units of the sources).</summary>
+        public static bool RunsInCoreSpace(MergeMethod method) => MergeMessages.NotInCoreSpace(method.ToString()) is null;
     }
 }

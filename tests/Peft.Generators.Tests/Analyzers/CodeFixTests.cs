@@ -326,5 +326,37 @@ namespace Peft.Generators.Tests.Analyzers
             }
             """,
             expected: At("PEFT017", 0));
-    }
+    
+        [Fact]
+        public Task PEFT034_merge_in_core_space() => ExpectFix(new CoreSpaceCodeFix(),
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(4, Name = "a")]
+                    [LoRA(4, Name = "b")]
+                    [MergeWith("a", "b", Method = {|#0:MergeMethod.IsoC|}, Name = "iso")]
+                    private Module<Tensor, Tensor> q = Linear(16, 16);
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => q.forward(x);
+                }
+            }
+            """,
+            """
+            namespace Demo
+            {
+                public partial class Block : Module<Tensor, Tensor>
+                {
+                    [LoRA(4, Name = "a")]
+                    [LoRA(4, Name = "b")]
+                    [MergeWith("a", "b", Method = MergeMethod.IsoC, Name = "iso", Space = MergeSpace.Core)]
+                    private Module<Tensor, Tensor> q = Linear(16, 16);
+                    public Block() : base(nameof(Block)) => RegisterComponents();
+                    public override Tensor forward(Tensor x) => q.forward(x);
+                }
+            }
+            """,
+            expected: At("PEFT034", 0, DiagnosticSeverity.Warning));
+}
 }

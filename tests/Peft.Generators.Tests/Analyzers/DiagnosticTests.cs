@@ -353,5 +353,46 @@ namespace Peft.Generators.Tests.Analyzers
             A($"[LoRA(4, Alpha = 8)] {M} q = Linear(8, 8); [LoRA(2, Alpha = 16, Dropout = 0)] {M} k = Linear(8, 8);"
               + $" [DoRA(4, Name = \"d\")] {M} v = Linear(8, 8); [Bone(4, Name = \"bone\")] {M} o = Linear(8, 8); [LoRA(4, Dropout = 0.1, Name = \"drop\")] {M} u = Linear(8, 8);"
               + $" [LoHa(2, Alpha = 4, Name = \"h\")] {M} h1 = Linear(8, 8); [LoHa(4, Alpha = 2, Name = \"h\")] {M} h2 = Linear(8, 8);"));
-    }
+    
+        // ---- Wave-2 merges: PEFT011 (factors), PEFT012 (common fraction), PEFT032, PEFT033, PEFT034 ----------------
+
+        [Fact]
+        public Task PEFT011_core_space_and_lora_lego_need_plain_lora() => Expect(
+            A($"[LoRA(4, Name = \"a\")][DoRA(4, Name = \"d\")] {M} q = Linear(8, 8);",
+              "[MergeWith(\"a\", \"d\", Method = {|#0:MergeMethod.Ties|}, Space = MergeSpace.Core), MergeWith(\"a\", \"d\", Name = \"lego\", Method = {|#1:MergeMethod.LoraLego|}, Rank = 4)]"),
+            At("PEFT011", 0).WithMessage("Demo.A: [MergeWith] Space = MergeSpace.Core works on the sources' LoRA factors B·A, but 'd' is a DoRA adapter at Demo.A.q, whose delta is no such product; merge plain [LoRA] adapters, or use Space = MergeSpace.Full with another method"),
+            At("PEFT011", 1).WithArguments("Demo.A", "method LoraLego", "d", "DoRA", "Demo.A.q"));
+
+        [Fact]
+        public Task PEFT012_common_fraction_outside() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(4, Name = \"b\")][MergeWith(\"a\", \"b\", Method = MergeMethod.IsoCts, Space = MergeSpace.Core, CommonFraction = {{|#0:1.5|}})][MergeWith(\"a\", \"b\", Name = \"m2\", Method = MergeMethod.IsoCts, Space = MergeSpace.Core, CommonFraction = {{|#1:0|}})] {M} q = Linear(8, 8);"),
+            At("PEFT012", 0).WithMessage("Demo.A.q: [MergeWith] common fraction 1.5 is outside (0, 1]; use the share of singular directions given to the common subspace, e.g. 0.8 (the paper's)"),
+            At("PEFT012", 1));
+
+        [Fact]
+        public Task PEFT032_widen_and_lora_lego_cannot_run_in_core_space() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(4, Name = \"b\")][MergeWith(\"a\", \"b\", Method = MergeMethod.Widen, Space = {{|#0:MergeSpace.Core|}})][MergeWith(\"a\", \"b\", Name = \"m2\", Method = MergeMethod.LoraLego, Rank = 4, Space = {{|#1:MergeSpace.Core|}})] {M} q = Linear(8, 8);"),
+            At("PEFT032", 0).WithMessage("Demo.A.q: [MergeWith] method Widen cannot run in core space: WIDEN scores the columns of the base weight, which the core matrices do not have; remove Space = MergeSpace.Core (LoRA sources stay low-rank in full space for this method)"),
+            At("PEFT032", 1).WithArguments("Demo.A.q", "LoraLego", "LoRA-LEGO clusters the sources' own rank-1 units"));
+
+        [Fact]
+        public Task PEFT033_lora_lego_needs_rank() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(4, Name = \"b\")][MergeWith(\"a\", \"b\", Method = {{|#0:MergeMethod.LoraLego|}})][MergeWith(\"a\", \"b\", Name = \"m2\", Method = {{|#1:MergeMethod.LoraLego|}}, Rank = 0)] {M} q = Linear(8, 8);"),
+            At("PEFT033", 0).WithMessage("Demo.A.q: [MergeWith] method LoraLego needs Rank, the number of clusters (the new adapter's rank); add Rank = k, e.g. the sources' own rank"),
+            At("PEFT033", 1));
+
+        [Fact]
+        public Task PEFT034_iso_over_lora_in_full_space_warns() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(4, Name = \"b\")][MergeWith(\"a\", \"b\", Method = {{|#0:MergeMethod.IsoC|}})][MergeWith(\"a\", \"b\", Name = \"m2\", Method = {{|#1:MergeMethod.IsoCts|}}, Space = MergeSpace.Full)] {M} q = Linear(8, 8);"),
+            At("PEFT034", 0, DiagnosticSeverity.Warning).WithMessage("Demo.A.q: [MergeWith] method IsoC in full space spreads the mean singular value over every direction, so the merge of these LoRA adapters is full-rank and its truncation to the new adapter's rank keeps little of it; add Space = MergeSpace.Core to stay exact and low-rank"),
+            At("PEFT034", 1, DiagnosticSeverity.Warning));
+
+        [Fact]
+        public Task Wave2_merges_near_miss_every_method_where_it_fits() => Expect(
+            A($"[LoRA(4, Name = \"a\")][LoRA(2, Name = \"b\")][DoRA(2, Name = \"d\")] {M} q = Linear(8, 8);",
+              "[MergeWith(\"a\", \"b\", Method = MergeMethod.IsoC, Space = MergeSpace.Core), MergeWith(\"a\", \"b\", Name = \"cts\", Method = MergeMethod.IsoCts, Space = MergeSpace.Core, CommonFraction = 1),"
+              + " MergeWith(\"a\", \"b\", Name = \"tsv\", Method = MergeMethod.Tsv), MergeWith(\"a\", \"b\", Name = \"ties\", Method = MergeMethod.Ties, Density = 0.5, Space = MergeSpace.Core),"
+              + " MergeWith(\"a\", \"d\", Name = \"widen\", Method = MergeMethod.Widen), MergeWith(\"a\", \"d\", Name = \"iso\", Method = MergeMethod.IsoC),"
+              + " MergeWith(\"a\", \"b\", Name = \"lego\", Method = MergeMethod.LoraLego, Rank = 3, Seed = 7)]"));
+}
 }

@@ -87,3 +87,76 @@ internal static class NaiveMerge
         return mean.Select(v => t * v).ToArray();
     }
 }
+
+/// <summary>WIDEN's column weights written out column by column on arrays (the reference for <c>Widen.ColumnWeights</c>).</summary>
+internal static class NaiveWiden
+{
+    /// <summary>c[t][j] for W₀ [out, in] and the deltas, with ratio 1 and calibration 1 (the paper's defaults).</summary>
+    public static double[][] ColumnWeights(double[,] w0, IReadOnlyList<double[,]> deltas)
+    {
+        int rows = w0.GetLength(0), cols = w0.GetLength(1), t = deltas.Count;
+        var mag = new double[t][];
+        var dir = new double[t][];
+        for (int k = 0; k < t; k++)
+        {
+            mag[k] = new double[cols];
+            dir[k] = new double[cols];
+            for (int j = 0; j < cols; j++)
+            {
+                double n0 = 0, n1 = 0, dot = 0;
+                for (int i = 0; i < rows; i++)
+                {
+                    double a = w0[i, j], b = w0[i, j] + deltas[k][i, j];
+                    n0 += a * a;
+                    n1 += b * b;
+                    dot += a * b;
+                }
+                n0 = Math.Sqrt(n0);
+                n1 = Math.Sqrt(n1);
+                mag[k][j] = Math.Abs(n1 - n0);
+                dir[k][j] = 1 - (n0 > 0 && n1 > 0 ? dot / (n0 * n1) : 0);
+            }
+            mag[k] = RankSignificance(mag[k]);
+            dir[k] = RankSignificance(dir[k]);
+        }
+        var magScore = Score(mag);
+        var dirScore = Score(dir);
+        return Enumerable.Range(0, t).Select(k => Enumerable.Range(0, cols).Select(j => 0.5 * (magScore[k][j] + dirScore[k][j])).ToArray()).ToArray();
+    }
+
+    private static double[] RankSignificance(double[] v)
+    {
+        // position in an ascending stable sort: the count of smaller values plus the equal ones before it
+        var r = new double[v.Length];
+        for (int j = 0; j < v.Length; j++)
+        {
+            int position = 0;
+            for (int i = 0; i < v.Length; i++)
+                if (v[i] < v[j] || (v[i] == v[j] && i < j)) position++;
+            r[j] = (double)position / v.Length;
+        }
+        return r;
+    }
+
+    private static double[][] Score(double[][] sig)
+    {
+        int t = sig.Length, cols = sig[0].Length;
+        var score = new double[t][];
+        for (int k = 0; k < t; k++) score[k] = new double[cols];
+        for (int j = 0; j < cols; j++)
+        {
+            double max = Enumerable.Range(0, t).Max(k => sig[k][j]);
+            double z = Enumerable.Range(0, t).Sum(k => Math.Exp(sig[k][j] - max));
+            for (int k = 0; k < t; k++) score[k][j] = Math.Exp(sig[k][j] - max) / z;
+        }
+        for (int k = 0; k < t; k++)
+        {
+            // sig = position / n with positions a permutation of 0 … n − 1: compare sig > mean(sig) exactly, in integers,
+            // as position·n > Σ positions.
+            long sum = sig[k].Sum(x => (long)Math.Round(x * cols));
+            for (int j = 0; j < cols; j++)
+                if ((long)Math.Round(sig[k][j] * cols) * cols > sum) score[k][j] = 1.0;
+        }
+        return score;
+    }
+}
