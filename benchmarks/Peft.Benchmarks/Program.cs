@@ -7,12 +7,14 @@ using Peft.Benchmarks;
 // dotnet run -c Release --project benchmarks/Peft.Benchmarks -- --paired [suite n d parameter rounds] [--input-no-grad],
 // e.g. --paired dora 2048 1024 16 41
 // dotnet run -c Release --project benchmarks/Peft.Benchmarks -- --paired generator [fields rounds], e.g. --paired generator 200 61
+// dotnet run -c Release --project benchmarks/Peft.Benchmarks -- --paired mixed [n d rank rounds], e.g. --paired mixed 512 1024 16 41
 if (args.Length > 0 && args[0] == "--paired")
 {
     var positional = args.Skip(1).Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
     int At(int i, int fallback) => positional.Length > i ? int.Parse(positional[i], System.Globalization.CultureInfo.InvariantCulture) : fallback;
     string suite = positional.Length > 0 ? positional[0] : "lora";
     if (suite == "generator") PairedRunner.RunGenerator(At(1, 200), At(2, 61));
+    else if (suite == "mixed") PairedRunner.RunMixed(At(1, 512), At(2, 1024), At(3, 16), At(4, 31));
     else PairedRunner.Run(suite, At(1, 2048), At(2, 1024), At(3, 16), At(4, 31), inputNeedsGrad: !args.Contains("--input-no-grad"));
     return 0;
 }

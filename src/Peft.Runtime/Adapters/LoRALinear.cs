@@ -206,6 +206,42 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <summary>
+        /// A mixed batch of plain LoRA adapters (PEFT's <c>_mixed_batch_forward</c>): the base layer once on every row,
+        /// then per adapter its rows' thin products s·(drop(x_g)·Aᵀ)·Bᵀ added into those rows of the base output in
+        /// place (a slice when the rows are one run, <c>index_add_</c> otherwise). The rows are grouped once per
+        /// <see cref="RowRouting"/>, shared by every layer. DoRA adapters take the generic sub-batch path (their output
+        /// rescales the base product).
+        /// </summary>
+        protected override Tensor? ForwardGrouped(Tensor input, RowRouting rows)
+        {
+            var groups = rows.Groups;
+            foreach (var g in groups)
+                if (lora_magnitude_vector.Contains(g.Adapter)) return null;
+            using var scope = NewDisposeScope();
+            var result = BaseLayer.forward(input);
+            if (!training || groups.All(g => !HasAdapter(g.Adapter) || OptionsOf(g.Adapter).Dropout == 0))
+            {
+                // Inference (nothing needs a gradient): one hand-written pass per adapter over its rows, in place.
+                var held = groups.Where(g => HasAdapter(g.Adapter))
+                    .Select(g => (g.Rows, (Tensor)LoraA(g.Adapter), (Tensor)LoraB(g.Adapter), OptionsOf(g.Adapter).Scaling)).ToList();
+                if (LoRAFunction.TryAddRowGroups(result, input, held)) return result.MoveToOuterDisposeScope();
+            }
+            for (int i = 0; i < groups.Count; i++)
+            {
+                var group = groups[i];
+                if (!HasAdapter(group.Adapter)) continue;
+                var options = OptionsOf(group.Adapter);
+                long count = group.Rows.Length;
+                var x = group.Contiguous ? input.narrow(0, group.Start, count) : input.index_select(0, rows.Index(i, input.device));
+                if (training && options.Dropout > 0) x = nn.functional.dropout(x, options.Dropout, training: true);
+                var update = nn.functional.linear(nn.functional.linear(x, LoraA(group.Adapter)), LoraB(group.Adapter));
+                if (group.Contiguous) result.narrow(0, group.Start, count).add_(update, alpha: options.Scaling);
+                else result.index_add_(0, rows.Index(i, input.device), update, options.Scaling);
+            }
+            return result.MoveToOuterDisposeScope();
+        }
+
+        /// <summary>
         /// The change the adapter makes to the base weight: s·B·A for LoRA; for DoRA g[:, None] ⊙ (W + s·B·A) − W with
         /// W the current base weight, as if it were the only adapter applied (so it is only defined while the DoRA
         /// adapter is not merged).

@@ -64,6 +64,89 @@ namespace Peft.Runtime.Kernels
         public static Tensor AddTo(Tensor previous, Tensor input, Tensor loraA, Tensor loraB, double scaling, double dropout) =>
             Apply(input, previous, null, null, loraA, loraB, scaling, dropout, dropout > 0 ? NextSeed() : 0);
 
+        /// <summary>
+        /// Inference for a mixed batch: for each group, <paramref name="result"/>[rows] += s·(x[rows]·Aᵀ)·Bᵀ in place,
+        /// rows being indices into the first dimension of <paramref name="input"/> ([n, ..., in]; <paramref name="result"/>
+        /// is the base output [n, ..., out]). One pass per group over its rows of x, reading them where they lie and
+        /// adding into the base output where it lies: no gathered copy of x, no [rows, out] temporary, no scatter.
+        /// Returns false, changing nothing, where the raw loops cannot run (dtype, layout, device, no 256-bit vectors)
+        /// or a gradient is wanted; the caller then takes the composed ops.
+        /// </summary>
+        internal static unsafe bool TryAddRowGroups(Tensor result, Tensor input, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
+        {
+            if (!Vector256.IsHardwareAccelerated || !TensorData.IsDenseCpuFloat(input) || !TensorData.IsDenseCpuFloat(result)) return false;
+            bool grad = is_grad_enabled() && (input.requires_grad || result.requires_grad);
+            foreach (var g in groups)
+            {
+                if (!TensorData.IsDenseCpuFloat(g.A) || !TensorData.IsDenseCpuFloat(g.B)) return false;
+                grad |= is_grad_enabled() && (g.A.requires_grad || g.B.requires_grad);
+            }
+            if (grad || input.dim() < 2 || result.dim() != input.dim()) return false;
+            long n = input.shape[0], d = input.shape[^1], o = result.shape[^1];
+            long inner = n == 0 ? 0 : input.numel() / (n * Math.Max(1, d)); // rows of the flattened input per batch row
+            if (result.shape[0] != n || result.numel() != n * inner * o) return false;
+            foreach (var g in groups)
+                if (g.A.dim() != 2 || g.B.dim() != 2 || g.A.shape[1] != d || g.B.shape[0] != o || g.B.shape[1] != g.A.shape[0]) return false;
+            if (n == 0 || d == 0) return true;
+
+            var work = new List<(LoRAProblem Problem, long[] Map, Tensor Bt)>(groups.Count);
+            long total = 0;
+            try
+            {
+                foreach (var (rows, a, b, scaling) in groups)
+                {
+                    if (rows.Length == 0) continue;
+                    var map = inner == 1 ? rows : Expand(rows, inner);
+                    var bt = b.t().contiguous();
+                    work.Add((new LoRAProblem
+                    {
+                        X = TensorData.Floats(input), A = TensorData.Floats(a), Bt = TensorData.Floats(bt),
+                        Rows = map.Length, In = checked((int)d), Out = checked((int)o), Rank = checked((int)a.shape[0]),
+                        Scale = (float)scaling, Mask = new DropoutMask(0, 0),
+                    }, map, bt));
+                    total += map.Length * (d + o) * a.shape[0];
+                }
+                float* y = TensorData.Floats(result);
+                int threads = KernelThreadsOverride ?? KernelWorkers.Count(total, ParallelWork, ShortSpinParallelWork);
+                // Work items: (group, first row, end row) in chunks of 64 rows, shared by the workers.
+                var items = new List<(int Group, long Row0, long Row1)>();
+                for (int k = 0; k < work.Count; k++)
+                    for (long r0 = 0; r0 < work[k].Problem.Rows; r0 += 64) items.Add((k, r0, Math.Min(work[k].Problem.Rows, r0 + 64)));
+                int maxRank = work.Count == 0 ? 0 : work.Max(w => w.Problem.Rank);
+                KernelWorkers.Spans(items.Count, 1, threads, (i0, i1) =>
+                {
+                    float* u = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(64 * Math.Max(1, maxRank)), sizeof(float));
+                    try
+                    {
+                        for (long i = i0; i < i1; i++)
+                        {
+                            var (k, r0, r1) = items[(int)i];
+                            var (problem, map, _) = work[k];
+                            fixed (long* m = map)
+                                LoRAKernels.Forward(problem, null, y, u - r0 * problem.Rank, y, r0, r1, m); // u: rows r0.. of this item
+                        }
+                    }
+                    finally
+                    {
+                        System.Runtime.InteropServices.NativeMemory.Free(u);
+                    }
+                });
+                return true;
+            }
+            finally
+            {
+                foreach (var w in work) w.Bt.Dispose();
+            }
+        }
+
+        private static long[] Expand(long[] rows, long inner)
+        {
+            var map = new long[rows.Length * inner];
+            for (int i = 0; i < rows.Length; i++)
+                for (long t = 0; t < inner; t++) map[i * inner + t] = rows[i] * inner + t;
+            return map;
+        }
+
         /// <summary>A fresh dropout seed, drawn from libtorch's default CPU generator so <c>manual_seed</c> reproduces it.</summary>
         internal static ulong NextSeed()
         {
