@@ -140,6 +140,7 @@ namespace Peft.Runtime.Adapters
             var adapters = UnmergedActiveAdapters.ToList();
             if (FusedFunctionsApply(adapters))
                 return FusedForward(input, adapters);
+            FusedKernels.Record(nameof(DoRAFunction), $"{Site}: a DoRA adapter after another adapter rescales a weight that depends on it");
             int lastDora = adapters.FindLastIndex(a => lora_magnitude_vector.Contains(a));
             var result = BaseLayer.forward(input);
             Tensor? weight = null;     // W̃ once an adapter precedes a DoRA adapter; null: the base weight
@@ -218,14 +219,20 @@ namespace Peft.Runtime.Adapters
             foreach (var g in groups)
                 if (lora_magnitude_vector.Contains(g.Adapter)) return null;
             using var scope = NewDisposeScope();
-            var result = BaseLayer.forward(input);
             if (!training || groups.All(g => !HasAdapter(g.Adapter) || OptionsOf(g.Adapter).Dropout == 0))
             {
-                // Inference (nothing needs a gradient): one hand-written pass per adapter over its rows, in place.
+                // Inference (nothing needs a gradient): the thin products of each adapter's rows straight into the output
+                // buffer, then the base GEMM in place, as the one-adapter forward does.
                 var held = groups.Where(g => HasAdapter(g.Adapter))
                     .Select(g => (g.Rows, (Tensor)LoraA(g.Adapter), (Tensor)LoraB(g.Adapter), OptionsOf(g.Adapter).Scaling)).ToList();
-                if (LoRAFunction.TryAddRowGroups(result, input, held)) return result.MoveToOuterDisposeScope();
+                if (LoRAFunction.TryLinearRowGroups(input, BaseWeight, BaseBias, held) is { } fused) return fused.MoveToOuterDisposeScope();
+                bool wantsGradient = is_grad_enabled() && (input.requires_grad || held.Any(h => h.Item2.requires_grad || h.Item3.requires_grad));
+                FusedKernels.Record("LoRA mixed batch", $"{Site}: " + (wantsGradient
+                    ? "a gradient is wanted: the groups' thin products run as libtorch ops (no fused mixed-batch backward)"
+                    : FusedKernels.WhyNot(("input", input, false), ("base weight", BaseWeight, true), ("base bias", BaseBias, true)) ?? "the factors cannot be read by the raw loops"));
             }
+            else FusedKernels.Record("LoRA mixed batch", $"{Site}: dropout in training: the groups' thin products run as libtorch ops");
+            var result = BaseLayer.forward(input);
             for (int i = 0; i < groups.Count; i++)
             {
                 var group = groups[i];

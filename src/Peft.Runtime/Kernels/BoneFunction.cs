@@ -84,7 +84,10 @@ namespace Peft.Runtime.Kernels
             FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, weight, bias, batBlock, boneBlocks);
             if (!CanFuse(input, weight, bias, batBlock, boneBlocks))
+            {
+                FusedKernels.Record(nameof(BoneFunction), WhyNotFused(input, weight, bias, batBlock, boneBlocks));
                 return Composed(input, weight, bias, batBlock, boneBlocks);
+            }
 
             int count = boneBlocks.Count;
             var needBone = boneBlocks.Select(d => d.requires_grad).ToArray();
@@ -501,6 +504,14 @@ namespace Peft.Runtime.Kernels
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
             && (bat is null || TensorData.IsDenseCpuFloat(bat))
             && bones.All(TensorData.IsDenseCpuFloat);
+
+        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
+        internal static string WhyNotFused(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
+        {
+            var named = new List<(string, Tensor?, bool)> { ("input", x, false), ("base weight", weight, true), ("base bias", bias, true), ("Bat block", bat, false) };
+            for (int i = 0; i < bones.Count; i++) named.Add(($"Bone block {i}", bones[i], false));
+            return FusedKernels.WhyNot(named.ToArray()) ?? "unsupported tensors";
+        }
 
         private static (long Rows, long In, long Out) Validate(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
         {

@@ -65,37 +65,44 @@ namespace Peft.Runtime.Kernels
             Apply(input, previous, null, null, loraA, loraB, scaling, dropout, dropout > 0 ? NextSeed() : 0);
 
         /// <summary>
-        /// Inference for a mixed batch: for each group, <paramref name="result"/>[rows] += s·(x[rows]·Aᵀ)·Bᵀ in place,
-        /// rows being indices into the first dimension of <paramref name="input"/> ([n, ..., in]; <paramref name="result"/>
-        /// is the base output [n, ..., out]). One pass per group over its rows of x, reading them where they lie and
-        /// adding into the base output where it lies: no gathered copy of x, no [rows, out] temporary, no scatter.
-        /// Returns false, changing nothing, where the raw loops cannot run (dtype, layout, device, no 256-bit vectors)
-        /// or a gradient is wanted; the caller then takes the composed ops.
+        /// Inference for a mixed batch: y = x·Wᵀ + b with, for each group, s·(x[rows]·Aᵀ)·Bᵀ added to its rows, rows
+        /// being indices into the first dimension of <paramref name="input"/> ([n, ..., in]). As in the one-adapter
+        /// forward, the thin products go first, straight into the output buffer (each group's rows read where they
+        /// lie, written where they belong: no gathered copy of x, no temporary, no scatter), rows of no group get the
+        /// bias, and libtorch's GEMM then adds x·Wᵀ in place. Returns null where the raw loops cannot run (dtype,
+        /// layout, device, no 256-bit vectors, an unfrozen base) or a gradient is wanted; the caller composes then.
         /// </summary>
-        internal static unsafe bool TryAddRowGroups(Tensor result, Tensor input, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
+        internal static unsafe Tensor? TryLinearRowGroups(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
         {
-            if (!Vector256.IsHardwareAccelerated || !TensorData.IsDenseCpuFloat(input) || !TensorData.IsDenseCpuFloat(result)) return false;
-            bool grad = is_grad_enabled() && (input.requires_grad || result.requires_grad);
+            if (!Vector256.IsHardwareAccelerated || !TensorData.IsDenseCpuFloat(input) || !TensorData.IsDenseCpuFloat(weight) || weight.requires_grad) return null;
+            if (bias is not null && (!TensorData.IsDenseCpuFloat(bias) || bias.requires_grad)) return null;
+            bool grad = is_grad_enabled() && input.requires_grad;
             foreach (var g in groups)
             {
-                if (!TensorData.IsDenseCpuFloat(g.A) || !TensorData.IsDenseCpuFloat(g.B)) return false;
+                if (!TensorData.IsDenseCpuFloat(g.A) || !TensorData.IsDenseCpuFloat(g.B)) return null;
                 grad |= is_grad_enabled() && (g.A.requires_grad || g.B.requires_grad);
             }
-            if (grad || input.dim() < 2 || result.dim() != input.dim()) return false;
-            long n = input.shape[0], d = input.shape[^1], o = result.shape[^1];
-            long inner = n == 0 ? 0 : input.numel() / (n * Math.Max(1, d)); // rows of the flattened input per batch row
-            if (result.shape[0] != n || result.numel() != n * inner * o) return false;
+            if (grad || input.dim() < 2 || weight.dim() != 2) return null;
+            long n = input.shape[0], d = input.shape[^1], o = weight.shape[0];
+            if (weight.shape[1] != d || (bias is not null && bias.shape[0] != o)) return null;
             foreach (var g in groups)
-                if (g.A.dim() != 2 || g.B.dim() != 2 || g.A.shape[1] != d || g.B.shape[0] != o || g.B.shape[1] != g.A.shape[0]) return false;
-            if (n == 0 || d == 0) return true;
+                if (g.A.dim() != 2 || g.B.dim() != 2 || g.A.shape[1] != d || g.B.shape[0] != o || g.B.shape[1] != g.A.shape[0]) return null;
+            long flat = input.numel() / Math.Max(1, d), inner = n == 0 ? 1 : flat / n; // rows of the flattened input per batch row
+            var outShape = input.shape.ToArray();
+            outShape[^1] = o;
+            var y = torch.empty(outShape, dtype: ScalarType.Float32);
+            if (flat == 0 || d == 0) return flat == 0 ? y : y.copy_(bias is null ? torch.zeros(outShape) : bias.expand(outShape));
 
             var work = new List<(LoRAProblem Problem, long[] Map, Tensor Bt)>(groups.Count);
+            var covered = new bool[n];
             long total = 0;
             try
             {
+                float* yp = TensorData.Floats(y), bp = bias is null ? null : TensorData.Floats(bias);
                 foreach (var (rows, a, b, scaling) in groups)
                 {
                     if (rows.Length == 0) continue;
+                    foreach (long row in rows) covered[row] = true;
                     var map = inner == 1 ? rows : Expand(rows, inner);
                     var bt = b.t().contiguous();
                     work.Add((new LoRAProblem
@@ -106,7 +113,17 @@ namespace Peft.Runtime.Kernels
                     }, map, bt));
                     total += map.Length * (d + o) * a.shape[0];
                 }
-                float* y = TensorData.Floats(result);
+                // Rows no group covers start from the bias (or zero).
+                for (long row = 0; row < n; row++)
+                {
+                    if (covered[row]) continue;
+                    for (long t = 0; t < inner; t++)
+                    {
+                        float* dst = yp + (row * inner + t) * o;
+                        if (bp is null) new Span<float>(dst, (int)o).Clear();
+                        else new ReadOnlySpan<float>(bp, (int)o).CopyTo(new Span<float>(dst, (int)o));
+                    }
+                }
                 int threads = KernelThreadsOverride ?? KernelWorkers.Count(total, ParallelWork, ShortSpinParallelWork);
                 // Work items: (group, first row, end row) in chunks of 64 rows, shared by the workers.
                 var items = new List<(int Group, long Row0, long Row1)>();
@@ -123,7 +140,7 @@ namespace Peft.Runtime.Kernels
                             var (k, r0, r1) = items[(int)i];
                             var (problem, map, _) = work[k];
                             fixed (long* m = map)
-                                LoRAKernels.Forward(problem, null, y, u - r0 * problem.Rank, y, r0, r1, m); // u: rows r0.. of this item
+                                LoRAKernels.Forward(problem, bp, null, u - r0 * problem.Rank, yp, r0, r1, m); // u: rows r0.. of this item
                         }
                     }
                     finally
@@ -131,7 +148,16 @@ namespace Peft.Runtime.Kernels
                         System.Runtime.InteropServices.NativeMemory.Free(u);
                     }
                 });
-                return true;
+                using (var y2 = y.view(flat, o))
+                using (var x2 = input.view(flat, d))
+                using (var wt = weight.t())
+                    y2.addmm_(x2, wt, beta: 1, alpha: 1);
+                return y;
+            }
+            catch
+            {
+                y.Dispose();
+                throw;
             }
             finally
             {
@@ -174,7 +200,10 @@ namespace Peft.Runtime.Kernels
             var shape = Validate(input, previous, weight, bias, loraA, loraB, dropout);
             var mask = new DropoutMask(seed, dropout);
             if (!CanFuse(input, previous, weight, bias, loraA, loraB))
+            {
+                FusedKernels.Record(nameof(LoRAFunction), WhyNotFused(input, previous, weight, bias, loraA, loraB));
                 return Composed(input, previous, weight, bias, loraA, loraB, scaling, mask);
+            }
 
             bool needsGraph = is_grad_enabled() &&
                 (input.requires_grad || loraA.requires_grad || loraB.requires_grad || previous?.requires_grad == true);
@@ -372,6 +401,11 @@ namespace Peft.Runtime.Kernels
             && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
             && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
+
+        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
+        internal static string WhyNotFused(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
+            FusedKernels.WhyNot(("input", x, false), ("A", a, false), ("B", b, false), ("base weight", weight, true), ("base bias", bias, true))
+            ?? "the previous output is not float32 on the CPU";
 
         internal static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
         {

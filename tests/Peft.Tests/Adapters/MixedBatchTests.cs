@@ -211,6 +211,49 @@ public class MixedBatchTests
         for (int i = 0; i < Rows.Length; i++) TensorAssert.Close(Alone(layer, x, i, Rows[i]), mixed[i].unsqueeze(0), 1e-5, 1e-6);
     }
 
+    /// <summary>
+    /// The hand-written inference pass at sizes that exercise its blocks (rows in chunks of 64, partial blocks of four,
+    /// vector tails, a sequence dimension, rows of no adapter, no bias): every row equals the composed formula, and no
+    /// fallback is recorded.
+    /// </summary>
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(false, 3)]
+    public void LoRA_inference_kernel_rows_match_the_composed_formula(bool hasBias, int inner)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(9);
+        var layer = new LoRALinear("T.big", nn.Linear(70, 37, hasBias: hasBias), "a", new LoRAOptions { Rank = 5, Alpha = 10 });
+        layer.AddAdapter("b", new LoRAOptions { Rank = 16, Alpha = 8 });
+        layer.AddAdapter("c", new LoRAOptions { Rank = 3, Alpha = 3, UseRsLora = true });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.LoraB(n).normal_(0, 0.5);
+        layer.eval();
+        string[] names = { "a", "b", "c", PeftModelCore.BaseAdapterName, "b", "missing" };
+        var rows = Enumerable.Range(0, 203).Select(i => names[(i * 7 + i / 5) % names.Length]).ToArray();
+        var x = inner == 1 ? randn(rows.Length, 70) : randn(rows.Length, inner, 70);
+        long before = Peft.Runtime.Kernels.FusedKernels.FallbackCount;
+        Tensor mixed;
+        using (no_grad())
+        {
+            layer.RowAdapters = rows;
+            mixed = layer.forward(x);
+            layer.RowAdapters = null;
+        }
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) Assert.Equal(before, Peft.Runtime.Kernels.FusedKernels.FallbackCount);
+        var weight = layer.BaseLayer.get_parameter("weight")!;
+        var bias = layer.BaseLayer.get_parameter("bias");
+        using (no_grad())
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var xi = x[i];
+                var y = nn.functional.linear(xi, weight, bias);
+                if (layer.AdapterNames.Contains(rows[i]))
+                    y = y.add(xi.matmul(layer.LoraA(rows[i]).t()).matmul(layer.LoraB(rows[i]).t()).mul(layer.Options(rows[i]).Scaling));
+                TensorAssert.Close(y, mixed[i], 1e-4, 1e-5);
+            }
+    }
+
     [Fact]
     public void A_routing_groups_rows_once_and_is_shared_as_given()
     {
