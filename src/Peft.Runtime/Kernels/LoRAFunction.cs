@@ -93,7 +93,7 @@ namespace Peft.Runtime.Kernels
             var y = torch.empty(outShape, dtype: ScalarType.Float32);
             if (flat == 0 || d == 0) return flat == 0 ? y : y.copy_(bias is null ? torch.zeros(outShape) : bias.expand(outShape));
 
-            var work = new List<(LoRAProblem Problem, long[] Map, Tensor Bt)>(groups.Count);
+            var work = new List<(LoRAProblem Problem, long[] Map, nint Bt)>(groups.Count);
             var covered = new bool[n];
             long total = 0;
             try
@@ -104,13 +104,19 @@ namespace Peft.Runtime.Kernels
                     if (rows.Length == 0) continue;
                     foreach (long row in rows) covered[row] = true;
                     var map = inner == 1 ? rows : Expand(rows, inner);
-                    var bt = b.t().contiguous();
+                    // Bᵀ transposed here rather than by a libtorch op: under load each op's thread hand-off costs more
+                    // than the copy of r·out floats.
+                    int rank = checked((int)a.shape[0]);
+                    var bt = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(rank * o), sizeof(float));
                     work.Add((new LoRAProblem
                     {
-                        X = TensorData.Floats(input), A = TensorData.Floats(a), Bt = TensorData.Floats(bt),
-                        Rows = map.Length, In = checked((int)d), Out = checked((int)o), Rank = checked((int)a.shape[0]),
+                        X = TensorData.Floats(input), A = TensorData.Floats(a), Bt = bt,
+                        Rows = map.Length, In = checked((int)d), Out = checked((int)o), Rank = rank,
                         Scale = (float)scaling, Mask = new DropoutMask(0, 0),
-                    }, map, bt));
+                    }, map, (nint)bt));
+                    float* bp0 = TensorData.Floats(b);
+                    for (long j = 0; j < o; j++)
+                        for (int k = 0; k < rank; k++) bt[k * o + j] = bp0[j * rank + k];
                     total += map.Length * (d + o) * a.shape[0];
                 }
                 // Rows no group covers start from the bias (or zero).
@@ -161,7 +167,7 @@ namespace Peft.Runtime.Kernels
             }
             finally
             {
-                foreach (var w in work) w.Bt.Dispose();
+                foreach (var w in work) System.Runtime.InteropServices.NativeMemory.Free((void*)w.Bt);
             }
         }
 
