@@ -84,6 +84,15 @@ public class MixedBatchBenchmarks
         Run(_lora);
     }
 
+    /// <summary>The same mixed batch through the generic path: one sub-batch per adapter, gathered, run, put back in order (LoRA's path before issue 20).</summary>
+    [Benchmark(Description = "MixedBatch, sub-batch per adapter")]
+    public void MixedSubBatches()
+    {
+        AdapterLayerBase.GroupedMixedBatches = false;
+        try { Mixed(); }
+        finally { AdapterLayerBase.GroupedMixedBatches = true; }
+    }
+
     /// <summary>PEFT's <c>_mixed_batch_forward</c> in TorchSharp ops, on the same layers and rows.</summary>
     [Benchmark(Description = "PEFT-style mixed batch (TorchSharp ops)")]
     public void PeftStyle()

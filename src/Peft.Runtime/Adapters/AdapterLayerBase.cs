@@ -131,7 +131,7 @@ namespace Peft.Runtime.Adapters
                 // One group, or no group naming an adapter of this layer (the base output for all rows): no routing.
                 if (groups.Count == 1) return ForwardWith(input, _adapters.Contains(groups[0].Adapter) ? groups[0].Adapter : null);
                 if (!groups.Any(g => _adapters.Contains(g.Adapter))) return ForwardWith(input, null);
-                if (ForwardGrouped(input, rows) is { } grouped) return grouped;
+                if (GroupedMixedBatches && ForwardGrouped(input, rows) is { } grouped) return grouped;
 
                 // The generic path: each group as one sub-batch with its adapter alone (or none: an adapter this layer
                 // lacks gives the base output, as SetActiveAdapters does for names a layer does not hold).
@@ -158,6 +158,9 @@ namespace Peft.Runtime.Adapters
         /// at least two groups, at least one of which names an adapter of this layer; nothing is merged.
         /// </summary>
         protected virtual Tensor? ForwardGrouped(Tensor input, RowRouting rows) => null;
+
+        /// <summary>False makes every method take the generic sub-batch path (benchmarks compare the two in one run).</summary>
+        internal static bool GroupedMixedBatches { get; set; } = true;
 
         /// <summary>Whether this layer holds adapter <paramref name="adapter"/>.</summary>
         protected bool HasAdapter(string adapter) => _adapters.Contains(adapter);
