@@ -296,8 +296,8 @@ namespace Peft.Runtime.Kernels
             var dX = args.NeedInput ? torch.empty(args.InputShape, dtype: ScalarType.Float32) : null;
             if (n > 0)
             {
-                using var bt = b.t().contiguous();
-                var problem = Problem(args, args.NeedA ? x! : null, a, bt);
+                using var bt = new Transposed(b);
+                var problem = Problem(args, args.NeedA ? x! : null, a, bt.Floats);
                 float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
                 float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
                 float* dBp = dBt is null ? null : TensorData.Floats(dBt);
@@ -325,11 +325,31 @@ namespace Peft.Runtime.Kernels
         private static int KernelThreads(Args args, long rank) =>
             KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
 
-        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
+        /// <summary>
+        /// Bᵀ ([r, out]) of a contiguous B [out, r], in native memory: a plain loop over r·out floats, where
+        /// <c>b.t().contiguous()</c> is a libtorch op whose thread hand-off costs more than the copy on a loaded machine.
+        /// </summary>
+        internal readonly unsafe struct Transposed : IDisposable
+        {
+            internal readonly float* Floats;
+
+            internal Transposed(Tensor b)
+            {
+                long o = b.shape[0], r = b.shape[1];
+                Floats = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, o * r), sizeof(float));
+                float* src = TensorData.Floats(b);
+                for (long j = 0; j < o; j++)
+                    for (long k = 0; k < r; k++) Floats[k * o + j] = src[j * r + k];
+            }
+
+            public void Dispose() => System.Runtime.InteropServices.NativeMemory.Free(Floats);
+        }
+
+        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, float* bt) => new()
         {
             X = x is null ? null : TensorData.Floats(x),
             A = TensorData.Floats(a),
-            Bt = TensorData.Floats(bt),
+            Bt = bt,
             Rows = args.Rows,
             In = checked((int)args.In),
             Out = checked((int)args.Out),
@@ -368,9 +388,9 @@ namespace Peft.Runtime.Kernels
             var u = torch.empty(n, r, dtype: ScalarType.Float32);
             if (n == 0) return (y, u);
             using var x2 = x.view(n, d);
-            using var bt = b.t().contiguous();
+            using var bt = new Transposed(b);
             using var prev = previous?.reshape(n, o).contiguous();
-            var problem = Problem(args, x2, a, bt);
+            var problem = Problem(args, x2, a, bt.Floats);
             float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
             LoRAKernels.ForwardAll(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), KernelThreads(args, r));
             if (weight is not null)
