@@ -31,9 +31,9 @@ namespace Peft.Runtime.Kernels
     /// tile W_IJ with its own slice of dYᵀ·x), so Bat costs about one and a half frozen layers. Then
     /// dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ, and dX = dY·W'. Bat saves x (the input itself, no copy: G needs it) and
     /// recomputes W' in backward rather than saving it: a saved W' would hold a second weight-sized tensor per layer for
-    /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²). G is never
-    /// formed whole: it is computed a slab of output blocks at a time into a cache-sized buffer, and each slab is
-    /// multiplied by its tiles of W and folded while still in cache (<see cref="BatGradient"/>).</para>
+    /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²). G is formed at
+    /// most 4 MiB at a time: a slab of output blocks into a buffer of that size, multiplied by its tiles of W and folded
+    /// while still in cache, so at d = 4096 G's 64 MiB are never written to memory and read back twice (<see cref="BatGradient"/>).</para>
     /// <para><b>Scratch memory.</b> W' is weight-sized and lives for one call. Allocated afresh, a tensor
     /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call, which costs many times the
     /// pass that fills it (benchmarks/README.md has the figures). So it goes to one float32 buffer
@@ -297,8 +297,12 @@ namespace Peft.Runtime.Kernels
             }
         }
 
-        /// <summary>Bytes of G that one slab of output blocks may take: about half an L2 cache, so it is still there when read.</summary>
-        internal static long BatSlabBytes { get; set; } = 512 * 1024;
+        /// <summary>
+        /// Bytes of G that one slab of output blocks may take. 4 MiB: G whole at d = 1024 (one GEMM, as before: slabs of
+        /// 512 KiB, eight GEMMs with their own libtorch hand-offs, measured slower there under load, 1.82 against 1.65
+        /// of the frozen base), slabs of a few blocks at d = 4096, where G would be 64 MiB written and read twice.
+        /// </summary>
+        internal static long BatSlabBytes { get; set; } = 4L << 20;
 
         /// <summary>
         /// Bat's dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ with G = dYᵀ·x, a slab of output blocks at a time: G's rows of the slab
