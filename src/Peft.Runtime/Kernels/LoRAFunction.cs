@@ -115,8 +115,11 @@ namespace Peft.Runtime.Kernels
                         Scale = (float)scaling, Mask = new DropoutMask(0, 0),
                     }, map, (nint)bt));
                     float* bp0 = TensorData.Floats(b);
-                    for (long j = 0; j < o; j++)
-                        for (int k = 0; k < rank; k++) bt[k * o + j] = bp0[j * rank + k];
+                    for (int k = 0; k < rank; k++)
+                    {
+                        float* dst = bt + (long)k * o, col = bp0 + k;
+                        for (long j = 0; j < o; j++) dst[j] = col[j * rank];
+                    }
                     total += map.Length * (d + o) * a.shape[0];
                 }
                 // Rows no group covers start from the bias (or zero).
@@ -338,8 +341,12 @@ namespace Peft.Runtime.Kernels
                 long o = b.shape[0], r = b.shape[1];
                 Floats = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, o * r), sizeof(float));
                 float* src = TensorData.Floats(b);
-                for (long j = 0; j < o; j++)
-                    for (long k = 0; k < r; k++) Floats[k * o + j] = src[j * r + k];
+                // Row by row of Bᵀ: sequential writes, reads r floats apart from a B that stays in cache.
+                for (long k = 0; k < r; k++)
+                {
+                    float* dst = Floats + k * o, col = src + k;
+                    for (long j = 0; j < o; j++) dst[j] = col[j * r];
+                }
             }
 
             public void Dispose() => System.Runtime.InteropServices.NativeMemory.Free(Floats);
