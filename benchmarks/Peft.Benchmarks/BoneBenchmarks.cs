@@ -53,6 +53,16 @@ public class BoneBenchmarks : AdapterBenchmark
     public void Bat() => Step(_bat, _batBlock);
 
     /// <summary>Bone from plain TorchSharp ops: the base layer plus the folded input times D.</summary>
+    /// <summary>Bat fused with G = dYᵀ·x formed whole before its tiles are read (one slab: the arithmetic before issue 20).</summary>
+    [Benchmark(Description = "Bat fused, G whole")]
+    public void BatWholeG()
+    {
+        long was = Peft.Runtime.Kernels.BoneFunction.BatSlabBytes;
+        Peft.Runtime.Kernels.BoneFunction.BatSlabBytes = long.MaxValue / 4;
+        try { Step(_bat, _batBlock); }
+        finally { Peft.Runtime.Kernels.BoneFunction.BatSlabBytes = was; }
+    }
+
     [Benchmark(Description = "Bone composed")]
     public void BoneComposed() => Step(_boneComposed, _boneBlock);
 

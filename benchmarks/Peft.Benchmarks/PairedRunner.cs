@@ -97,6 +97,21 @@ public static class PairedRunner
         bench.GlobalCleanup();
     }
 
+    /// <summary>
+    /// <see cref="MixedBatchBenchmarks"/> interleaved: the frozen base stack, one unmerged adapter, the mixed batch and
+    /// PEFT's approach in TorchSharp ops, at <paramref name="n"/> rows, d = <paramref name="d"/>, rank <paramref name="rank"/>.
+    /// </summary>
+    public static void RunMixed(int n, int d, int rank, int rounds)
+    {
+        var bench = new MixedBatchBenchmarks { N = n, D = d, R = rank };
+        bench.GlobalSetup();
+        string title = string.Format(CultureInfo.InvariantCulture,
+            "{0}: inference (no grad), {1} × LoRALinear({2}, {2}) with {3} LoRA adapters of rank {4} each, {5} rows round-robin, {6} interleaved rounds, {7} libtorch threads, {8} logical CPUs",
+            nameof(MixedBatchBenchmarks), bench.Layers, d, bench.Adapters, rank, n, rounds, TorchSharp.torch.get_num_threads(), Environment.ProcessorCount);
+        Interleave(title, Variants(bench), warmups: 5, rounds);
+        bench.GlobalCleanup();
+    }
+
     /// <summary>The suite's [Benchmark] methods on <paramref name="bench"/>, the baseline first.</summary>
     private static (string Name, Action Step)[] Variants(object bench) =>
         bench.GetType().GetMethods()

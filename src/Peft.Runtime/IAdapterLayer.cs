@@ -29,7 +29,9 @@ namespace Peft.Runtime
         /// For a mixed batch: the adapter for each row of the input (its first dimension), <c>"__base__"</c> or a name
         /// this layer lacks for the base output; null (the default) applies the active adapters to every row. While
         /// set, <c>forward</c> runs each adapter's rows as one sub-batch with that adapter alone, so every row's output
-        /// equals running the row alone with its adapter active.
+        /// equals running the row alone with its adapter active. A <see cref="Adapters.RowRouting"/> (what
+        /// <c>MixedBatch</c> sets on every layer) is kept as given and shared, so the rows are grouped once per batch;
+        /// any other list is grouped when it is set.
         /// </summary>
         IReadOnlyList<string>? RowAdapters { get; set; }
 

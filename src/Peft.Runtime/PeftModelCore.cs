@@ -219,11 +219,13 @@ namespace Peft.Runtime
                     throw new InvalidOperationException($"{ModelName}: layer '{path}' has adapters merged into its base weight; unmerge them before a mixed batch");
 
             var previous = _layers.Select(l => (l.Layer, l.Layer.RowAdapters)).ToList();
-            var rows = adapterPerRow.ToArray();
+            // Grouped once for the whole scope: every layer reads the same groups and index tensors.
+            var rows = new RowRouting(adapterPerRow);
             foreach (var (_, layer) in _layers) layer.RowAdapters = rows;
             return new Restore(() =>
             {
                 foreach (var (layer, before) in previous) layer.RowAdapters = before;
+                rows.Dispose();
             });
         }
 

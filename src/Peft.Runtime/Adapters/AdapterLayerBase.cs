@@ -20,7 +20,8 @@ namespace Peft.Runtime.Adapters
         private readonly List<string> _adapters = new();
         private readonly List<string> _merged = new();
         private List<string> _active = new();
-        private IReadOnlyList<string>? _rowAdapters;
+        private RowRouting? _rowAdapters;
+        private bool _ownsRouting; // a routing this layer built from a plain list (not a MixedBatch scope's shared one)
 
         /// <summary>Wraps <paramref name="baseLayer"/>, registered as <c>base_layer</c> and frozen.</summary>
         /// <param name="site">Where the layer was declared, e.g. <c>Demo.Block.q</c>: named in every error.</param>
@@ -85,7 +86,13 @@ namespace Peft.Runtime.Adapters
         public IReadOnlyList<string>? RowAdapters
         {
             get => _rowAdapters;
-            set => _rowAdapters = value?.ToArray();
+            set
+            {
+                if (ReferenceEquals(value, _rowAdapters)) return;
+                if (_ownsRouting) _rowAdapters?.Dispose();
+                _ownsRouting = value is not null and not RowRouting;
+                _rowAdapters = value is null ? null : value as RowRouting ?? new RowRouting(value);
+            }
         }
 
         /// <summary>
@@ -110,7 +117,7 @@ namespace Peft.Runtime.Adapters
         /// </summary>
         protected abstract Tensor ForwardActive(Tensor input);
 
-        private Tensor ForwardRouted(Tensor input, IReadOnlyList<string> rows)
+        private Tensor ForwardRouted(Tensor input, RowRouting rows)
         {
             if (input.dim() == 0 || input.shape[0] != rows.Count)
                 throw new ArgumentException(
@@ -119,34 +126,27 @@ namespace Peft.Runtime.Adapters
                 throw new InvalidOperationException(
                     $"{Site}: adapters {string.Join(", ", _merged.Select(a => "'" + a + "'"))} are merged into the base weight; unmerge them before a mixed batch");
 
-            // Rows grouped by adapter, in first-seen order; an adapter this layer lacks gives the base output, as
-            // SetActiveAdapters does for names a layer does not hold.
-            var groups = new List<(string? Adapter, List<long> Rows)>();
-            for (int i = 0; i < rows.Count; i++)
-            {
-                string? adapter = _adapters.Contains(rows[i]) ? rows[i] : null;
-                int g = groups.FindIndex(x => x.Adapter == adapter);
-                if (g < 0) groups.Add((adapter, new List<long> { i }));
-                else groups[g].Rows.Add(i);
-            }
-
             var active = _active;
             bool disabled = AdaptersDisabled;
             _rowAdapters = null;
             try
             {
-                if (groups.Count == 1) return ForwardWith(input, groups[0].Adapter);
+                var groups = rows.Groups;
+                // One group, or no group naming an adapter of this layer (the base output for all rows): no routing.
+                if (groups.Count == 1) return ForwardWith(input, _adapters.Contains(groups[0].Adapter) ? groups[0].Adapter : null);
+                if (!groups.Any(g => _adapters.Contains(g.Adapter))) return ForwardWith(input, null);
+                if (GroupedMixedBatches && ForwardGrouped(input, rows) is { } grouped) return grouped;
+
+                // The generic path: each group as one sub-batch with its adapter alone (or none: an adapter this layer
+                // lacks gives the base output, as SetActiveAdapters does for names a layer does not hold).
                 var outputs = new List<Tensor>(groups.Count);
-                var inverse = new long[rows.Count];
-                long position = 0;
-                foreach (var (adapter, indices) in groups)
+                for (int g = 0; g < groups.Count; g++)
                 {
-                    using var index = tensor(indices.ToArray(), device: input.device);
-                    outputs.Add(ForwardWith(input.index_select(0, index), adapter));
-                    foreach (long row in indices) inverse[row] = position++;
+                    var group = groups[g];
+                    var part = group.Contiguous ? input.narrow(0, group.Start, group.Rows.Length) : input.index_select(0, rows.Index(g, input.device));
+                    outputs.Add(ForwardWith(part, _adapters.Contains(group.Adapter) ? group.Adapter : null));
                 }
-                using var back = tensor(inverse, device: input.device);
-                return cat(outputs, 0).index_select(0, back);
+                return cat(outputs, 0).index_select(0, rows.Inverse(input.device));
             }
             finally
             {
@@ -155,6 +155,19 @@ namespace Peft.Runtime.Adapters
                 _rowAdapters = rows;
             }
         }
+
+        /// <summary>
+        /// A method's own mixed-batch forward, or null to take the generic one (one sub-batch per adapter). LoRA runs
+        /// the base layer once on every row and adds each adapter's thin products into its rows in place. Called with
+        /// at least two groups, at least one of which names an adapter of this layer; nothing is merged.
+        /// </summary>
+        protected virtual Tensor? ForwardGrouped(Tensor input, RowRouting rows) => null;
+
+        /// <summary>False makes every method take the generic sub-batch path (benchmarks compare the two in one run).</summary>
+        internal static bool GroupedMixedBatches { get; set; } = true;
+
+        /// <summary>Whether this layer holds adapter <paramref name="adapter"/>.</summary>
+        protected bool HasAdapter(string adapter) => _adapters.Contains(adapter);
 
         private Tensor ForwardWith(Tensor input, string? adapter)
         {

@@ -94,7 +94,11 @@ namespace Peft.Runtime.Adapters
         {
             if (adapters.Count == 0) return null;
             bool batFirst = OptionsOf(adapters[0]).Variant == BoneVariant.Bat;
-            if (adapters.Skip(1).Any(a => OptionsOf(a).Variant == BoneVariant.Bat)) return null;
+            if (adapters.Skip(1).Any(a => OptionsOf(a).Variant == BoneVariant.Bat))
+            {
+                FusedKernels.Record(nameof(BoneFunction), $"{Site}: a Bat adapter after another adapter acts on a weight that depends on it");
+                return null;
+            }
             var bat = batFirst ? miss_block[adapters[0]] : null;
             var bones = adapters.Skip(batFirst ? 1 : 0).Select(a => (Tensor)miss_block[a]).ToArray();
             // As in the composition: a Bat adapter acts on the weight's value (PEFT uses weight.data), a Bone-only
@@ -102,7 +106,11 @@ namespace Peft.Runtime.Adapters
             using var detached = batFirst ? BaseWeight.detach() : null;
             Tensor weight = detached ?? BaseWeight;
             var bias = BaseBias;
-            if (!BoneFunction.CanFuse(input, weight, bias, bat, bones)) return null;
+            if (!BoneFunction.CanFuse(input, weight, bias, bat, bones))
+            {
+                FusedKernels.Record(nameof(BoneFunction), $"{Site}: {BoneFunction.WhyNotFused(input, weight, bias, bat, bones)}");
+                return null;
+            }
             return BoneFunction.Linear(input, weight, bias, bat, bones);
         }
 

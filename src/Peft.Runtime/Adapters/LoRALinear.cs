@@ -202,6 +202,7 @@ namespace Peft.Runtime.Adapters
             var adapters = UnmergedActiveAdapters.ToList();
             if (FusedFunctionsApply(adapters))
                 return FusedForward(input, adapters);
+            FusedKernels.Record(nameof(DoRAFunction), $"{Site}: a DoRA adapter after another adapter rescales a weight that depends on it");
             int lastDora = adapters.FindLastIndex(a => lora_magnitude_vector.Contains(a));
             var result = BaseLayer.forward(input);
             Tensor? weight = null;     // W̃ once an adapter precedes a DoRA adapter; null: the base weight
@@ -265,6 +266,48 @@ namespace Peft.Runtime.Adapters
                         : LoRAFunction.AddTo(result, input, LoraA(adapter), LoraB(adapter), options.Scaling, dropout);
             }
             return result ?? BaseLayer.forward(input);
+        }
+
+        /// <summary>
+        /// A mixed batch of plain LoRA adapters (PEFT's <c>_mixed_batch_forward</c>): the base layer once on every row,
+        /// then per adapter its rows' thin products s·(drop(x_g)·Aᵀ)·Bᵀ added into those rows of the base output in
+        /// place (a slice when the rows are one run, <c>index_add_</c> otherwise). The rows are grouped once per
+        /// <see cref="RowRouting"/>, shared by every layer. DoRA adapters take the generic sub-batch path (their output
+        /// rescales the base product).
+        /// </summary>
+        protected override Tensor? ForwardGrouped(Tensor input, RowRouting rows)
+        {
+            var groups = rows.Groups;
+            foreach (var g in groups)
+                if (lora_magnitude_vector.Contains(g.Adapter)) return null;
+            using var scope = NewDisposeScope();
+            if (!training || groups.All(g => !HasAdapter(g.Adapter) || OptionsOf(g.Adapter).Dropout == 0))
+            {
+                // Inference (nothing needs a gradient): the thin products of each adapter's rows straight into the output
+                // buffer, then the base GEMM in place, as the one-adapter forward does.
+                var held = groups.Where(g => HasAdapter(g.Adapter))
+                    .Select(g => (g.Rows, (Tensor)LoraA(g.Adapter), (Tensor)LoraB(g.Adapter), OptionsOf(g.Adapter).Scaling)).ToList();
+                if (LoRAFunction.TryLinearRowGroups(input, BaseWeight, BaseBias, held) is { } fused) return fused.MoveToOuterDisposeScope();
+                bool wantsGradient = is_grad_enabled() && (input.requires_grad || held.Any(h => h.Item2.requires_grad || h.Item3.requires_grad));
+                FusedKernels.Record("LoRA mixed batch", $"{Site}: " + (wantsGradient
+                    ? "a gradient is wanted: the groups' thin products run as libtorch ops (no fused mixed-batch backward)"
+                    : FusedKernels.WhyNot(("input", input, false), ("base weight", BaseWeight, true), ("base bias", BaseBias, true)) ?? "the factors cannot be read by the raw loops"));
+            }
+            else FusedKernels.Record("LoRA mixed batch", $"{Site}: dropout in training: the groups' thin products run as libtorch ops");
+            var result = BaseLayer.forward(input);
+            for (int i = 0; i < groups.Count; i++)
+            {
+                var group = groups[i];
+                if (!HasAdapter(group.Adapter)) continue;
+                var options = OptionsOf(group.Adapter);
+                long count = group.Rows.Length;
+                var x = group.Contiguous ? input.narrow(0, group.Start, count) : input.index_select(0, rows.Index(i, input.device));
+                if (training && options.Dropout > 0) x = nn.functional.dropout(x, options.Dropout, training: true);
+                var update = nn.functional.linear(nn.functional.linear(x, LoraA(group.Adapter)), LoraB(group.Adapter));
+                if (group.Contiguous) result.narrow(0, group.Start, count).add_(update, alpha: options.Scaling);
+                else result.index_add_(0, rows.Index(i, input.device), update, options.Scaling);
+            }
+            return result.MoveToOuterDisposeScope();
         }
 
         /// <summary>

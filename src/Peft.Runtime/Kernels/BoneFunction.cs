@@ -31,10 +31,12 @@ namespace Peft.Runtime.Kernels
     /// tile W_IJ with its own slice of dYᵀ·x), so Bat costs about one and a half frozen layers. Then
     /// dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ, and dX = dY·W'. Bat saves x (the input itself, no copy: G needs it) and
     /// recomputes W' in backward rather than saving it: a saved W' would hold a second weight-sized tensor per layer for
-    /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²).</para>
-    /// <para><b>Scratch memory.</b> W' and G are weight-sized and live for one call each. Allocated afresh, a tensor
+    /// the life of the graph (64 MiB at 4096²), to spare one pass over W (about 2 % of the step at 1024²). G is formed at
+    /// most 4 MiB at a time: a slab of output blocks into a buffer of that size, multiplied by its tiles of W and folded
+    /// while still in cache, so at d = 4096 G's 64 MiB are never written to memory and read back twice (<see cref="BatGradient"/>).</para>
+    /// <para><b>Scratch memory.</b> W' is weight-sized and lives for one call. Allocated afresh, a tensor
     /// above glibc's mmap threshold (32 MiB) is mapped and page-faulted anew on every call, which costs many times the
-    /// pass that fills it (benchmarks/README.md has the figures). So they go to one float32 buffer
+    /// pass that fills it (benchmarks/README.md has the figures). So it goes to one float32 buffer
     /// per thread, grown to the largest adapted weight formed so far and kept: the price is that much memory held
     /// between steps (64 MiB for a 4096 × 4096 layer), instead of a page fault per 4 KiB per step.</para>
     /// <para>Bone blocks after a Bat block add to the Bat-adapted weight, as merging them in that order would; a Bat
@@ -84,7 +86,10 @@ namespace Peft.Runtime.Kernels
             FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, weight, bias, batBlock, boneBlocks);
             if (!CanFuse(input, weight, bias, batBlock, boneBlocks))
+            {
+                FusedKernels.Record(nameof(BoneFunction), WhyNotFused(input, weight, bias, batBlock, boneBlocks));
                 return Composed(input, weight, bias, batBlock, boneBlocks);
+            }
 
             int count = boneBlocks.Count;
             var needBone = boneBlocks.Select(d => d.requires_grad).ToArray();
@@ -287,15 +292,49 @@ namespace Peft.Runtime.Kernels
                 }
                 else
                 {
-                    // G in the scratch buffer (dX is done with the adapted weight that was there), Σ_J G_IJ by one
-                    // folding pass over G, Σ_J W_IJᵀ·G_IJ as a batched product whose output is only [out/r, r, r].
-                    var g = ThreadScratch.Floats(o, d);
-                    g.addmm_(dY.t(), x2, beta: 0, alpha: 1);
-                    var product = tiles.transpose(1, 2).bmm(g.view(outBlocks, r * inBlocks, r));
-                    product.add_(Fold(g, r).view(outBlocks, r, r));
-                    grads[BatIndex] = product;
+                    grads[BatIndex] = BatGradient(dY, x2, tiles, r, outBlocks, inBlocks);
                 }
             }
+        }
+
+        /// <summary>
+        /// Bytes of G that one slab of output blocks may take. 4 MiB: G whole at d = 1024 (one GEMM, as before: slabs of
+        /// 512 KiB, eight GEMMs with their own libtorch hand-offs, measured slower there under load, 1.82 against 1.65
+        /// of the frozen base), slabs of a few blocks at d = 4096, where G would be 64 MiB written and read twice.
+        /// </summary>
+        internal static long BatSlabBytes { get; set; } = 4L << 20;
+
+        /// <summary>
+        /// Bat's dD_I = Σ_J W_IJᵀ·G_IJ + Σ_J G_IJ with G = dYᵀ·x, a slab of output blocks at a time: G's rows of the slab
+        /// (dY's columns of those blocks against x, one GEMM) go to a small buffer that stays in cache while the slab's
+        /// tiles of W are multiplied into it (one batched product whose output is [blocks, r, r]) and its column blocks
+        /// are folded; G [out, in] is never formed, so it is never written to memory and read back twice.
+        /// </summary>
+        private static unsafe Tensor BatGradient(Tensor dY, Tensor x2, Tensor tiles, long r, long outBlocks, long inBlocks)
+        {
+            long d = x2.shape[1];
+            var dD = torch.empty(outBlocks, r, r, dtype: ScalarType.Float32);
+            long per = Math.Clamp(BatSlabBytes / (sizeof(float) * r * d), 1, outBlocks); // output blocks per slab
+            using var slab = torch.empty(per * r, d, dtype: ScalarType.Float32);
+            using var folded = torch.empty(per * r, r, dtype: ScalarType.Float32);
+            using var dYt = dY.t();
+            for (long i0 = 0; i0 < outBlocks; i0 += per)
+            {
+                long blocks = Math.Min(per, outBlocks - i0);
+                using var g = slab.narrow(0, 0, blocks * r);
+                using var dYs = dYt.narrow(0, i0 * r, blocks * r);
+                g.addmm_(dYs, x2, beta: 0, alpha: 1);                                  // G's rows of these blocks
+                using var into = dD.narrow(0, i0, blocks);
+                using var w = tiles.narrow(0, i0, blocks).transpose(1, 2);
+                using var gv = g.view(blocks, r * inBlocks, r);
+                using var f = folded.narrow(0, 0, blocks * r);
+                if (x2.shape[0] > 0) BoneKernels.Fold(TensorData.Floats(g), blocks * r, (int)d, (int)r, TensorData.Floats(f));
+                else f.zero_();
+                using var fv = f.view(blocks, r, r);
+                using var product = w.bmm(gv);                                         // Σ_J W_IJᵀ·G_IJ
+                into.copy_(product.add_(fv));                                          // + Σ_J G_IJ
+            }
+            return dD;
         }
 
         private static List<(long Rank, List<int> Members)> GroupByRank(long[] ranks)
@@ -501,6 +540,14 @@ namespace Peft.Runtime.Kernels
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
             && (bat is null || TensorData.IsDenseCpuFloat(bat))
             && bones.All(TensorData.IsDenseCpuFloat);
+
+        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
+        internal static string WhyNotFused(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
+        {
+            var named = new List<(string, Tensor?, bool)> { ("input", x, false), ("base weight", weight, true), ("base bias", bias, true), ("Bat block", bat, false) };
+            for (int i = 0; i < bones.Count; i++) named.Add(($"Bone block {i}", bones[i], false));
+            return FusedKernels.WhyNot(named.ToArray()) ?? "unsupported tensors";
+        }
 
         private static (long Rows, long In, long Out) Validate(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
         {

@@ -82,7 +82,11 @@ namespace Peft.Runtime.Kernels
                 throw new ArgumentException($"The DoRA magnitude [{string.Join(", ", magnitude.shape)}] does not fit {shape.Out} outputs.");
             var mask = new DropoutMask(seed, dropout);
             if (!LoRAFunction.CanFuse(input, null, weight, bias, loraA, loraB) || !TensorData.IsDenseCpuFloat(magnitude))
+            {
+                FusedKernels.Record(nameof(DoRAFunction), FusedKernels.WhyNot(("input", input, false), ("A", loraA, false), ("B", loraB, false),
+                    ("base weight", weight, true), ("base bias", bias, true), ("magnitude", magnitude, false)) ?? "unsupported tensors");
                 return Composed(input, weight, bias, loraA, loraB, magnitude, scaling, mask);
+            }
 
             // The LoRA part runs on the dropped input xd, without a mask of its own.
             var lora = new LoRAFunction.Args((float)scaling, new DropoutMask(0, 0), shape.Rows, shape.In, shape.Out, input.shape,

@@ -64,6 +64,124 @@ namespace Peft.Runtime.Kernels
         public static Tensor AddTo(Tensor previous, Tensor input, Tensor loraA, Tensor loraB, double scaling, double dropout) =>
             Apply(input, previous, null, null, loraA, loraB, scaling, dropout, dropout > 0 ? NextSeed() : 0);
 
+        /// <summary>
+        /// Inference for a mixed batch: y = x·Wᵀ + b with, for each group, s·(x[rows]·Aᵀ)·Bᵀ added to its rows, rows
+        /// being indices into the first dimension of <paramref name="input"/> ([n, ..., in]). As in the one-adapter
+        /// forward, the thin products go first, straight into the output buffer (each group's rows read where they
+        /// lie, written where they belong: no gathered copy of x, no temporary, no scatter), rows of no group get the
+        /// bias, and libtorch's GEMM then adds x·Wᵀ in place. Returns null where the raw loops cannot run (dtype,
+        /// layout, device, no 256-bit vectors, an unfrozen base) or a gradient is wanted; the caller composes then.
+        /// </summary>
+        internal static unsafe Tensor? TryLinearRowGroups(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
+        {
+            if (!Vector256.IsHardwareAccelerated || !TensorData.IsDenseCpuFloat(input) || !TensorData.IsDenseCpuFloat(weight) || weight.requires_grad) return null;
+            if (bias is not null && (!TensorData.IsDenseCpuFloat(bias) || bias.requires_grad)) return null;
+            bool grad = is_grad_enabled() && input.requires_grad;
+            foreach (var g in groups)
+            {
+                if (!TensorData.IsDenseCpuFloat(g.A) || !TensorData.IsDenseCpuFloat(g.B)) return null;
+                grad |= is_grad_enabled() && (g.A.requires_grad || g.B.requires_grad);
+            }
+            if (grad || input.dim() < 2 || weight.dim() != 2) return null;
+            long n = input.shape[0], d = input.shape[^1], o = weight.shape[0];
+            if (weight.shape[1] != d || (bias is not null && bias.shape[0] != o)) return null;
+            foreach (var g in groups)
+                if (g.A.dim() != 2 || g.B.dim() != 2 || g.A.shape[1] != d || g.B.shape[0] != o || g.B.shape[1] != g.A.shape[0]) return null;
+            long flat = input.numel() / Math.Max(1, d), inner = n == 0 ? 1 : flat / n; // rows of the flattened input per batch row
+            var outShape = input.shape.ToArray();
+            outShape[^1] = o;
+            var y = torch.empty(outShape, dtype: ScalarType.Float32);
+            if (flat == 0 || d == 0) return flat == 0 ? y : y.copy_(bias is null ? torch.zeros(outShape) : bias.expand(outShape));
+
+            var work = new List<(LoRAProblem Problem, long[] Map, nint Bt)>(groups.Count);
+            var covered = new bool[n];
+            long total = 0;
+            try
+            {
+                float* yp = TensorData.Floats(y), bp = bias is null ? null : TensorData.Floats(bias);
+                foreach (var (rows, a, b, scaling) in groups)
+                {
+                    if (rows.Length == 0) continue;
+                    foreach (long row in rows) covered[row] = true;
+                    var map = inner == 1 ? rows : Expand(rows, inner);
+                    // Bᵀ transposed here rather than by a libtorch op: under load each op's thread hand-off costs more
+                    // than the copy of r·out floats.
+                    int rank = checked((int)a.shape[0]);
+                    var bt = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(rank * o), sizeof(float));
+                    work.Add((new LoRAProblem
+                    {
+                        X = TensorData.Floats(input), A = TensorData.Floats(a), Bt = bt,
+                        Rows = map.Length, In = checked((int)d), Out = checked((int)o), Rank = rank,
+                        Scale = (float)scaling, Mask = new DropoutMask(0, 0),
+                    }, map, (nint)bt));
+                    float* bp0 = TensorData.Floats(b);
+                    for (int k = 0; k < rank; k++)
+                    {
+                        float* dst = bt + (long)k * o, col = bp0 + k;
+                        for (long j = 0; j < o; j++) dst[j] = col[j * rank];
+                    }
+                    total += map.Length * (d + o) * a.shape[0];
+                }
+                // Rows no group covers start from the bias (or zero).
+                for (long row = 0; row < n; row++)
+                {
+                    if (covered[row]) continue;
+                    for (long t = 0; t < inner; t++)
+                    {
+                        float* dst = yp + (row * inner + t) * o;
+                        if (bp is null) new Span<float>(dst, (int)o).Clear();
+                        else new ReadOnlySpan<float>(bp, (int)o).CopyTo(new Span<float>(dst, (int)o));
+                    }
+                }
+                int threads = KernelThreadsOverride ?? KernelWorkers.Count(total, ParallelWork, ShortSpinParallelWork);
+                // Work items: (group, first row, end row) in chunks of 64 rows, shared by the workers.
+                var items = new List<(int Group, long Row0, long Row1)>();
+                for (int k = 0; k < work.Count; k++)
+                    for (long r0 = 0; r0 < work[k].Problem.Rows; r0 += 64) items.Add((k, r0, Math.Min(work[k].Problem.Rows, r0 + 64)));
+                int maxRank = work.Count == 0 ? 0 : work.Max(w => w.Problem.Rank);
+                KernelWorkers.Spans(items.Count, 1, threads, (i0, i1) =>
+                {
+                    float* u = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(64 * Math.Max(1, maxRank)), sizeof(float));
+                    try
+                    {
+                        for (long i = i0; i < i1; i++)
+                        {
+                            var (k, r0, r1) = items[(int)i];
+                            var (problem, map, _) = work[k];
+                            fixed (long* m = map)
+                                LoRAKernels.Forward(problem, bp, null, u - r0 * problem.Rank, yp, r0, r1, m); // u: rows r0.. of this item
+                        }
+                    }
+                    finally
+                    {
+                        System.Runtime.InteropServices.NativeMemory.Free(u);
+                    }
+                });
+                using (var y2 = y.view(flat, o))
+                using (var x2 = input.view(flat, d))
+                using (var wt = weight.t())
+                    y2.addmm_(x2, wt, beta: 1, alpha: 1);
+                return y;
+            }
+            catch
+            {
+                y.Dispose();
+                throw;
+            }
+            finally
+            {
+                foreach (var w in work) System.Runtime.InteropServices.NativeMemory.Free((void*)w.Bt);
+            }
+        }
+
+        private static long[] Expand(long[] rows, long inner)
+        {
+            var map = new long[rows.Length * inner];
+            for (int i = 0; i < rows.Length; i++)
+                for (long t = 0; t < inner; t++) map[i * inner + t] = rows[i] * inner + t;
+            return map;
+        }
+
         /// <summary>A fresh dropout seed, drawn from libtorch's default CPU generator so <c>manual_seed</c> reproduces it.</summary>
         internal static ulong NextSeed()
         {
@@ -91,7 +209,10 @@ namespace Peft.Runtime.Kernels
             var shape = Validate(input, previous, weight, bias, loraA, loraB, dropout);
             var mask = new DropoutMask(seed, dropout);
             if (!CanFuse(input, previous, weight, bias, loraA, loraB))
+            {
+                FusedKernels.Record(nameof(LoRAFunction), WhyNotFused(input, previous, weight, bias, loraA, loraB));
                 return Composed(input, previous, weight, bias, loraA, loraB, scaling, mask);
+            }
 
             bool needsGraph = is_grad_enabled() &&
                 (input.requires_grad || loraA.requires_grad || loraB.requires_grad || previous?.requires_grad == true);
@@ -178,8 +299,8 @@ namespace Peft.Runtime.Kernels
             var dX = args.NeedInput ? torch.empty(args.InputShape, dtype: ScalarType.Float32) : null;
             if (n > 0)
             {
-                using var bt = b.t().contiguous();
-                var problem = Problem(args, args.NeedA ? x! : null, a, bt);
+                using var bt = new Transposed(b);
+                var problem = Problem(args, args.NeedA ? x! : null, a, bt.Floats);
                 float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
                 float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
                 float* dBp = dBt is null ? null : TensorData.Floats(dBt);
@@ -207,11 +328,35 @@ namespace Peft.Runtime.Kernels
         private static int KernelThreads(Args args, long rank) =>
             KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
 
-        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, Tensor bt) => new()
+        /// <summary>
+        /// Bᵀ ([r, out]) of a contiguous B [out, r], in native memory: a plain loop over r·out floats, where
+        /// <c>b.t().contiguous()</c> is a libtorch op whose thread hand-off costs more than the copy on a loaded machine.
+        /// </summary>
+        internal readonly unsafe struct Transposed : IDisposable
+        {
+            internal readonly float* Floats;
+
+            internal Transposed(Tensor b)
+            {
+                long o = b.shape[0], r = b.shape[1];
+                Floats = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, o * r), sizeof(float));
+                float* src = TensorData.Floats(b);
+                // Row by row of Bᵀ: sequential writes, reads r floats apart from a B that stays in cache.
+                for (long k = 0; k < r; k++)
+                {
+                    float* dst = Floats + k * o, col = src + k;
+                    for (long j = 0; j < o; j++) dst[j] = col[j * r];
+                }
+            }
+
+            public void Dispose() => System.Runtime.InteropServices.NativeMemory.Free(Floats);
+        }
+
+        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, float* bt) => new()
         {
             X = x is null ? null : TensorData.Floats(x),
             A = TensorData.Floats(a),
-            Bt = TensorData.Floats(bt),
+            Bt = bt,
             Rows = args.Rows,
             In = checked((int)args.In),
             Out = checked((int)args.Out),
@@ -250,9 +395,9 @@ namespace Peft.Runtime.Kernels
             var u = torch.empty(n, r, dtype: ScalarType.Float32);
             if (n == 0) return (y, u);
             using var x2 = x.view(n, d);
-            using var bt = b.t().contiguous();
+            using var bt = new Transposed(b);
             using var prev = previous?.reshape(n, o).contiguous();
-            var problem = Problem(args, x2, a, bt);
+            var problem = Problem(args, x2, a, bt.Floats);
             float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
             LoRAKernels.ForwardAll(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), KernelThreads(args, r));
             if (weight is not null)
@@ -289,6 +434,11 @@ namespace Peft.Runtime.Kernels
             && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
             && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
             && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
+
+        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
+        internal static string WhyNotFused(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
+            FusedKernels.WhyNot(("input", x, false), ("A", a, false), ("B", b, false), ("base weight", weight, true), ("base bias", bias, true))
+            ?? "the previous output is not float32 on the CPU";
 
         internal static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
         {

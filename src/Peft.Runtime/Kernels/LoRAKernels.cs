@@ -47,14 +47,19 @@ namespace Peft.Runtime.Kernels
         /// <param name="y">[n, out] output.</param>
         /// <param name="row0">First row.</param>
         /// <param name="row1">One past the last row.</param>
-        internal static void Forward(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
+        /// <param name="rowMap">
+        /// Null, or where logical row i lies in x, <paramref name="previous"/> and <paramref name="y"/>: row rowMap[i]
+        /// (a mixed batch's rows of one adapter, computed in place in the base output); u stays indexed by i. No dropout then.
+        /// </param>
+        internal static void Forward(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1, long* rowMap = null)
         {
-            if (Wide) Forward<Simd512>(p, bias, previous, u, y, row0, row1);
-            else Forward<Simd256>(p, bias, previous, u, y, row0, row1);
+            if (rowMap != null && p.Mask.DropsAny) throw new ArgumentException("a row map is for inference: no dropout");
+            if (Wide) Forward<Simd512>(p, bias, previous, u, y, row0, row1, rowMap);
+            else Forward<Simd256>(p, bias, previous, u, y, row0, row1, rowMap);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void Forward<V>(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1)
+        private static void Forward<V>(in LoRAProblem p, float* bias, float* previous, float* u, float* y, long row0, long row1, long* rowMap)
             where V : struct, ISimdFloat<V>
         {
             int d = p.In, o = p.Out, r = p.Rank;
@@ -84,7 +89,8 @@ namespace Peft.Runtime.Kernels
                         yr[t] = dump + t * o;
                         continue;
                     }
-                    float* src = p.X + i * d;
+                    long at = rowMap == null ? i : rowMap[i];
+                    float* src = p.X + at * d;
                     if (drop)
                     {
                         p.Mask.RowBits(i * d, d, rowBits + t * words, raw);
@@ -92,8 +98,8 @@ namespace Peft.Runtime.Kernels
                         xr[t] = xm + t * d;
                     }
                     else xr[t] = src;
-                    init[t] = previous != null ? previous + i * o : bias != null ? bias : zero;
-                    yr[t] = y + i * o;
+                    init[t] = previous != null ? previous + at * o : bias != null ? bias : zero;
+                    yr[t] = y + at * o;
                 }
 
                 RowsTimesRowsT<V>(xr[0], xr[1], xr[2], xr[3], p.A, r, d, zero, ub);

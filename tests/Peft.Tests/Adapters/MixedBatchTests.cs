@@ -166,6 +166,128 @@ public class MixedBatchTests
         Assert.Throws<InvalidOperationException>(() => layer.forward(randn(2, 6)));
     }
 
+    /// <summary>
+    /// LoRA's grouped path (base once, thin products added into each adapter's rows): the output and every gradient
+    /// (input, A and B of each adapter, and the bias left alone) equal the composed formula written per row.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void LoRA_grouped_rows_match_the_composed_formula_and_all_gradients(bool contiguous)
+    {
+        using var scope = NewDisposeScope();
+        var layer = LoRA();
+        var rows = contiguous ? new[] { "a", "a", "b", "b", "b", PeftModelCore.BaseAdapterName, "other" } : Rows;
+        var leaf = randn(rows.Length, 6, requires_grad: true);
+        var grad = randn(rows.Length, 5);
+
+        layer.RowAdapters = rows;
+        var mixed = layer.forward(leaf.mul(1));
+        layer.RowAdapters = null;
+        mixed.backward(new[] { grad });
+        var got = new[] { leaf.grad!.clone(), layer.LoraA("a").grad!.clone(), layer.LoraB("a").grad!.clone(), layer.LoraA("b").grad!.clone(), layer.LoraB("b").grad!.clone() };
+
+        leaf.grad = null;
+        layer.zero_grad();
+        var weight = layer.BaseLayer.get_parameter("weight")!;
+        var bias = layer.BaseLayer.get_parameter("bias")!;
+        var expected = cat(rows.Select((adapter, i) =>
+        {
+            var x = leaf[i].unsqueeze(0);
+            var y = nn.functional.linear(x, weight, bias);
+            if (adapter is "a" or "b")
+                y = y.add(x.matmul(layer.LoraA(adapter).t()).matmul(layer.LoraB(adapter).t()).mul(layer.Options(adapter).Scaling));
+            return y;
+        }).ToArray(), 0);
+        expected.backward(new[] { grad });
+        TensorAssert.Close(expected, mixed, 1e-5, 1e-6);
+        var want = new[] { leaf.grad!, layer.LoraA("a").grad!, layer.LoraB("a").grad!, layer.LoraA("b").grad!, layer.LoraB("b").grad! };
+        for (int k = 0; k < want.Length; k++) TensorAssert.Close(want[k], got[k], 1e-5, 1e-6);
+    }
+
+    [Fact]
+    public void LoRA_grouped_rows_without_gradient_equal_the_rows_run_alone()
+    {
+        using var scope = NewDisposeScope();
+        var layer = LoRA();
+        layer.eval();
+        var x = randn(Rows.Length, 2, 6);
+        Tensor mixed;
+        using (no_grad())
+        {
+            layer.RowAdapters = Rows;
+            mixed = layer.forward(x);
+            layer.RowAdapters = null;
+        }
+        Assert.False(mixed.requires_grad);
+        for (int i = 0; i < Rows.Length; i++) TensorAssert.Close(Alone(layer, x, i, Rows[i]), mixed[i].unsqueeze(0), 1e-5, 1e-6);
+    }
+
+    /// <summary>
+    /// The hand-written inference pass at sizes that exercise its blocks (rows in chunks of 64, partial blocks of four,
+    /// vector tails, a sequence dimension, rows of no adapter, no bias): every row equals the composed formula, and no
+    /// fallback is recorded.
+    /// </summary>
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(false, 3)]
+    public void LoRA_inference_kernel_rows_match_the_composed_formula(bool hasBias, int inner)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(9);
+        var layer = new LoRALinear("T.big", nn.Linear(70, 37, hasBias: hasBias), "a", new LoRAOptions { Rank = 5, Alpha = 10 });
+        layer.AddAdapter("b", new LoRAOptions { Rank = 16, Alpha = 8 });
+        layer.AddAdapter("c", new LoRAOptions { Rank = 3, Alpha = 3, UseRsLora = true });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.LoraB(n).normal_(0, 0.5);
+        layer.eval();
+        string[] names = { "a", "b", "c", PeftModelCore.BaseAdapterName, "b", "missing" };
+        var rows = Enumerable.Range(0, 203).Select(i => names[(i * 7 + i / 5) % names.Length]).ToArray();
+        var x = inner == 1 ? randn(rows.Length, 70) : randn(rows.Length, inner, 70);
+        long before = Peft.Runtime.Kernels.FusedKernels.FallbackCount;
+        Tensor mixed;
+        using (no_grad())
+        {
+            layer.RowAdapters = rows;
+            mixed = layer.forward(x);
+            layer.RowAdapters = null;
+        }
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated) Assert.Equal(before, Peft.Runtime.Kernels.FusedKernels.FallbackCount);
+        var weight = layer.BaseLayer.get_parameter("weight")!;
+        var bias = layer.BaseLayer.get_parameter("bias");
+        using (no_grad())
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var xi = x[i];
+                var y = nn.functional.linear(xi, weight, bias);
+                if (layer.AdapterNames.Contains(rows[i]))
+                    y = y.add(xi.matmul(layer.LoraA(rows[i]).t()).matmul(layer.LoraB(rows[i]).t()).mul(layer.Options(rows[i]).Scaling));
+                TensorAssert.Close(y, mixed[i], 1e-4, 1e-5);
+            }
+    }
+
+    [Fact]
+    public void A_routing_groups_rows_once_and_is_shared_as_given()
+    {
+        using var routing = new RowRouting(new[] { "b", "a", "b", PeftModelCore.BaseAdapterName, "a", "a" });
+        Assert.Equal(new[] { "b", "a", PeftModelCore.BaseAdapterName }, routing.Groups.Select(g => g.Adapter));
+        Assert.Equal(new long[] { 0, 2 }, routing.Groups[0].Rows);
+        Assert.Equal(new long[] { 1, 4, 5 }, routing.Groups[1].Rows);
+        Assert.False(routing.Groups[0].Contiguous);
+        Assert.True(routing.Groups[2].Contiguous);
+        Assert.Same(routing.Index(1, CPU), routing.Index(1, CPU)); // built once per device
+        // cat(groups) then the inverse gives the rows back in order.
+        var order = cat(routing.Groups.Select((g, k) => routing.Index(k, CPU)).ToArray(), 0).index_select(0, routing.Inverse(CPU));
+        Assert.Equal(new long[] { 0, 1, 2, 3, 4, 5 }, order.data<long>().ToArray());
+
+        var layer = LoRA();
+        layer.RowAdapters = routing;
+        Assert.Same(routing, layer.RowAdapters); // a layer keeps the shared routing, it does not copy it
+        layer.RowAdapters = null;
+        routing.Dispose();
+        Assert.Equal(3, routing.Index(0, CPU).numel() + 1); // usable again after Dispose (tensors rebuilt)
+    }
+
     [Fact]
     public void The_base_row_name_cannot_name_an_adapter()
     {

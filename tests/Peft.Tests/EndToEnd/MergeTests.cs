@@ -94,7 +94,15 @@ public class MergeTests
         var x = randn(rows.Length, 8);
 
         Tensor mixed;
-        using (model.MixedBatch(rows)) mixed = model.forward(x);
+        using (model.MixedBatch(rows))
+        {
+            // Grouped once for the scope: every layer holds the same routing.
+            var routings = model.AdapterLayers.Select(l => l.Layer.RowAdapters).Distinct().ToList();
+            Assert.Single(routings);
+            Assert.IsType<RowRouting>(routings[0]);
+            mixed = model.forward(x);
+        }
+        Assert.All(model.AdapterLayers, l => Assert.Null(l.Layer.RowAdapters));
 
         for (int i = 0; i < rows.Length; i++)
         {

@@ -138,6 +138,36 @@ public class BoneFunctionTests
         }
     }
 
+    /// <summary>
+    /// Bat's dD computed a slab of output blocks at a time: one block per slab, a slab that leaves a partial last one,
+    /// and all blocks at once give the definition's gradients (dD, dX) for Bat alone and Bat followed by Bone.
+    /// </summary>
+    [Theory]
+    [InlineData(1L)]        // 4·r·in bytes for r = 4, in = 24 is 384: one block per slab
+    [InlineData(384L * 3)]  // three blocks per slab over five: a partial last slab
+    [InlineData(1L << 20)]  // all blocks in one slab
+    public void BatGradientsAgreeWhateverTheSlab(long slabBytes)
+    {
+        using var scope = NewDisposeScope();
+        long was = BoneFunction.BatSlabBytes;
+        BoneFunction.BatSlabBytes = slabBytes;
+        try
+        {
+            foreach (var bones in new[] { Array.Empty<int>(), new[] { 4 } })
+            {
+                var s = Make(new long[] { 37, 24 }, 20, 4, bones);
+                var upstream = randn(37, 20);
+                var expected = Grads(Reference(s), upstream, s.Differentiable);
+                var actual = Grads(Fused(s), upstream, s.Differentiable);
+                for (int i = 0; i < expected.Count; i++) TensorAssert.Close(expected[i], actual[i], rtol: 1e-4, atol: 1e-4);
+            }
+        }
+        finally
+        {
+            BoneFunction.BatSlabBytes = was;
+        }
+    }
+
     [Theory]
     [InlineData(false, 1)]
     [InlineData(false, 3)]
