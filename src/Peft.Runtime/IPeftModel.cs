@@ -78,5 +78,12 @@ namespace Peft.Runtime
 
         /// <summary>The number of trainable scalars.</summary>
         long TrainableParameterCount { get; }
+
+        /// <summary>
+        /// The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA) for the 0-based training step
+        /// <paramref name="step"/>: call it after <c>optimizer.step()</c> and before the gradients are zeroed
+        /// (<c>AdapterTrainer</c> does). Only the active adapters are updated; without such adapters it does nothing.
+        /// </summary>
+        void UpdateAndAllocate(int step);
     }
 }

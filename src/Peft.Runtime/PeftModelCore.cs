@@ -276,6 +276,9 @@ namespace Peft.Runtime
         /// <inheritdoc />
         public long TrainableParameterCount => TrainableParameters().Sum(p => p.numel());
 
+        /// <inheritdoc />
+        public void UpdateAndAllocate(int step) => RankAllocation.UpdateAndAllocate(_layers, step);
+
         /// <summary>Total scalars in the model, frozen ones included.</summary>
         public long TotalParameterCount => _root.parameters().Sum(p => p.numel());
 

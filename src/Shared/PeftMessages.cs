@@ -35,6 +35,14 @@ namespace Peft
         // {2} config key, {3} its value there (JSON), {4} the value at the first layer (JSON), {5} the first layer.
         public const string SharedConfigMismatch = "{0}: adapter '{1}' has {2} = {3} here but {4} at {5}; PEFT's adapter_config.json holds one {2} for every layer of an adapter, so give one of these layers another adapter Name";
 
+        // AdaLoRA / IncreLoRA (PEFT018–PEFT023).
+        public const string TotalStepsMissing = "{0}: AdaLoRA needs TotalSteps, the number of training steps (PEFT's total_step), of at least 1; got {1}";
+        public const string ScheduleEmpty = "{0}: AdaLoRA Tinit {1} must be less than TotalSteps − Tfinal = {2} − {3} = {4}: the budget falls between step Tinit and step TotalSteps − Tfinal";
+        public const string InitRankBelowTarget = "{0}: {1} InitRank {2} is less than the target rank {3}; the budget only falls, so InitRank must be at least the target rank";
+        public const string BetaOutOfRange = "{0}: {1} {2} {3} is outside (0, 1)";
+        public const string IncreLoRARanks = "{0}: IncreLoRA needs InitRank ≤ target rank ≤ MaxRank, got InitRank {1}, target rank {2}, MaxRank {3}";
+        public const string IntervalTooSmall = "{0}: {1} {2} must be at least 1, got {3}";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

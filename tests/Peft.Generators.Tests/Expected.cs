@@ -159,6 +159,12 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Block: RegisterComponents() has not run, so no adapter is wired");
@@ -539,6 +545,12 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
 
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.MultiTask: RegisterComponents() has not run, so no adapter is wired");
@@ -753,6 +765,12 @@ namespace Peft.Generators.Tests
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public long TrainableParameterCount => __peftCoreOrThrow.TrainableParameterCount;
+
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
 
                     /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]

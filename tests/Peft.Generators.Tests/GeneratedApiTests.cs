@@ -36,6 +36,7 @@ namespace Peft.Generators.Tests
 
         private static string TypeName(Type type) =>
             type == typeof(string) ? "string"
+            : type == typeof(int) ? "int" // keywords, as SymbolDisplayFormat.FullyQualifiedFormat shows them
             : type.IsArray ? TypeName(type.GetElementType()!) + "[]"
             : "global::" + type.FullName;
     }

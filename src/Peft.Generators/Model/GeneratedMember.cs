@@ -126,7 +126,10 @@ namespace Peft.Generators.Model
             Api("void", "UnfreezeBaseModel", "Makes every parameter trainable: to pre-train or fully fine-tune the base model, usually with <c>DisableAdapters()</c>."),
             Api("global::System.Collections.Generic.IEnumerable<global::TorchSharp.Modules.Parameter>", "TrainableParameters",
                 "The parameters that train: adapters and <c>[Trainable]</c> modules."),
-            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."));
+            ApiProperty("long", "TrainableParameterCount", "The number of trainable scalars."),
+            Api("void", "UpdateAndAllocate",
+                "The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).",
+                new ApiParameter("int", "step", "The 0-based training step.")));
 
         /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
         public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();

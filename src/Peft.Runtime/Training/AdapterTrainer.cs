@@ -13,7 +13,8 @@ namespace Peft.Runtime.Training
     /// optimizer runs, so a NaN or ±Inf stops training with a <see cref="NonFiniteLossException"/> naming the step
     /// (and the parameter, for a gradient) instead of writing NaN into the adapter. After such a stop the parameters
     /// and the optimizer's state are exactly those after the last good step: save them, lower the learning rate, or
-    /// look at the batch.
+    /// look at the batch. On a <c>[PeftModel]</c> with adaptive-rank adapters (AdaLoRA) each step also adds their
+    /// regulariser to the loss and runs <c>UpdateAndAllocate</c> after the optimizer step (0-based step index).
     /// </summary>
     /// <example>
     /// <code>
@@ -61,6 +62,9 @@ namespace Peft.Runtime.Training
             var loss = computeLoss();
             if (loss.numel() != 1)
                 throw new ArgumentException($"{Name}: the loss must be one number, got a tensor of shape [{string.Join(", ", loss.shape)}]", nameof(computeLoss));
+            // Adaptive-rank adapters (AdaLoRA) carry a regulariser, added to the loss as PEFT's model adds it.
+            if (_model is IPeftModel peft && RankAllocation.Regularization(peft.AdapterLayers) is { } regularization)
+                loss = loss.add(regularization.to(loss.dtype));
             double value = loss.to(ScalarType.Float64).item<double>();
             if (!double.IsFinite(value))
                 throw new NonFiniteLossException(
@@ -81,6 +85,8 @@ namespace Peft.Runtime.Training
             if (MaxGradNorm is double max)
                 nn.utils.clip_grad_norm_(TrainableParameters().Select(p => p.Parameter), max);
             _optimizer.step();
+            // Adaptive-rank adapters allocate after the optimizer step, with this step's gradients (0-based step index).
+            if (_model is IPeftModel allocating) allocating.UpdateAndAllocate(step - 1);
             CompletedSteps = step;
             return value;
         }

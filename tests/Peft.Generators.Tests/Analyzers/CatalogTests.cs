@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Peft.Generators.Tests.Analyzers
 {
-    /// <summary>The catalog is whole: PEFT001–PEFT017 and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
+    /// <summary>The catalog is whole: every ID of DiagnosticIds (PEFT001 on) and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
     public class CatalogTests
     {
         private static readonly DiagnosticDescriptor[] Descriptors = typeof(DiagnosticDescriptors)
@@ -17,7 +17,13 @@ namespace Peft.Generators.Tests.Analyzers
             .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
             .ToArray();
 
-        private static readonly string[] Ids = Enumerable.Range(1, 17).Select(i => $"PEFT{i:000}").ToArray();
+        /// <summary>Every analyzer ID DiagnosticIds declares (read by reflection, so IDs added on other branches need no edit here).</summary>
+        private static readonly string[] Ids = typeof(DiagnosticIds).GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.FieldType == typeof(string))
+            .Select(f => (string)f.GetRawConstantValue()!)
+            .Where(id => id.StartsWith("PEFT", StringComparison.Ordinal) && id != DiagnosticIds.InternalError)
+            .OrderBy(id => id, StringComparer.Ordinal)
+            .ToArray();
 
         /// <summary>Reported by the generator, not by an analyzer: PEFT999, its internal error.</summary>
         private static readonly string[] GeneratorIds = { DiagnosticIds.InternalError };

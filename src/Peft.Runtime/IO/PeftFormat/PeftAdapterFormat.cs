@@ -66,14 +66,19 @@ namespace Peft.Runtime.IO
         /// (rank and alpha doubled), PEFT's <c>path_initial_model_for_weight_conversion</c>. See
         /// <see cref="Adapters.LoRALinear.AsPlainLoRA"/>.
         /// </param>
-        public static void Save(PeftModelCore core, string directory, string? only = null, bool relativeToOriginalBase = false)
+        /// <param name="asPlainLoRA">
+        /// AdaLoRA adapters are by default saved as PEFT's AdaLoRA (<c>peft_type: "ADALORA"</c>); with true they are
+        /// written as plain LoRA adapters with <c>rank_pattern</c> / <c>alpha_pattern</c>, for tools that read only LoRA
+        /// (layers that kept no rank are left out). See <see cref="Adapters.AdaLoRALinear.AsPlainLoRA"/>.
+        /// </param>
+        public static void Save(PeftModelCore core, string directory, string? only = null, bool relativeToOriginalBase = false, bool asPlainLoRA = false)
         {
             var units = Units(core, directory, only);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
             using var scope = NewDisposeScope();
             // Everything that can fail on the model's side fails here, before any file is touched.
-            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase)).ToList();
+            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase, asPlainLoRA)).ToList();
 
             Directory.CreateDirectory(directory);
             SaveJournal.Recover(directory);
@@ -105,7 +110,7 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>One adapter folder's tensors and serialised config.</summary>
-        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase)
+        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase, bool asPlainLoRA)
         {
             var tensors = new List<KeyValuePair<string, Tensor>>();
             var settings = new List<(string Path, AdapterSettings Settings)>();
@@ -113,8 +118,15 @@ namespace Peft.Runtime.IO
             {
                 IReadOnlyList<(string Name, Tensor Tensor)> layerTensors;
                 AdapterSettings layerSettings;
-                if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
+                if (asPlainLoRA && layer is Adapters.AdaLoRALinear ada)
+                {
+                    if (ada.AsPlainLoRA(unit.Adapter) is not { } plain) continue; // no rank kept: no LoRA for this layer
+                    (layerTensors, layerSettings) = plain;
+                }
+                else if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
                     (layerTensors, layerSettings) = lora.AsPlainLoRA(unit.Adapter);
+                else if (layer is IFileTensorLayout layout)
+                    (layerTensors, layerSettings) = layout.ForFile(unit.Adapter);
                 else
                     (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
                 foreach (var (name, tensor) in layerTensors)
@@ -321,11 +333,23 @@ namespace Peft.Runtime.IO
                 settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var message in FileWins(configPath, path, unit.Adapter, layer.Settings(unit.Adapter), layerSettings))
                     warnings.Add((configPath, message));
-                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                if (layer is IFileTensorLayout layout)
                 {
-                    string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                    copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                    // The file's tensors differ from the parameters (AdaLoRA's kept ranks): read by the layer's own shapes.
+                    var fileTensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+                    foreach (var (name, shape) in layout.FileShapes(unit.Adapter, layerSettings))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        fileTensors[name] = Take(byKey, used, key, shape, weightsPath);
+                    }
+                    copies.AddRange(layout.FromFile(unit.Adapter, layerSettings, fileTensors));
                 }
+                else
+                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                    }
                 if (layer is ISharedAdapterTensors shared)
                 {
                     bool inFile = shared.FileHoldsSharedTensors(layerSettings);
@@ -352,17 +376,22 @@ namespace Peft.Runtime.IO
             return new LoadPlan(file, settings, copies, warnings);
         }
 
-        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null) =>
+            Take(byKey, used, key, target.shape, file, shownKey);
+
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, long[] shape, string file, string? shownKey = null)
         {
             shownKey ??= AdapterKeys.Prefix + key;
             if (!byKey.TryGetValue(key, out var source))
-                throw new InvalidDataException($"{file}: key '{shownKey}' is missing (the model expects shape {Shape(target)})");
-            if (!source.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"{file}: key '{shownKey}' has shape {Shape(source)}, but the model's parameter has shape {Shape(target)}");
+                throw new InvalidDataException($"{file}: key '{shownKey}' is missing (the model expects shape {Shape(shape)})");
+            if (!source.shape.SequenceEqual(shape))
+                throw new InvalidDataException($"{file}: key '{shownKey}' has shape {Shape(source)}, but the model's parameter has shape {Shape(shape)}");
             used.Add(key);
             return source;
         }
 
-        internal static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+        internal static string Shape(Tensor t) => Shape(t.shape);
+
+        private static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
     }
 }
