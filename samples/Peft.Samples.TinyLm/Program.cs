@@ -20,7 +20,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA or Bone", DefaultValueFactory = _ => AdapterMethod.LoRA };
+        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone or AdaLoRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
         var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
@@ -82,7 +82,7 @@ public static class Program
         AnsiConsole.MarkupLine($"  loss {pretrain.Losses[0]:F2} → {pretrain.FinalLoss():F2}; plot: [link]{Markup.Escape(pretrainPlot)}[/]");
 
         // 2. Fine-tune: fresh adapters on the pre-trained base, the base frozen again; only adapters and the head learn.
-        AdapterSetup.Recreate(model, rank);
+        AdapterSetup.Recreate(model, rank, finetuneSteps);
         model.EnableAdapters();
         long trainable = model.TrainableParameterCount;
         AnsiConsole.MarkupLine($"\nTrainable now: [bold]{trainable:N0}[/] of {model.TotalParameterCount:N0} parameters ({100.0 * trainable / model.TotalParameterCount:F1} %): " +
@@ -152,6 +152,7 @@ public static class Program
             {
                 AdapterMethod.LoRA => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 AdapterMethod.DoRA => $"[[DoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
+                AdapterMethod.AdaLoRA => $"[[AdaLoRA({Math.Max(1, (rank ?? 8) / 2)}, InitRank = {rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 _ => $"[[Bone({rank ?? 8})]]",
             };
             string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();
