@@ -217,6 +217,16 @@ namespace Peft
                 new Field("orth_reg_weight", "OrthRegWeight", "0.5"),
                 new Field("total_step", "TotalSteps", "0"))
                 { Sizes = new[] { new Size("targetRank", Bound.Rank) }, Schedule = RankSchedule.Pruned },
+            // Saved as a plain LoRA: each layer's grown rank and alpha go to rank_pattern / alpha_pattern.
+            new Method("IncreLoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("false"))
+            {
+                Sizes = new[] { new Size("targetRank", Bound.Rank) },
+                Schedule = RankSchedule.Grown,
+                Defaults = new[]
+                {
+                    ("InitRank", 1d), ("MaxRank", 16d), ("RankIncrement", 1d), ("TopH", 4d), ("Interval", 50d), ("Beta1", 0.85), ("Beta2", 0.85),
+                },
+            },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

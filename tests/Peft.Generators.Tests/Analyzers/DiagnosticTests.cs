@@ -375,5 +375,22 @@ namespace Peft.Generators.Tests.Analyzers
         public Task PEFT017_adalora_layers_of_one_adapter_share_their_schedule() => Expect(
             A($"[AdaLoRA(2, TotalSteps = 100)] {M} q = Linear(8, 8); [{{|#0:AdaLoRA(2, TotalSteps = 50)|}}] {M} v = Linear(8, 8);"),
             At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "default", "total_step", "50", "100", "Demo.A.q")));
+
+        [Fact]
+        public Task PEFT022_increlora_ranks_out_of_order() => Expect(
+            A($"[{{|#0:IncreLoRA(32)|}}] {M} q = Linear(64, 64); [IncreLoRA(4, InitRank = {{|#1:6|}}, Name = \"b\")] {M} k = Linear(8, 8);"),
+            At("PEFT022", 0).WithMessage(Format(PeftMessages.IncreLoRARanks, "Demo.A.q", 1, 32, 16)),
+            At("PEFT022", 1).WithMessage(Format(PeftMessages.IncreLoRARanks, "Demo.A.k", 6, 4, 16)));
+
+        [Fact]
+        public Task PEFT021_PEFT023_increlora_betas_and_counts() => Expect(
+            A($"[IncreLoRA(4, Beta2 = {{|#0:1.5|}}, TopH = {{|#1:0|}}, Interval = {{|#2:-1|}})] {M} q = Linear(8, 8);"),
+            At("PEFT021", 0).WithMessage(Format(PeftMessages.BetaOutOfRange, "Demo.A.q", "IncreLoRA", "Beta2", 1.5)),
+            At("PEFT023", 2).WithMessage(Format(PeftMessages.IntervalTooSmall, "Demo.A.q", "IncreLoRA", "Interval", -1)),
+            At("PEFT023", 1).WithMessage(Format(PeftMessages.IntervalTooSmall, "Demo.A.q", "IncreLoRA", "TopH", 0)));
+
+        [Fact]
+        public Task PEFT022_near_miss_ranks_in_order() => Expect(
+            A($"[IncreLoRA(16)] {M} q = Linear(64, 64); [IncreLoRA(32, MaxRank = 32, InitRank = 32, Name = \"b\")] {M} k = Linear(64, 64);"));
     }
 }
