@@ -68,20 +68,28 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, AdaLoRAOptions options)
         {
             AdaLoRA.Validate(Site, options);
-            var weight = BaseWeight;
-            int r = options.InitRank;
-            var a = new Parameter(empty(r, InFeatures, dtype: weight.dtype, device: weight.device));
-            var e = new Parameter(zeros(r, 1, dtype: weight.dtype, device: weight.device));
-            var b = new Parameter(empty(OutFeatures, r, dtype: weight.dtype, device: weight.device));
+            var (a, e, b) = NewTriplets(BaseWeight, options.InitRank, InFeatures, OutFeatures);
+            RegisterAdapter(adapter, options with { RankPattern = null });
+            lora_A.Add(adapter, a);
+            lora_E.Add(adapter, e);
+            lora_B.Add(adapter, b);
+        }
+
+        /// <summary>
+        /// <paramref name="rank"/> fresh triplets, as PEFT's AdaLoRA starts them (IncreLoRA too): P [rank, in] and
+        /// Q [out, rank] from N(0, 0.02²), Λ [rank, 1] = 0, on the base weight's dtype and device.
+        /// </summary>
+        internal static (Parameter P, Parameter Lambda, Parameter Q) NewTriplets(Tensor weight, int rank, long inFeatures, long outFeatures)
+        {
+            var a = new Parameter(empty(rank, inFeatures, dtype: weight.dtype, device: weight.device));
+            var e = new Parameter(zeros(rank, 1, dtype: weight.dtype, device: weight.device));
+            var b = new Parameter(empty(outFeatures, rank, dtype: weight.dtype, device: weight.device));
             using (no_grad())
             {
                 nn.init.normal_(a, 0, InitStd);
                 nn.init.normal_(b, 0, InitStd);
             }
-            RegisterAdapter(adapter, options with { RankPattern = null });
-            lora_A.Add(adapter, a);
-            lora_E.Add(adapter, e);
-            lora_B.Add(adapter, b);
+            return (a, e, b);
         }
 
         /// <summary>P ⊙ Λ, Λ folded into P ([r₀, in]), so the layer is a LoRA of rank r₀ with A = P ⊙ Λ and B = Q.</summary>
@@ -335,15 +343,21 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.TotalStepsMissing, site, options.TotalSteps));
             if (options.Tinit >= options.TotalSteps - options.Tfinal)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ScheduleEmpty, site, options.Tinit, options.TotalSteps, options.Tfinal, options.TotalSteps - options.Tfinal));
-            foreach (var (name, beta) in new[] { ("Beta1", options.Beta1), ("Beta2", options.Beta2) })
-                if (!(beta > 0 && beta < 1))
-                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, "AdaLoRA", name, beta));
+            ValidateBetas(site, "AdaLoRA", options.Beta1, options.Beta2);
             if (options.DeltaT < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "AdaLoRA", "DeltaT", options.DeltaT));
             if (options.Tinit < 0 || options.Tfinal < 0)
                 throw new ArgumentException($"{site}: AdaLoRA Tinit and Tfinal must be at least 0, got {options.Tinit} and {options.Tfinal}");
             if (!(options.OrthRegWeight >= 0))
                 throw new ArgumentException($"{site}: AdaLoRA OrthRegWeight must be at least 0, got {options.OrthRegWeight}");
+        }
+
+        /// <summary>PEFT021 at run time: the EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>
+        internal static void ValidateBetas(string site, string method, double beta1, double beta2)
+        {
+            foreach (var (name, beta) in new[] { ("Beta1", beta1), ("Beta2", beta2) })
+                if (!(beta > 0 && beta < 1))
+                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, method, name, beta));
         }
 
         /// <summary>

@@ -90,16 +90,7 @@ namespace Peft.Runtime.Adapters
         public void AddAdapter(string adapter, IncreLoRAOptions options)
         {
             IncreLoRA.Validate(Site, options);
-            var weight = BaseWeight;
-            int r = options.MaxRank;
-            var a = new Parameter(empty(r, InFeatures, dtype: weight.dtype, device: weight.device));
-            var e = new Parameter(zeros(r, 1, dtype: weight.dtype, device: weight.device));
-            var b = new Parameter(empty(OutFeatures, r, dtype: weight.dtype, device: weight.device));
-            using (no_grad())
-            {
-                nn.init.normal_(a, 0, AdaLoRALinear.InitStd);
-                nn.init.normal_(b, 0, AdaLoRALinear.InitStd);
-            }
+            var (a, e, b) = AdaLoRALinear.NewTriplets(BaseWeight, options.MaxRank, InFeatures, OutFeatures);
             RegisterAdapter(adapter, options);
             _state[adapter] = new State { Rank = options.InitRank, Ranknum = options.InitRank };
             lora_A.Add(adapter, a);
@@ -278,9 +269,7 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IncreLoRARanks, site, options.InitRank, options.TargetRank, options.MaxRank));
             if (!(options.Dropout >= 0 && options.Dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
-            foreach (var (name, beta) in new[] { ("Beta1", options.Beta1), ("Beta2", options.Beta2) })
-                if (!(beta > 0 && beta < 1))
-                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, "IncreLoRA", name, beta));
+            AdaLoRA.ValidateBetas(site, "IncreLoRA", options.Beta1, options.Beta2);
             foreach (var (name, value) in new[] { ("Interval", options.Interval), ("TopH", options.TopH), ("RankIncrement", options.RankIncrement) })
                 if (value < 1)
                     throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "IncreLoRA", name, value));
