@@ -19,7 +19,7 @@ public static class AdapterSetup
     /// W. Here the base is pre-trained after construction, so the adapters are made again once it is final, exactly as
     /// a model that loads a pre-trained checkpoint must do before fine-tuning with those methods.
     /// </remarks>
-    public static void Recreate(IPeftModel model, int? rank = null)
+    public static void Recreate(IPeftModel model, int? rank = null, int? totalSteps = null)
     {
         foreach (var (_, layer) in model.AdapterLayers)
         {
@@ -53,8 +53,27 @@ public static class AdapterSetup
                     sara.AddAdapter("default", options with { Rank = rank ?? options.Rank });
                     break;
                 }
+                case AdaLoRALinear ada:
+                {
+                    // rank sets the initial rank (as LoRA's); the target keeps its share of it, the schedule its share of the steps.
+                    var options = ada.Options("default");
+                    int r = rank ?? options.InitRank;
+                    int total = totalSteps ?? options.TotalSteps;
+                    ada.DeleteAdapter("default");
+                    ada.AddAdapter("default", options with
+                    {
+                        InitRank = r,
+                        TargetRank = Math.Max(1, options.TargetRank * r / options.InitRank),
+                        Alpha = options.Alpha * r / options.InitRank,
+                        TotalSteps = total,
+                        Tinit = options.Tinit * total / options.TotalSteps,
+                        Tfinal = options.Tfinal * total / options.TotalSteps,
+                        DeltaT = Math.Max(1, options.DeltaT * total / options.TotalSteps),
+                    });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone and SaRA adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA and AdaLoRA adapters only");
             }
         }
         model.SetActiveAdapters("default");

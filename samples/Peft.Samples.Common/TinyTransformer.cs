@@ -24,6 +24,11 @@ public enum AdapterMethod
     SaRA,
     /// <summary><c>[LoRA(8, Alpha = 16, Init = LoRAInit.Eva)]</c>: LoRA whose A comes from the data (<c>InitializeEva</c>) and whose ranks are redistributed.</summary>
     Eva,
+    /// <summary>
+    /// <c>[AdaLoRA(4, InitRank = 8, Alpha = 16)]</c>: starts at rank 8 per layer and masks the least important ranks
+    /// until 4 per layer are left on average (AdapterTrainer runs the allocation each step).
+    /// </summary>
+    AdaLoRA,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -120,6 +125,24 @@ public sealed partial class SaRAAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>
+/// Attention whose query and value projections get AdaLoRA adapters: rank 8 each at first, 4 per layer on average after
+/// step 300 − 60 (the samples' default step count; <see cref="AdapterSetup.Recreate"/> fits the schedule to another).
+/// </summary>
+[AdaLoRA(4, InitRank = 8, Alpha = 16, Dropout = 0.05, Tinit = 30, Tfinal = 60, DeltaT = 10, TotalSteps = 300, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class AdaLoRAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public AdaLoRAAttention(int dim, int heads) : base(nameof(AdaLoRAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -138,6 +161,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.Bone => new BoneAttention(dim, heads),
             AdapterMethod.SaRA => new SaRAAttention(dim, heads),
             AdapterMethod.Eva => new EvaAttention(dim, heads),
+            AdapterMethod.AdaLoRA => new AdaLoRAAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

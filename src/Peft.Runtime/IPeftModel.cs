@@ -103,5 +103,12 @@ namespace Peft.Runtime
         /// <param name="batches">Model inputs; cycled until every layer has converged.</param>
         /// <param name="options">EVA's settings; null for PEFT's defaults.</param>
         void InitializeEva(IEnumerable<TorchSharp.torch.Tensor> batches, EvaOptions? options = null);
+
+        /// <summary>
+        /// The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA) for the 0-based training step
+        /// <paramref name="step"/>: call it after <c>optimizer.step()</c> and before the gradients are zeroed
+        /// (<c>AdapterTrainer</c> does). Only the active adapters are updated; without such adapters it does nothing.
+        /// </summary>
+        void UpdateAndAllocate(int step);
     }
 }

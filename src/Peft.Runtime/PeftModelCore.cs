@@ -291,6 +291,9 @@ namespace Peft.Runtime
         public void InitializeEva(IEnumerable<Tensor> batches, EvaOptions? options = null) =>
             Eva.Initialize(this, batches, options ?? new EvaOptions());
 
+        /// <inheritdoc />
+        public void UpdateAndAllocate(int step) => RankAllocation.UpdateAndAllocate(_layers, step);
+
         /// <summary>Total scalars in the model, frozen ones included.</summary>
         public long TotalParameterCount => _root.parameters().Sum(p => p.numel());
 

@@ -33,6 +33,31 @@ namespace Peft
 
             /// <summary>For an enum property, the JSON text written for each value by its number; empty otherwise.</summary>
             public string[] EnumJson { get; }
+
+            /// <summary>A double written as an integer when integral (AdaLoRA's <c>lora_alpha</c>: PEFT keeps the <c>8</c> its users type).</summary>
+            public bool IntegralAsInteger { get; set; }
+        }
+
+        /// <summary>
+        /// The rules of a method whose ranks change during training, checked on its attribute's named arguments
+        /// (defaults from <see cref="Method.Defaults"/>, else the shared field that the property sets).
+        /// </summary>
+        internal enum RankSchedule
+        {
+            /// <summary>Fixed ranks.</summary>
+            None,
+
+            /// <summary>
+            /// AdaLoRA: <c>TotalSteps</c> given and ≥ 1 (PEFT018), <c>Tinit &lt; TotalSteps − Tfinal</c> (PEFT019),
+            /// <c>InitRank ≥ targetRank</c> (PEFT020), <c>Beta1</c>, <c>Beta2</c> in (0, 1) (PEFT021), <c>DeltaT ≥ 1</c> (PEFT023).
+            /// </summary>
+            Pruned,
+
+            /// <summary>
+            /// IncreLoRA: <c>InitRank ≤ targetRank ≤ MaxRank</c> (PEFT022), <c>Beta1</c>, <c>Beta2</c> in (0, 1) (PEFT021),
+            /// <c>Interval</c>, <c>TopH</c>, <c>RankIncrement</c> ≥ 1 (PEFT023).
+            /// </summary>
+            Grown,
         }
 
         /// <summary>What bounds a size argument of an attribute's constructor, as the method's runtime layer checks it.</summary>
@@ -112,6 +137,12 @@ namespace Peft
 
             /// <summary>Attribute properties (doubles or ints) that must be at least 0 (PEFT029), e.g. SaRA's <c>Threshold</c>.</summary>
             public string[] NonNegative { get; init; } = new string[0];
+
+            /// <summary>How its ranks change during training, and so which of PEFT018–PEFT023 apply.</summary>
+            public RankSchedule Schedule { get; init; }
+
+            /// <summary>Defaults of named attribute properties that no shared field sets (the analyzers' view of the attribute).</summary>
+            public (string Property, double Value)[] Defaults { get; init; } = new (string, double)[0];
         }
 
         /// <summary>The key every config holds once: the method itself.</summary>
@@ -182,6 +213,36 @@ namespace Peft
                 new Field("init_weights", null, "true"),
                 new Field("fan_in_fan_out", null, "false"))
                 { Sizes = new[] { new Size("rank", Bound.RankWithinSparseBudget) }, NonNegative = new[] { "Threshold", "ReselectAfter", "NuclearNormWeight" } },
+            // PEFT's AdaLoraConfig: all held once (AdaLoRA ignores alpha_pattern); rank_pattern lists layers (the masks).
+            new Method("AdaLoRA", "ADALORA", new string[0],
+                new Field("r", null, "8"),
+                new Field("lora_alpha", "Alpha", "8") { IntegralAsInteger = true },
+                new Field("lora_dropout", "Dropout", "0.0"),
+                new Field("use_rslora", null, "false"),
+                new Field("use_dora", null, "false"),
+                new Field("fan_in_fan_out", null, "false"),
+                new Field("bias", null, "\"none\""),
+                new Field("init_lora_weights", null, "true"),
+                new Field("init_r", "InitRank", "12"),
+                new Field("target_r", "TargetRank", "8"),
+                new Field("tinit", "Tinit", "0"),
+                new Field("tfinal", "Tfinal", "0"),
+                new Field("deltaT", "DeltaT", "1"),
+                new Field("beta1", "Beta1", "0.85"),
+                new Field("beta2", "Beta2", "0.85"),
+                new Field("orth_reg_weight", "OrthRegWeight", "0.5"),
+                new Field("total_step", "TotalSteps", "0"))
+                { Sizes = new[] { new Size("targetRank", Bound.Rank) }, Schedule = RankSchedule.Pruned },
+            // Saved as a plain LoRA: each layer's grown rank and alpha go to rank_pattern / alpha_pattern.
+            new Method("IncreLoRA", "LORA", new[] { "r", "lora_alpha" }, LoRAShared("false"))
+            {
+                Sizes = new[] { new Size("targetRank", Bound.Rank) },
+                Schedule = RankSchedule.Grown,
+                Defaults = new[]
+                {
+                    ("InitRank", 1d), ("MaxRank", 16d), ("RankIncrement", 1d), ("TopH", 4d), ("Interval", 50d), ("Beta1", 0.85), ("Beta2", 0.85),
+                },
+            },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

@@ -41,6 +41,14 @@ namespace Peft
         // PEFT029: {0} site, {1} method, {2} option in words, {3} value.
         public const string NegativeOption = "{0}: {1} {2} must be at least 0, got {3}";
 
+        // AdaLoRA / IncreLoRA (PEFT018–PEFT023).
+        public const string TotalStepsMissing = "{0}: AdaLoRA needs TotalSteps, the number of training steps (PEFT's total_step), of at least 1; got {1}";
+        public const string ScheduleEmpty = "{0}: AdaLoRA Tinit {1} must be less than TotalSteps − Tfinal = {2} − {3} = {4}: the budget falls between step Tinit and step TotalSteps − Tfinal";
+        public const string InitRankBelowTarget = "{0}: {1} InitRank {2} is less than the target rank {3}; the budget only falls, so InitRank must be at least the target rank";
+        public const string BetaOutOfRange = "{0}: {1} {2} {3} is outside (0, 1)";
+        public const string IncreLoRARanks = "{0}: IncreLoRA needs InitRank ≤ target rank ≤ MaxRank, got InitRank {1}, target rank {2}, MaxRank {3}";
+        public const string IntervalTooSmall = "{0}: {1} {2} must be at least 1, got {3}";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

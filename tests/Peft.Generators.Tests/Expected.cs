@@ -179,6 +179,12 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
 
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.Block: RegisterComponents() has not run, so no adapter is wired");
@@ -579,6 +585,12 @@ namespace Peft.Generators.Tests
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
 
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
+
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     private global::Peft.Runtime.PeftModelCore __peftCoreOrThrow => __peftCore ?? throw new global::System.InvalidOperationException("Demo.MultiTask: RegisterComponents() has not run, so no adapter is wired");
@@ -813,6 +825,12 @@ namespace Peft.Generators.Tests
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
                     [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
                     public void InitializeEva(global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor> batches, global::Peft.Runtime.EvaOptions? options = null) => __peftCoreOrThrow.InitializeEva(batches, options);
+
+                    /// <summary>The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).</summary>
+                    /// <param name="step">The 0-based training step.</param>
+                    [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]
+                    [global::System.Diagnostics.CodeAnalysis.ExcludeFromCodeCoverage]
+                    public void UpdateAndAllocate(int step) => __peftCoreOrThrow.UpdateAndAllocate(step);
 
                     /// <summary>Creates the adapter <c>math_code</c> from <c>math</c>, <c>code</c> (weights 0.5, 0.5; density 0.5) on every adapter layer of the model that holds them all, as <c>[MergeWith]</c> declares: TIES (trim, elect sign, agreeing mean) re-factorised by truncated SVD. The result is a LoRA adapter (scaling 1), inactive until selected.</summary>
                     [global::System.CodeDom.Compiler.GeneratedCode("Peft.Generators", "{{Version}}")]

@@ -40,6 +40,7 @@ namespace Peft.Generators.Tests
 
         private static string TypeName(Type type) =>
             type == typeof(string) ? "string"
+            : type == typeof(int) ? "int" // keywords, as SymbolDisplayFormat.FullyQualifiedFormat shows them
             : type.IsArray ? TypeName(type.GetElementType()!) + "[]"
             : type.IsGenericType
                 ? "global::" + type.GetGenericTypeDefinition().FullName![..type.GetGenericTypeDefinition().FullName!.IndexOf('`')].Replace('+', '.')

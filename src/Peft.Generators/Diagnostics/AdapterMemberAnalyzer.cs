@@ -42,7 +42,13 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.MixedMethods,
             DiagnosticDescriptors.SharedConfigMismatch,
             DiagnosticDescriptors.SparseRankTooLarge,
-            DiagnosticDescriptors.NegativeOption);
+            DiagnosticDescriptors.NegativeOption,
+            DiagnosticDescriptors.TotalStepsMissing,
+            DiagnosticDescriptors.ScheduleEmpty,
+            DiagnosticDescriptors.InitRankBelowTarget,
+            DiagnosticDescriptors.BetaOutOfRange,
+            DiagnosticDescriptors.IncreLoRARanks,
+            DiagnosticDescriptors.IntervalTooSmall);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -164,6 +170,8 @@ namespace Peft.Generators.Diagnostics
             {
                 TypedConstantKind.Enum when field.EnumJson.Length > 0 =>
                     value.Value is int index && index >= 0 && index < field.EnumJson.Length ? field.EnumJson[index] : null,
+                TypedConstantKind.Primitive when field.IntegralAsInteger && value.Value is double d && d == Math.Floor(d) && Math.Abs(d) < 1e15 =>
+                    PeftClassView.Invariant((long)d),
                 TypedConstantKind.Primitive when value.Value is not null => AdapterConfigFields.Json(value.Value),
                 _ => null,
             };
@@ -353,6 +361,91 @@ namespace Peft.Generators.Diagnostics
                 if (argument.Key == "Dropout") Report(DiagnosticDescriptors.DropoutOutOfRange, argument.Key, site, dropout);
                 else Report(DiagnosticDescriptors.ProbabilityOutOfRange, argument.Key, site, use.Method, Words(argument.Key), dropout);
             }
+
+            if (rules is not null) CheckSchedule(context, use, site, rules);
+        }
+
+        // ---- PEFT018–PEFT023 -----------------------------------------------------------------------------------
+
+        /// <summary>
+        /// The rules of a method whose ranks change during training (<see cref="AdapterConfigFields.RankSchedule"/>),
+        /// each reported once its values are known (a non-constant argument is skipped), in the runtime's words.
+        /// </summary>
+        private static void CheckSchedule(SymbolAnalysisContext context, AdapterUse use, string site, AdapterConfigFields.Method rules)
+        {
+            if (rules.Schedule == AdapterConfigFields.RankSchedule.None) return;
+            CancellationToken cancellationToken = context.CancellationToken;
+            AttributeData attribute = use.Attribute;
+            void Report(DiagnosticDescriptor descriptor, string property, params object[] args) =>
+                context.ReportDiagnostic(Diagnostic.Create(descriptor, AttributeArguments.ArgumentLocation(attribute, property, cancellationToken),
+                    args.Select(PeftClassView.Invariant).ToArray()));
+            double? Value(string property) => ScheduleValue(attribute, rules, property);
+            string method = use.Method;
+
+            foreach (string beta in new[] { "Beta1", "Beta2" })
+            {
+                if (Value(beta) is { } b && !(b > 0 && b < 1)) Report(DiagnosticDescriptors.BetaOutOfRange, beta, site, method, beta, b);
+            }
+
+            double? target = Value("TargetRank");
+            if (rules.Schedule == AdapterConfigFields.RankSchedule.Pruned)
+            {
+                if (Value("DeltaT") is { } deltaT && deltaT < 1) Report(DiagnosticDescriptors.IntervalTooSmall, "DeltaT", site, method, "DeltaT", deltaT);
+                if (Value("InitRank") is { } init && target is { } t && t >= 1 && init < t)
+                    Report(DiagnosticDescriptors.InitRankBelowTarget, "InitRank", site, method, init, t);
+                if (!HasNamedArgument(attribute, "TotalSteps"))
+                {
+                    Report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, 0);
+                    return;
+                }
+
+                if (Value("TotalSteps") is not { } total) return;
+                if (total < 1)
+                {
+                    Report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, total);
+                    return;
+                }
+
+                if (Value("Tinit") is { } tinit && Value("Tfinal") is { } tfinal && tinit >= total - tfinal)
+                    Report(DiagnosticDescriptors.ScheduleEmpty, HasNamedArgument(attribute, "Tinit") ? "Tinit" : "TotalSteps", site, tinit, total, tfinal, total - tfinal);
+            }
+            else
+            {
+                foreach (string count in new[] { "Interval", "TopH", "RankIncrement" })
+                {
+                    if (Value(count) is { } v && v < 1) Report(DiagnosticDescriptors.IntervalTooSmall, count, site, method, count, v);
+                }
+
+                if (Value("InitRank") is { } init && target is { } t && t >= 1 && Value("MaxRank") is { } max && !(init <= t && t <= max))
+                    Report(DiagnosticDescriptors.IncreLoRARanks, init > t ? "InitRank" : "MaxRank", site, init, t, max);
+            }
+        }
+
+        private static bool HasNamedArgument(AttributeData attribute, string property) =>
+            attribute.NamedArguments.Any(a => a.Key == property);
+
+        /// <summary>An argument's value as a number: given (constant), else the method's default; null when unknown.</summary>
+        private static double? ScheduleValue(AttributeData attribute, AdapterConfigFields.Method rules, string property)
+        {
+            if (AttributeArguments.TryGet(attribute, property, out TypedConstant value))
+            {
+                return value.Kind == TypedConstantKind.Primitive ? value.Value switch
+                {
+                    int i => i,
+                    double d => d,
+                    _ => null,
+                } : null;
+            }
+
+            if (HasArgument(attribute, property) && (attribute.AttributeConstructor is null || HasNamedArgument(attribute, property))) return null;
+            foreach ((string name, double v) in rules.Defaults)
+            {
+                if (name == property) return v;
+            }
+
+            AdapterConfigFields.Field? field = rules.Shared.FirstOrDefault(f => f.Property == property);
+            return field is not null && double.TryParse(field.DefaultJson, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double parsed)
+                ? parsed : (double?)null;
         }
 
         /// <summary><c>RankDropout</c> → <c>rank dropout</c>, as the runtime words it.</summary>

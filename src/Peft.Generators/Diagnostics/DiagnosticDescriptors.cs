@@ -3,7 +3,7 @@ using Microsoft.CodeAnalysis;
 namespace Peft.Generators.Diagnostics
 {
     /// <summary>
-    /// Every diagnostic PeftDsl reports, PEFT001–PEFT016. Where the runtime checks the same rule when
+    /// Every diagnostic PeftDsl reports, PEFT001–PEFT023. Where the runtime checks the same rule when
     /// <c>RegisterComponents()</c> runs (a shape that is no compile-time constant), the message format is the runtime's
     /// own, from <see cref="PeftMessages"/>, so both read the same. An ID with several formats has one descriptor per
     /// format, all of one severity and category.
@@ -298,6 +298,50 @@ namespace Peft.Generators.Diagnostics
             "Adapters of one name differ in what PEFT's config holds once",
             PeftMessages.SharedConfigMismatch,
             "PEFT's adapter_config.json holds one method and one value of each shared field (use_dora, lora_dropout, init_lora_weights, use_rslora, Bone's variant, ...) for every layer of an adapter; only r and alpha may differ per layer. Layers whose adapters share a name but differ otherwise could be trained but not saved.");
+
+        // ---- PEFT018–PEFT023: adaptive ranks (AdaLoRA, IncreLoRA) ---------------------------------------------
+
+        /// <summary>PEFT018: the runtime's <see cref="PeftMessages.TotalStepsMissing"/>.</summary>
+        public static readonly DiagnosticDescriptor TotalStepsMissing = Error(
+            DiagnosticIds.TotalStepsMissing,
+            "AdaLoRA's TotalSteps is missing or below 1",
+            PeftMessages.TotalStepsMissing,
+            "AdaLoRA's budget schedule runs from step Tinit to step TotalSteps − Tfinal, so it needs the number of training steps (PEFT's total_step, which PEFT also requires).");
+
+        /// <summary>PEFT019: the runtime's <see cref="PeftMessages.ScheduleEmpty"/>.</summary>
+        public static readonly DiagnosticDescriptor ScheduleEmpty = Error(
+            DiagnosticIds.ScheduleEmpty,
+            "AdaLoRA's Tinit is not below TotalSteps − Tfinal",
+            PeftMessages.ScheduleEmpty,
+            "The budget falls on a cubic schedule between step Tinit and step TotalSteps − Tfinal; with Tinit ≥ TotalSteps − Tfinal that window is empty (PEFT refuses the same config).");
+
+        /// <summary>PEFT020: the runtime's <see cref="PeftMessages.InitRankBelowTarget"/>.</summary>
+        public static readonly DiagnosticDescriptor InitRankBelowTarget = Error(
+            DiagnosticIds.InitRankBelowTarget,
+            "AdaLoRA's InitRank is below its target rank",
+            PeftMessages.InitRankBelowTarget,
+            "AdaLoRA starts every layer at InitRank and masks ranks until targetRank per layer are left on average; it never adds ranks, so InitRank must be at least targetRank.");
+
+        /// <summary>PEFT021: the runtime's <see cref="PeftMessages.BetaOutOfRange"/>.</summary>
+        public static readonly DiagnosticDescriptor BetaOutOfRange = Error(
+            DiagnosticIds.BetaOutOfRange,
+            "Importance EMA beta is outside (0, 1)",
+            PeftMessages.BetaOutOfRange,
+            "Beta1 and Beta2 smooth the importance and its uncertainty as exponential moving averages; 0 keeps no history and 1 never moves (PEFT asserts 0 < beta < 1).");
+
+        /// <summary>PEFT022: the runtime's <see cref="PeftMessages.IncreLoRARanks"/>.</summary>
+        public static readonly DiagnosticDescriptor IncreLoRARanks = Error(
+            DiagnosticIds.IncreLoRARanks,
+            "IncreLoRA's ranks are out of order",
+            PeftMessages.IncreLoRARanks,
+            "IncreLoRA starts each layer at InitRank and grows ranks until targetRank per layer are used on average; each layer preallocates MaxRank ranks, so InitRank ≤ targetRank ≤ MaxRank.");
+
+        /// <summary>PEFT023: the runtime's <see cref="PeftMessages.IntervalTooSmall"/>.</summary>
+        public static readonly DiagnosticDescriptor IntervalTooSmall = Error(
+            DiagnosticIds.IntervalTooSmall,
+            "Schedule interval or count is below 1",
+            PeftMessages.IntervalTooSmall,
+            "AdaLoRA masks every DeltaT steps; IncreLoRA grows TopH layers by RankIncrement ranks every Interval steps. Each must be at least 1.");
 
         // ---- PEFT028 / PEFT029 -----------------------------------------------------------------------------------
 

@@ -57,6 +57,24 @@ namespace Peft.Generators.Diagnostics
         /// <summary>Layers of one class whose adapters share a name differ in what PEFT's adapter_config.json holds once per adapter.</summary>
         public const string SharedConfigMismatch = "PEFT017";
 
+        /// <summary>AdaLoRA's TotalSteps is missing or below 1.</summary>
+        public const string TotalStepsMissing = "PEFT018";
+
+        /// <summary>AdaLoRA's Tinit is not below TotalSteps − Tfinal: the budget would never fall.</summary>
+        public const string ScheduleEmpty = "PEFT019";
+
+        /// <summary>AdaLoRA's InitRank is below its target rank.</summary>
+        public const string InitRankBelowTarget = "PEFT020";
+
+        /// <summary>An importance EMA's beta (AdaLoRA, IncreLoRA) is outside (0, 1).</summary>
+        public const string BetaOutOfRange = "PEFT021";
+
+        /// <summary>IncreLoRA's ranks are out of order: InitRank ≤ target rank ≤ MaxRank does not hold.</summary>
+        public const string IncreLoRARanks = "PEFT022";
+
+        /// <summary>A schedule interval or count (AdaLoRA's DeltaT; IncreLoRA's Interval, TopH, RankIncrement) is below 1.</summary>
+        public const string IntervalTooSmall = "PEFT023";
+
         /// <summary>Diagnostic property: PEFT017's member, whose name its fix gives the adapter.</summary>
         public const string MemberNameProperty = "PeftMember";
 

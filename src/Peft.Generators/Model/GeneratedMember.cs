@@ -142,7 +142,10 @@ namespace Peft.Generators.Model
             Api("void", "InitializeEva",
                 "EVA's data-driven init of the adapters declared with <c>LoRAInit.Eva</c>: forward passes only, an incremental PCA of each layer's inputs, A from the top components, B = 0, ranks redistributed by explained variance.",
                 new ApiParameter("global::System.Collections.Generic.IEnumerable<global::TorchSharp.torch.Tensor>", "batches", "Model inputs; cycled until every layer has converged."),
-                new ApiParameter("global::Peft.Runtime.EvaOptions?", "options", "EVA's settings; null for PEFT's defaults.", defaultValue: "null")));
+                new ApiParameter("global::Peft.Runtime.EvaOptions?", "options", "EVA's settings; null for PEFT's defaults.", defaultValue: "null")),
+            Api("void", "UpdateAndAllocate",
+                "The per-step rank allocation of adaptive-rank adapters (AdaLoRA, IncreLoRA): call it after <c>optimizer.step()</c>, before the gradients are zeroed (<c>AdapterTrainer</c> does).",
+                new ApiParameter("int", "step", "The 0-based training step.")));
 
         /// <summary>The model-level API: what <c>IPeftModel</c> declares, in the order it is written.</summary>
         public static readonly ImmutableArray<GeneratedMember> ModelApi = All.Where(static m => m.IsModelApi).ToImmutableArray();

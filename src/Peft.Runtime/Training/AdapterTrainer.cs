@@ -14,7 +14,8 @@ namespace Peft.Runtime.Training
     /// optimizer runs, so a NaN or ±Inf stops training with a <see cref="NonFiniteLossException"/> naming the step
     /// (and the parameter, for a gradient) instead of writing NaN into the adapter. After such a stop the parameters
     /// and the optimizer's state are exactly those after the last good step: save them, lower the learning rate, or
-    /// look at the batch.
+    /// look at the batch. On a <c>[PeftModel]</c> with adaptive-rank adapters (AdaLoRA) each step also adds their
+    /// regulariser to the loss and runs <c>UpdateAndAllocate</c> after the optimizer step (0-based step index).
     /// </summary>
     /// <example>
     /// <code>
@@ -112,7 +113,7 @@ namespace Peft.Runtime.Training
             if (MaxGradNorm is double max)
                 nn.utils.clip_grad_norm_(TrainableParameters().Select(p => p.Parameter), max);
             _optimizer.step();
-            CompletedSteps = step;
+            AfterOptimizerStep(step);
             return value;
         }
 
@@ -198,7 +199,7 @@ namespace Peft.Runtime.Training
             if (MaxGradNorm is double max)
                 nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), max);
             _optimizer.step();
-            CompletedSteps = step;
+            AfterOptimizerStep(step);
             return mean;
         }
 
@@ -214,7 +215,20 @@ namespace Peft.Runtime.Training
             var regularizers = _model.modules().Prepend(_model).Distinct().OfType<IAdapterRegularizer>().ToList();
             if (regularizers.Count > 0 && regularizers[(step - 1) % regularizers.Count].RegularizationLoss() is { } term)
                 loss = loss.reshape(Array.Empty<long>()) + term;
+            // Adaptive-rank adapters (AdaLoRA) carry a regulariser, added to the loss as PEFT's model adds it.
+            if (_model is IPeftModel peft && RankAllocation.Regularization(peft.AdapterLayers) is { } regularization)
+                loss = loss.add(regularization.to(loss.dtype));
             return loss;
+        }
+
+        /// <summary>
+        /// What follows every applied update, on every rank alike (the gradients are the averaged ones): adaptive-rank
+        /// adapters allocate with this step's gradients (0-based step index).
+        /// </summary>
+        private void AfterOptimizerStep(int step)
+        {
+            if (_model is IPeftModel allocating) allocating.UpdateAndAllocate(step - 1);
+            CompletedSteps = step;
         }
 
         private static string Ranks(List<int> ranks) => string.Join(", ", ranks);

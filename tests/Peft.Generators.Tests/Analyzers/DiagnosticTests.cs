@@ -394,5 +394,62 @@ namespace Peft.Generators.Tests.Analyzers
               + " MergeWith(\"a\", \"b\", Name = \"tsv\", Method = MergeMethod.Tsv), MergeWith(\"a\", \"b\", Name = \"ties\", Method = MergeMethod.Ties, Density = 0.5, Space = MergeSpace.Core),"
               + " MergeWith(\"a\", \"d\", Name = \"widen\", Method = MergeMethod.Widen), MergeWith(\"a\", \"d\", Name = \"iso\", Method = MergeMethod.IsoC),"
               + " MergeWith(\"a\", \"b\", Name = \"lego\", Method = MergeMethod.LoraLego, Rank = 3, Seed = 7)]"));
-}
+
+        // ---- PEFT018–PEFT023: adaptive ranks ----------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT018_total_steps_missing_or_below_one() => Expect(
+            A($"[{{|#0:AdaLoRA(2)|}}] {M} q = Linear(8, 8); [AdaLoRA(2, TotalSteps = {{|#1:0|}}, Name = \"b\")] {M} k = Linear(8, 8);"),
+            At("PEFT018", 0).WithMessage(Format(PeftMessages.TotalStepsMissing, "Demo.A.q", 0)),
+            At("PEFT018", 1).WithMessage(Format(PeftMessages.TotalStepsMissing, "Demo.A.k", 0)));
+
+        [Fact]
+        public Task PEFT019_tinit_not_below_total_minus_tfinal() => Expect(
+            A($"[AdaLoRA(2, Tinit = {{|#0:60|}}, Tfinal = 40, TotalSteps = 100)] {M} q = Linear(8, 8); [AdaLoRA(2, TotalSteps = {{|#1:5|}}, Tfinal = 5, Name = \"b\")] {M} k = Linear(8, 8);"),
+            At("PEFT019", 0).WithMessage(Format(PeftMessages.ScheduleEmpty, "Demo.A.q", 60, 100, 40, 60)),
+            At("PEFT019", 1).WithMessage(Format(PeftMessages.ScheduleEmpty, "Demo.A.k", 0, 5, 5, 0)));
+
+        [Fact]
+        public Task PEFT020_init_rank_below_target() => Expect(
+            A($"[{{|#0:AdaLoRA(16, TotalSteps = 100)|}}] {M} q = Linear(32, 32); [AdaLoRA(4, InitRank = {{|#1:3|}}, TotalSteps = 100, Name = \"b\")] {M} k = Linear(8, 8);"),
+            At("PEFT020", 0).WithMessage(Format(PeftMessages.InitRankBelowTarget, "Demo.A.q", "AdaLoRA", 12, 16)),
+            At("PEFT020", 1).WithMessage(Format(PeftMessages.InitRankBelowTarget, "Demo.A.k", "AdaLoRA", 3, 4)));
+
+        [Fact]
+        public Task PEFT021_beta_outside_zero_one() => Expect(
+            A($"[AdaLoRA(2, Beta1 = {{|#0:1.0|}}, Beta2 = {{|#1:0|}}, TotalSteps = 10)] {M} q = Linear(8, 8);"),
+            At("PEFT021", 0).WithMessage(Format(PeftMessages.BetaOutOfRange, "Demo.A.q", "AdaLoRA", "Beta1", 1.0)),
+            At("PEFT021", 1).WithMessage(Format(PeftMessages.BetaOutOfRange, "Demo.A.q", "AdaLoRA", "Beta2", 0)));
+
+        [Fact]
+        public Task PEFT023_delta_t_below_one() => Expect(
+            A($"[AdaLoRA(2, DeltaT = {{|#0:0|}}, TotalSteps = 10)] {M} q = Linear(8, 8);"),
+            At("PEFT023", 0).WithMessage(Format(PeftMessages.IntervalTooSmall, "Demo.A.q", "AdaLoRA", "DeltaT", 0)));
+
+        [Fact]
+        public Task PEFT018_to_PEFT023_near_miss_valid_schedules_and_an_integral_alpha_written_either_way() => Expect(
+            A($"[AdaLoRA(2, TotalSteps = 1)] {M} q = Linear(8, 8); [AdaLoRA(2, Alpha = 8.0, TotalSteps = 1)] {M} v = Linear(8, 8); [AdaLoRA(12, Tinit = 10, Tfinal = 10, Beta1 = 0.5, Beta2 = 0.999, TotalSteps = 21, Name = \"b\")] {M} k = Linear(16, 16);"));
+
+        [Fact]
+        public Task PEFT017_adalora_layers_of_one_adapter_share_their_schedule() => Expect(
+            A($"[AdaLoRA(2, TotalSteps = 100)] {M} q = Linear(8, 8); [{{|#0:AdaLoRA(2, TotalSteps = 50)|}}] {M} v = Linear(8, 8);"),
+            At("PEFT017", 0).WithMessage(Format(PeftMessages.SharedConfigMismatch, "Demo.A.v", "default", "total_step", "50", "100", "Demo.A.q")));
+
+        [Fact]
+        public Task PEFT022_increlora_ranks_out_of_order() => Expect(
+            A($"[{{|#0:IncreLoRA(32)|}}] {M} q = Linear(64, 64); [IncreLoRA(4, InitRank = {{|#1:6|}}, Name = \"b\")] {M} k = Linear(8, 8);"),
+            At("PEFT022", 0).WithMessage(Format(PeftMessages.IncreLoRARanks, "Demo.A.q", 1, 32, 16)),
+            At("PEFT022", 1).WithMessage(Format(PeftMessages.IncreLoRARanks, "Demo.A.k", 6, 4, 16)));
+
+        [Fact]
+        public Task PEFT021_PEFT023_increlora_betas_and_counts() => Expect(
+            A($"[IncreLoRA(4, Beta2 = {{|#0:1.5|}}, TopH = {{|#1:0|}}, Interval = {{|#2:-1|}})] {M} q = Linear(8, 8);"),
+            At("PEFT021", 0).WithMessage(Format(PeftMessages.BetaOutOfRange, "Demo.A.q", "IncreLoRA", "Beta2", 1.5)),
+            At("PEFT023", 2).WithMessage(Format(PeftMessages.IntervalTooSmall, "Demo.A.q", "IncreLoRA", "Interval", -1)),
+            At("PEFT023", 1).WithMessage(Format(PeftMessages.IntervalTooSmall, "Demo.A.q", "IncreLoRA", "TopH", 0)));
+
+        [Fact]
+        public Task PEFT022_near_miss_ranks_in_order() => Expect(
+            A($"[IncreLoRA(16)] {M} q = Linear(64, 64); [IncreLoRA(32, MaxRank = 32, InitRank = 32, Name = \"b\")] {M} k = Linear(64, 64);"));
+    }
 }

@@ -151,6 +151,10 @@ namespace Peft.Runtime.IO
         /// </summary>
         public static JsonNode Float(double value) => JsonNode.Parse(AdapterConfigFields.PythonFloat(value))!;
 
+        /// <summary>A number field PEFT keeps as the user typed it (<c>lora_alpha</c>): an integral value as an integer (<c>8</c>), else a float.</summary>
+        public static JsonNode IntegralAsInt(double value) =>
+            value == Math.Floor(value) && Math.Abs(value) < 1e15 ? JsonValue.Create((long)value) : Float(value);
+
         /// <summary>Serialises with sorted keys and two-space indentation, as PEFT's <c>save_pretrained</c>.</summary>
         public static string Serialize(JsonObject config) => config.ToJsonString(Indented);
 
@@ -216,6 +220,7 @@ namespace Peft.Runtime.IO
             ["LOHA"] = LoHaOptions.FromConfig,
             ["LOKR"] = LoKrOptions.FromConfig,
             ["IA3"] = IA3Options.FromConfig,
+            ["ADALORA"] = AdaLoRAOptions.FromConfig,
             ["SHIRA"] = SaRAOptions.FromConfig,
             ["SARA"] = SaRAOptions.FromConfig, // PeftDsl's own: a threshold-selected SaRA adapter, SHiRA's keys
         };

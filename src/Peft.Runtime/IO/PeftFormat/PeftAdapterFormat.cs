@@ -66,14 +66,19 @@ namespace Peft.Runtime.IO
         /// (rank and alpha doubled), PEFT's <c>path_initial_model_for_weight_conversion</c>. See
         /// <see cref="Adapters.LoRALinear.AsPlainLoRA"/>.
         /// </param>
-        public static void Save(PeftModelCore core, string directory, string? only = null, bool relativeToOriginalBase = false)
+        /// <param name="asPlainLoRA">
+        /// AdaLoRA adapters are by default saved as PEFT's AdaLoRA (<c>peft_type: "ADALORA"</c>); with true they are
+        /// written as plain LoRA adapters with <c>rank_pattern</c> / <c>alpha_pattern</c>, for tools that read only LoRA
+        /// (layers that kept no rank are left out). See <see cref="Adapters.AdaLoRALinear.AsPlainLoRA"/>.
+        /// </param>
+        public static void Save(PeftModelCore core, string directory, string? only = null, bool relativeToOriginalBase = false, bool asPlainLoRA = false)
         {
             var units = Units(core, directory, only);
             if (units.Count == 0) throw new InvalidOperationException($"{core.ModelName}: the model has no adapter to save");
 
             using var scope = NewDisposeScope();
             // Everything that can fail on the model's side fails here, before any file is touched.
-            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase)).ToList();
+            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase, asPlainLoRA)).ToList();
 
             Directory.CreateDirectory(directory);
             SaveJournal.Recover(directory);
@@ -105,7 +110,7 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>One adapter folder's tensors and serialised config.</summary>
-        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase)
+        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase, bool asPlainLoRA)
         {
             var tensors = new List<KeyValuePair<string, Tensor>>();
             var settings = new List<(string Path, AdapterSettings Settings)>();
@@ -116,8 +121,15 @@ namespace Peft.Runtime.IO
                         $"{core.ModelName}: cannot save adapter '{unit.Adapter}': layer '{path}' was declared with LoRAInit.Eva and never initialised; call InitializeEva(batches) first");
                 IReadOnlyList<(string Name, Tensor Tensor)> layerTensors;
                 AdapterSettings layerSettings;
-                if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
+                if (asPlainLoRA && layer is Adapters.AdaLoRALinear ada)
+                {
+                    if (ada.AsPlainLoRA(unit.Adapter) is not { } plain) continue; // no rank kept: no LoRA for this layer
+                    (layerTensors, layerSettings) = plain;
+                }
+                else if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
                     (layerTensors, layerSettings) = lora.AsPlainLoRA(unit.Adapter);
+                else if (layer is IFileTensorLayout layout)
+                    (layerTensors, layerSettings) = layout.ForFile(unit.Adapter);
                 else
                     (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
                 foreach (var (name, tensor) in layerTensors)
@@ -346,13 +358,29 @@ namespace Peft.Runtime.IO
                 settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var message in FileWins(configPath, path, unit.Adapter, layer.Settings(unit.Adapter), layerSettings))
                     warnings.Add((configPath, message));
-                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                if (layer is IFileTensorLayout layout)
                 {
-                    string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                    var shape = layer is Adapters.LoRALinear lora ? lora.FileShape(unit.Adapter, name, layerSettings) : parameter.shape;
-                    string adapter = unit.Adapter;
-                    copies.Add((() => layer.AdapterParameters(adapter).First(p => p.Name == name).Parameter, Take(byKey, used, key, shape, weightsPath)));
+                    // The file's tensors differ from the parameters (AdaLoRA's kept ranks): read by the layer's own shapes.
+                    var fileTensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+                    foreach (var (name, shape) in layout.FileShapes(unit.Adapter, layerSettings))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        fileTensors[name] = Take(byKey, used, key, shape, weightsPath);
+                    }
+                    foreach (var (target, source) in layout.FromFile(unit.Adapter, layerSettings, fileTensors))
+                    {
+                        var copyTarget = target;
+                        copies.Add((() => copyTarget, source));
+                    }
                 }
+                else
+                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        var shape = layer is Adapters.LoRALinear lora ? lora.FileShape(unit.Adapter, name, layerSettings) : parameter.shape;
+                        string adapter = unit.Adapter;
+                        copies.Add((() => layer.AdapterParameters(adapter).First(p => p.Name == name).Parameter, Take(byKey, used, key, shape, weightsPath)));
+                    }
                 if (layer is IAdapterBuffers layerBuffers)
                     foreach (var (name, buffer) in layerBuffers.AdapterBuffers(unit.Adapter))
                     {
@@ -402,6 +430,9 @@ namespace Peft.Runtime.IO
             string prefix = path + ".";
             return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         }
+
+        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null) =>
+            Take(byKey, used, key, target.shape, file, shownKey);
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, long[] shape, string file, string? shownKey = null)
         {
