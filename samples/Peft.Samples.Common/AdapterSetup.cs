@@ -11,7 +11,7 @@ public static class AdapterSetup
 {
     /// <summary>
     /// Replaces each adapter <c>default</c> by a fresh one with the same options, on the base weights as they are now,
-    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone).
+    /// optionally with another rank (LoRA, DoRA, LaMDA; α scaled with it, so α / r stays as declared) or block size (Bone).
     /// </summary>
     /// <remarks>
     /// The generated code creates the adapters when the model is constructed, from the attributes. Some methods look
@@ -45,8 +45,17 @@ public static class AdapterSetup
                     bone.AddAdapter("default", options with { Block = rank ?? options.Block });
                     break;
                 }
+                case LaMDALinear lamda:
+                {
+                    // LaMDA starts from W's singular vectors: those of the pre-trained base.
+                    var options = lamda.Options("default");
+                    int r = rank ?? options.Rank;
+                    lamda.DeleteAdapter("default");
+                    lamda.AddAdapter("default", options with { Rank = r, Alpha = options.Alpha * r / options.Rank });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA and Bone adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone and LaMDA adapters only");
             }
         }
         ((IPeftModel)model).SetActiveAdapters("default");

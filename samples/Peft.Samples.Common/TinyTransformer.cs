@@ -19,6 +19,9 @@ public enum AdapterMethod
 
     /// <summary><c>[Bone(8)]</c> (PEFT's MiSS): one block matrix per layer, shared across input blocks.</summary>
     Bone,
+
+    /// <summary><c>[LaMDA(8, Alpha = 16, FreezeBSteps = 90)]</c>: a frozen projection, a trainable 8×8 core, B frozen column by column.</summary>
+    LaMDA,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -82,6 +85,24 @@ public sealed partial class BoneAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>
+/// Attention whose query and value projections get LaMDA adapters: A frozen, an 8×8 core trained, B frozen column by
+/// column over the first 90 steps (the published code's 0.3 of a 300-step run).
+/// </summary>
+[LaMDA(8, Alpha = 16, Dropout = 0.05, FreezeBSteps = 90, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class LaMDAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public LaMDAAttention(int dim, int heads) : base(nameof(LaMDAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -98,6 +119,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.LoRA => new LoRAAttention(dim, heads),
             AdapterMethod.DoRA => new DoRAAttention(dim, heads),
             AdapterMethod.Bone => new BoneAttention(dim, heads),
+            AdapterMethod.LaMDA => new LaMDAAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

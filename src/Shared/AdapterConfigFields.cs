@@ -106,6 +106,9 @@ namespace Peft
 
             /// <summary>Whether a layer of this method can hold the LoRA adapter every <c>[MergeWith]</c> creates (PEFT011).</summary>
             public bool HoldsMergedLoRA { get; init; }
+
+            /// <summary>Attribute properties that count optimizer steps (LaMDA's freezing schedule): each at least 0 (PEFT024).</summary>
+            public string[] StepCounts { get; init; } = new string[0];
         }
 
         /// <summary>The key every config holds once: the method itself.</summary>
@@ -121,6 +124,20 @@ namespace Peft
             new Field("fan_in_fan_out", null, "false"),
             new Field("bias", null, "\"none\""),
             new Field("init_lora_weights", "Init", "true", LoRAInitJson),
+        };
+
+        /// <summary>
+        /// The shared fields of a method saved as exactly a plain LoRA (LaMDA, LoLDU): LoRA's keys, of which only the
+        /// dropout is the attribute's; the others always hold plain LoRA's defaults.
+        /// </summary>
+        private static Field[] PlainLoRAShared() => new[]
+        {
+            new Field("lora_dropout", "Dropout", "0.0"),
+            new Field("use_rslora", null, "false"),
+            new Field("use_dora", null, "false"),
+            new Field("fan_in_fan_out", null, "false"),
+            new Field("bias", null, "\"none\""),
+            new Field("init_lora_weights", null, "true"),
         };
 
         private static Size[] RankWithinInAndOut => new[] { new Size("rank", Bound.RankWithinInAndOut) };
@@ -166,6 +183,9 @@ namespace Peft
             new Method("IA3", "IA3", new string[0],
                 new Field("init_ia3_weights", null, "true"),
                 new Field("fan_in_fan_out", null, "false")),
+            // Saved as exactly a LoRA (A' = S·A); its freezing schedule is training-only, so not in the config.
+            new Method("LaMDA", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
+                { Sizes = RankWithinInAndOut, StepCounts = new[] { "FreezeBStart", "FreezeBSteps" } },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

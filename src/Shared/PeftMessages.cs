@@ -35,6 +35,9 @@ namespace Peft
         // {2} config key, {3} its value there (JSON), {4} the value at the first layer (JSON), {5} the first layer.
         public const string SharedConfigMismatch = "{0}: adapter '{1}' has {2} = {3} here but {4} at {5}; PEFT's adapter_config.json holds one {2} for every layer of an adapter, so give one of these layers another adapter Name";
 
+        // PEFT024: {0} site, {1} method, {2} the option, {3} its value.
+        public const string ScheduleStepsNegative = "{0}: {1} {2} must be at least 0 optimizer steps, got {3}";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

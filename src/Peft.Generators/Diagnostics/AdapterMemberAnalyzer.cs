@@ -40,7 +40,8 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.EmptyAdapterName,
             DiagnosticDescriptors.UnsupportedLayer,
             DiagnosticDescriptors.MixedMethods,
-            DiagnosticDescriptors.SharedConfigMismatch);
+            DiagnosticDescriptors.SharedConfigMismatch,
+            DiagnosticDescriptors.NegativeStepCount);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -329,6 +330,16 @@ namespace Peft.Generators.Diagnostics
                     {
                         if (value > max) Report(DiagnosticDescriptors.RankTooLarge, property, site, label, value, i1, o1, max);
                     }
+                }
+            }
+
+            // PEFT024: the rule table's step counts (LaMDA's freezing schedule) are at least 0.
+            if (rules is not null)
+            {
+                foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+                {
+                    if (System.Array.IndexOf(rules.StepCounts, argument.Key) < 0 || argument.Value is not { Kind: TypedConstantKind.Primitive, Value: int steps } || steps >= 0) continue;
+                    Report(DiagnosticDescriptors.NegativeStepCount, argument.Key, site, use.Method, argument.Key, steps);
                 }
             }
 

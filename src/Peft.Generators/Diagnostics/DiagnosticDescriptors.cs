@@ -281,6 +281,15 @@ namespace Peft.Generators.Diagnostics
             PeftMessages.SharedConfigMismatch,
             "PEFT's adapter_config.json holds one method and one value of each shared field (use_dora, lora_dropout, init_lora_weights, use_rslora, Bone's variant, ...) for every layer of an adapter; only r and alpha may differ per layer. Layers whose adapters share a name but differ otherwise could be trained but not saved.");
 
+        // ---- PEFT024 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT024: the runtime's <see cref="PeftMessages.ScheduleStepsNegative"/>.</summary>
+        public static readonly DiagnosticDescriptor NegativeStepCount = Error(
+            DiagnosticIds.NegativeStepCount,
+            "A count of optimizer steps is negative",
+            PeftMessages.ScheduleStepsNegative,
+            "A schedule option (LaMDA's FreezeBStart and FreezeBSteps) counts optimizer steps: 0 or more.");
+
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 
         /// <summary>PEFT999: {0} class, {1} exception type, message and first stack frame.</summary>

@@ -57,6 +57,9 @@ namespace Peft.Generators.Diagnostics
         /// <summary>Layers of one class whose adapters share a name differ in what PEFT's adapter_config.json holds once per adapter.</summary>
         public const string SharedConfigMismatch = "PEFT017";
 
+        /// <summary>An attribute property that counts optimizer steps (LaMDA's FreezeBStart, FreezeBSteps) is negative.</summary>
+        public const string NegativeStepCount = "PEFT024";
+
         /// <summary>Diagnostic property: PEFT017's member, whose name its fix gives the adapter.</summary>
         public const string MemberNameProperty = "PeftMember";
 

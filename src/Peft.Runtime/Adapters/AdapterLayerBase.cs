@@ -187,8 +187,12 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public abstract Tensor DeltaWeight(string adapter);
 
-        /// <summary>The adapter's parameters in every registered container, e.g. <c>lora_A.&lt;adapter&gt;.weight</c>, <c>hada_w1_a.&lt;adapter&gt;</c>.</summary>
-        public IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        /// <summary>
+        /// The adapter's parameters in every registered container, e.g. <c>lora_A.&lt;adapter&gt;.weight</c>,
+        /// <c>hada_w1_a.&lt;adapter&gt;</c>: those the model trains (<c>FreezeBaseModel</c> leaves exactly these
+        /// trainable). A method whose parameters freeze on a schedule (LaMDA's B) leaves out those no longer trained.
+        /// </summary>
+        public virtual IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
         {
             RequireAdapter(adapter);
             foreach (var (name, dict) in _adapterDicts)
@@ -197,6 +201,30 @@ namespace Peft.Runtime.Adapters
                 foreach (var (key, parameter) in dict.Parameters(adapter))
                     yield return ($"{name}.{key}", parameter);
             }
+        }
+
+        /// <summary>
+        /// The adapter's tensors as its file holds them, by in-memory name (as <see cref="AdapterParameters"/> names them;
+        /// the file key is the layer's path plus this name without the adapter). By default its parameters; a method saved
+        /// in another method's format (LaMDA, LoLDU: a plain LoRA) returns that format's tensors.
+        /// </summary>
+        public virtual IReadOnlyList<(string Name, Tensor Tensor)> FileTensors(string adapter) =>
+            AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList();
+
+        /// <summary>
+        /// Checks tensors read from a file, by the names <see cref="FileTensors"/> gives (their shapes already match), and
+        /// returns what assigns them, which loading runs after the file's settings are applied. Throws
+        /// <see cref="InvalidOperationException"/>, naming this layer, if they do not fit; changes nothing itself. By
+        /// default each is copied into the parameter of its name.
+        /// </summary>
+        public virtual Action PrepareLoad(string adapter, IReadOnlyDictionary<string, Tensor> fileTensors)
+        {
+            var copies = AdapterParameters(adapter).Select(p => (Target: (Tensor)p.Parameter, Source: fileTensors[p.Name])).ToList();
+            return () =>
+            {
+                using var _ = no_grad();
+                foreach (var (target, source) in copies) target.copy_(source.to(target.dtype, target.device));
+            };
         }
 
         /// <inheritdoc />

@@ -48,7 +48,8 @@ namespace Peft.Runtime.Training
         /// <summary>
         /// Runs one step: zeroes the gradients, computes the loss with <paramref name="computeLoss"/>, checks it, runs
         /// <c>backward</c>, checks every gradient, clips (when <see cref="MaxGradNorm"/> is set) and steps the
-        /// optimizer. Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
+        /// optimizer, then tells the model's step-scheduled adapters (<see cref="AdapterSchedule"/>: LaMDA's freezing of B).
+        /// Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
         /// </summary>
         /// <returns>The step's loss.</returns>
         /// <exception cref="NonFiniteLossException">The loss or a gradient is NaN or ±Inf; nothing was updated.</exception>
@@ -82,6 +83,7 @@ namespace Peft.Runtime.Training
                 nn.utils.clip_grad_norm_(TrainableParameters().Select(p => p.Parameter), max);
             _optimizer.step();
             CompletedSteps = step;
+            AdapterSchedule.AfterOptimizerStep(_model, step); // LaMDA's freezing and any other per-step schedule
             return value;
         }
 

@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Peft.Generators.Tests.Analyzers
 {
-    /// <summary>The catalog is whole: PEFT001–PEFT017 and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
+    /// <summary>The catalog is whole: every ID in DiagnosticIds (PEFT001–PEFT017, then methods' own ranges) and the generator's PEFT999, each with a descriptor, a release-tracking row and a documented section.</summary>
     public class CatalogTests
     {
         private static readonly DiagnosticDescriptor[] Descriptors = typeof(DiagnosticDescriptors)
@@ -17,7 +17,22 @@ namespace Peft.Generators.Tests.Analyzers
             .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
             .ToArray();
 
-        private static readonly string[] Ids = Enumerable.Range(1, 17).Select(i => $"PEFT{i:000}").ToArray();
+        /// <summary>Every analyzer ID DiagnosticIds declares (not necessarily contiguous: methods bring ranges of their own), in order.</summary>
+        private static readonly string[] Ids = typeof(DiagnosticIds)
+            .GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.FieldType == typeof(string))
+            .Select(f => (string)f.GetRawConstantValue()!)
+            .Where(v => v.StartsWith("PEFT", StringComparison.Ordinal) && v != DiagnosticIds.InternalError)
+            .Distinct()
+            .OrderBy(v => v, StringComparer.Ordinal)
+            .ToArray();
+
+        [Fact]
+        public void The_ID_list_holds_the_first_wave_and_later_ranges()
+        {
+            Assert.Equal(Enumerable.Range(1, 17).Select(i => $"PEFT{i:000}"), Ids.Take(17));
+            Assert.Contains("PEFT024", Ids);
+        }
 
         /// <summary>Reported by the generator, not by an analyzer: PEFT999, its internal error.</summary>
         private static readonly string[] GeneratorIds = { DiagnosticIds.InternalError };

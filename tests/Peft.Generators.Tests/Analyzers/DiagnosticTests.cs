@@ -335,5 +335,18 @@ namespace Peft.Generators.Tests.Analyzers
             A($"[LoRA(4, Alpha = 8)] {M} q = Linear(8, 8); [LoRA(2, Alpha = 16, Dropout = 0)] {M} k = Linear(8, 8);"
               + $" [DoRA(4, Name = \"d\")] {M} v = Linear(8, 8); [Bone(4, Name = \"bone\")] {M} o = Linear(8, 8); [LoRA(4, Dropout = 0.1, Name = \"drop\")] {M} u = Linear(8, 8);"
               + $" [LoHa(2, Alpha = 4, Name = \"h\")] {M} h1 = Linear(8, 8); [LoHa(4, Alpha = 2, Name = \"h\")] {M} h2 = Linear(8, 8);"));
+    
+        // ---- PEFT024 (and LaMDA's sizes) ------------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT024_negative_lamda_schedule_and_PEFT005_lamda_rank() => Expect(
+            A($"[LaMDA(4, FreezeBSteps = {{|#0:-1|}})] {M} q = Linear(8, 8); [LaMDA(2, FreezeBStart = {{|#1:-5|}}, Name = \"k\")] {M} k = Linear(8, 8); [LaMDA({{|#2:9|}}, Name = \"v\")] {M} v = Linear(8, 16);"),
+            At("PEFT024", 0).WithMessage(Format(PeftMessages.ScheduleStepsNegative, "Demo.A.q", "LaMDA", "FreezeBSteps", -1)),
+            At("PEFT024", 1).WithMessage(Format(PeftMessages.ScheduleStepsNegative, "Demo.A.k", "LaMDA", "FreezeBStart", -5)),
+            At("PEFT005", 2).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.v", "LaMDA", 9, 8, 16, 8)));
+
+        [Fact]
+        public Task PEFT024_near_miss_zero_steps_and_lamda_beside_lora_under_one_name() => Expect(
+            A($"[LaMDA(4, FreezeBSteps = 0, FreezeBStart = 0)] {M} q = Linear(8, 8); [LoRA(4)] {M} k = Linear(8, 8);"));
     }
 }

@@ -62,9 +62,20 @@ public class MixedBatchTests
         return layer;
     }
 
+    private static LaMDALinear LaMDA()
+    {
+        manual_seed(5);
+        var layer = new LaMDALinear("T.u", nn.Linear(6, 5), "a", new LaMDAOptions { Rank = 2, Alpha = 4 });
+        layer.AddAdapter("b", new LaMDAOptions { Rank = 3, Alpha = 3 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Core(n).normal_(0, 0.5);
+        return layer;
+    }
+
     public static IEnumerable<object[]> Layers() => new[]
     {
         new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
+        new object[] { "LaMDA" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
@@ -74,6 +85,7 @@ public class MixedBatchTests
         "Bone" => Bone(BoneVariant.Bone),
         "Bat" => Bone(BoneVariant.Bat),
         "Hydra" => Hydra(),
+        "LaMDA" => LaMDA(),
         _ => throw new ArgumentException(kind),
     };
 

@@ -47,6 +47,7 @@ public sealed class PeftWrittenTests
         "loha" => Pair(new WrittenLoHa()),
         "lokr" => Pair(new WrittenLoKr()),
         "ia3" => Pair(new WrittenIA3()),
+        "lamda" => Pair(new WrittenLaMDA()),
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "no such case"),
     };
 
@@ -204,6 +205,65 @@ public sealed class PeftWrittenTests
             again.LoadAdapters(adapterDir);
             againModule.eval();
             using (no_grad()) TensorAssert.Equal(y, againModule.forward(x));
+        }
+        finally
+        {
+            if (string.IsNullOrEmpty(interopRoot) && Directory.Exists(caseDir)) Directory.Delete(caseDir, true);
+        }
+    }
+
+    /// <summary>Methods saved as exactly a plain LoRA: PEFT's "lora" case's model, base weights and input serve them.</summary>
+    public static TheoryData<string> AsLoRACases => new() { "lamda" };
+
+    /// <summary>
+    /// PEFT's own LoRA file (the "lora" case) loads onto the method's DSL model and gives PEFT's outputs; the method's
+    /// own adapter (random values) saves as a LoRA file that reloads, and with <c>PEFT_INTEROP_OUT</c> set is written
+    /// where PEFT's <c>check</c> loads it onto the plain torch model.
+    /// </summary>
+    [SharedDataTheory(Folder)]
+    [MemberData(nameof(AsLoRACases))]
+    public void SavedAsLoRABothWays(string name)
+    {
+        using var scope = NewDisposeScope();
+        string dir = CaseFolder("lora");
+        using var reference = Safetensors.Read(Path.Combine(dir, "reference.safetensors"));
+        var x = reference.Tensors["x"];
+
+        var (peftModel, peftModule) = Create(name);
+        LoadBase(peftModule, Path.Combine(dir, "base.safetensors"));
+        peftModel.LoadAdapters(dir);
+        peftModule.eval();
+        using (no_grad()) TensorAssert.Close(reference.Tensors["y"], peftModule.forward(x), Rtol, Atol);
+
+        string? interopRoot = Environment.GetEnvironmentVariable(InteropOutVariable);
+        string caseDir = string.IsNullOrEmpty(interopRoot)
+            ? Path.Combine(Path.GetTempPath(), "peftdsl-written-" + name + "-" + Guid.NewGuid().ToString("N"))
+            : Path.Combine(interopRoot, name);
+        try
+        {
+            var (model, module) = Create(name);
+            LoadBase(module, Path.Combine(dir, "base.safetensors"));
+            Randomise(model, seed: 7);
+            module.eval();
+            Tensor y;
+            using (no_grad()) y = module.forward(x);
+            string adapterDir = Path.Combine(caseDir, "adapter");
+            model.SaveAdapters(adapterDir);
+            Assert.Equal("LORA", JsonNode.Parse(File.ReadAllText(Path.Combine(adapterDir, AdapterConfig.FileName)))!["peft_type"]!.GetValue<string>());
+            File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
+            Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
+                new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+
+            var (again, againModule) = Create(name);
+            LoadBase(againModule, Path.Combine(dir, "base.safetensors"));
+            again.LoadAdapters(adapterDir);
+            againModule.eval();
+            using (no_grad()) TensorAssert.Close(y, againModule.forward(x), Rtol, Atol);
+            var (lora, loraModule) = Create("lora");
+            LoadBase(loraModule, Path.Combine(dir, "base.safetensors"));
+            lora.LoadAdapters(adapterDir);
+            loraModule.eval();
+            using (no_grad()) TensorAssert.Close(y, loraModule.forward(x), Rtol, Atol);
         }
         finally
         {

@@ -115,6 +115,8 @@ namespace Peft.Runtime.IO
                 AdapterSettings layerSettings;
                 if (relativeToOriginalBase && layer is Adapters.LoRALinear lora)
                     (layerTensors, layerSettings) = lora.AsPlainLoRA(unit.Adapter);
+                else if (layer is Adapters.AdapterLayerBase adapterLayer)
+                    (layerTensors, layerSettings) = (adapterLayer.FileTensors(unit.Adapter), layer.Settings(unit.Adapter));
                 else
                     (layerTensors, layerSettings) = (layer.AdapterParameters(unit.Adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList(), layer.Settings(unit.Adapter));
                 foreach (var (name, tensor) in layerTensors)
@@ -229,14 +231,18 @@ namespace Peft.Runtime.IO
 
             using (no_grad())
                 foreach (var plan in plans)
+                {
+                    foreach (var assign in plan.Assignments) assign();
                     foreach (var (target, source) in plan.Copies)
                         target.copy_(source.to(target.dtype, target.device));
+                }
         }
 
         private sealed record LoadPlan(
             SafetensorsFile File,
             List<(IAdapterLayer Layer, string Adapter, AdapterSettings Settings)> Settings,
             List<(Tensor Target, Tensor Source)> Copies,
+            List<Action> Assignments,
             List<(string Source, string Message)> Warnings);
 
         /// <summary>
@@ -304,6 +310,7 @@ namespace Peft.Runtime.IO
 
             var settings = new List<(IAdapterLayer, string, AdapterSettings)>();
             var copies = new List<(Tensor, Tensor)>();
+            var assignments = new List<Action>();
             var warnings = new List<(string, string)>();
             foreach (var (path, layer) in unit.Sites)
             {
@@ -321,11 +328,28 @@ namespace Peft.Runtime.IO
                 settings.Add((layer, unit.Adapter, layerSettings));
                 foreach (var message in FileWins(configPath, path, unit.Adapter, layer.Settings(unit.Adapter), layerSettings))
                     warnings.Add((configPath, message));
-                foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                if (layer is Adapters.AdapterLayerBase adapterLayer)
                 {
-                    string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                    copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                    // The layer's own file layout (a LaMDA or LoLDU adapter reads a plain LoRA's tensors).
+                    var sources = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+                    using (NewDisposeScope()) // the layer's current tensors serve only their shapes here
+                        foreach (var (name, expected) in adapterLayer.FileTensors(unit.Adapter))
+                            sources[name] = Take(byKey, used, PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), expected, weightsPath);
+                    try
+                    {
+                        assignments.Add(adapterLayer.PrepareLoad(unit.Adapter, sources));
+                    }
+                    catch (InvalidOperationException ex)
+                    {
+                        throw new InvalidDataException($"{weightsPath}: layer '{path}': {ex.Message}", ex);
+                    }
                 }
+                else
+                    foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
+                    {
+                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        copies.Add((parameter, Take(byKey, used, key, parameter, weightsPath)));
+                    }
                 if (layer is ISharedAdapterTensors shared)
                 {
                     bool inFile = shared.FileHoldsSharedTensors(layerSettings);
@@ -349,7 +373,7 @@ namespace Peft.Runtime.IO
                 throw new InvalidDataException(
                     $"{weightsPath}: key '{(unknown[0].StartsWith(AdapterKeys.ModelPrefix, StringComparison.Ordinal) ? "" : AdapterKeys.Prefix)}{unknown[0]}' matches no parameter of adapter '{unit.Adapter}' nor a [Trainable] module of {core.ModelName}" +
                     (unknown.Count > 1 ? $" ({unknown.Count - 1} more such keys)" : ""));
-            return new LoadPlan(file, settings, copies, warnings);
+            return new LoadPlan(file, settings, copies, assignments, warnings);
         }
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null)

@@ -26,6 +26,7 @@ public sealed class AdapterConfigFieldsTests
         new object[] { "LoHa", new LoHaOptions() },
         new object[] { "LoKr", new LoKrOptions() },
         new object[] { "IA3", new IA3Options() },
+        new object[] { "LaMDA", new LaMDAOptions() },
     };
 
     [Theory]
@@ -45,7 +46,7 @@ public sealed class AdapterConfigFieldsTests
     [Fact]
     public void EveryMethodOfTheDslIsInTheTable() =>
         Assert.Equal(
-            new[] { "Bone", "DoRA", "Hydra", "IA3", "LoHa", "LoKr", "LoRA", "VeRA" },
+            AdapterConfigFields.Methods.Select(m => m.Name).OrderBy(n => n, StringComparer.Ordinal),
             typeof(LoRAAttribute).Assembly.GetTypes().Where(t => t.Namespace == "Peft" && t.Name.EndsWith("Attribute") && t.GetProperty("Targets") is not null)
                 .Select(t => t.Name[..^"Attribute".Length]).OrderBy(n => n, StringComparer.Ordinal));
 
