@@ -22,6 +22,9 @@ public enum AdapterMethod
 
     /// <summary><c>[LaMDA(8, Alpha = 16, FreezeBSteps = 90)]</c>: a frozen projection, a trainable 8×8 core, B frozen column by column.</summary>
     LaMDA,
+
+    /// <summary><c>[LoLDU(32)]</c>: the first 32 pivots of W's LU decomposition trained, 32 numbers per layer.</summary>
+    LoLDU,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -103,6 +106,21 @@ public sealed partial class LaMDAAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>Attention whose query and value projections get LoLDU adapters: 32 of W's LU pivots trained per layer.</summary>
+[LoLDU(32, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class LoLDUAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public LoLDUAttention(int dim, int heads) : base(nameof(LoLDUAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -120,6 +138,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.DoRA => new DoRAAttention(dim, heads),
             AdapterMethod.Bone => new BoneAttention(dim, heads),
             AdapterMethod.LaMDA => new LaMDAAttention(dim, heads),
+            AdapterMethod.LoLDU => new LoLDUAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

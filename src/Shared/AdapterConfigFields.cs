@@ -186,6 +186,9 @@ namespace Peft
             // Saved as exactly a LoRA (A' = S·A); its freezing schedule is training-only, so not in the config.
             new Method("LaMDA", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
                 { Sizes = RankWithinInAndOut, StepCounts = new[] { "FreezeBStart", "FreezeBSteps" } },
+            // Saved as exactly a LoRA on the original W (lora_A = U_r, lora_B = P·L_r·diag(z − z₀), lora_alpha = r).
+            new Method("LoLDU", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
+                { Sizes = RankWithinInAndOut },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

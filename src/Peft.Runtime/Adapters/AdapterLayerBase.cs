@@ -212,12 +212,13 @@ namespace Peft.Runtime.Adapters
             AdapterParameters(adapter).Select(p => (p.Name, (Tensor)p.Parameter.detach())).ToList();
 
         /// <summary>
-        /// Checks tensors read from a file, by the names <see cref="FileTensors"/> gives (their shapes already match), and
+        /// Checks tensors read from a file, by the names <see cref="FileTensors"/> gives (their shapes already match), with
+        /// the file's <paramref name="settings"/> for this layer (already accepted by <see cref="ValidateSettings"/>), and
         /// returns what assigns them, which loading runs after the file's settings are applied. Throws
         /// <see cref="InvalidOperationException"/>, naming this layer, if they do not fit; changes nothing itself. By
         /// default each is copied into the parameter of its name.
         /// </summary>
-        public virtual Action PrepareLoad(string adapter, IReadOnlyDictionary<string, Tensor> fileTensors)
+        public virtual Action PrepareLoad(string adapter, AdapterSettings settings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
             var copies = AdapterParameters(adapter).Select(p => (Target: (Tensor)p.Parameter, Source: fileTensors[p.Name])).ToList();
             return () =>

@@ -179,7 +179,7 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <summary>A LoRA file's factors: A = <c>lora_A</c>, S = I, B = <c>lora_B</c> (and B's frozen columns keep the file's values).</summary>
-        public override Action PrepareLoad(string adapter, IReadOnlyDictionary<string, Tensor> fileTensors)
+        public override Action PrepareLoad(string adapter, AdapterSettings settings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
             var a = fileTensors[$"lora_A.{adapter}.weight"];
             var b = fileTensors[$"lora_B.{adapter}.weight"];

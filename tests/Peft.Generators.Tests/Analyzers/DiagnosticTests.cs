@@ -346,7 +346,14 @@ namespace Peft.Generators.Tests.Analyzers
             At("PEFT005", 2).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.v", "LaMDA", 9, 8, 16, 8)));
 
         [Fact]
+        public Task PEFT004_PEFT005_PEFT007_loldu() => Expect(
+            A($"[LoLDU({{|#0:0|}})] {M} q = Linear(8, 8); [LoLDU({{|#1:9|}}, Name = \"k\")] {M} k = Linear(8, 16); [LoLDU(8, Dropout = {{|#2:1|}}, Name = \"v\")] {M} v = Linear(8, 16);"),
+            At("PEFT004", 0).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.q", "LoLDU", 0)),
+            At("PEFT005", 1).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.k", "LoLDU", 9, 8, 16, 8)),
+            At("PEFT007", 2).WithMessage(Format(PeftMessages.DropoutOutOfRange, "Demo.A.v", 1.0)));
+
+        [Fact]
         public Task PEFT024_near_miss_zero_steps_and_lamda_beside_lora_under_one_name() => Expect(
-            A($"[LaMDA(4, FreezeBSteps = 0, FreezeBStart = 0)] {M} q = Linear(8, 8); [LoRA(4)] {M} k = Linear(8, 8);"));
+            A($"[LaMDA(4, FreezeBSteps = 0, FreezeBStart = 0)] {M} q = Linear(8, 8); [LoRA(4)] {M} k = Linear(8, 8); [LoLDU(8)] {M} v = Linear(8, 16);"));
     }
 }

@@ -230,15 +230,7 @@ public class LaMDATests
         var (root, q, v) = Build(5);
         MiscAdapterKit.Attach(root).SaveAdapters(folder.Path);
 
-        var keys = MiscAdapterKit.Keys(folder.Path);
-        Assert.Equal(new[] { "base_model.model.q.lora_A.weight", "base_model.model.q.lora_B.weight", "base_model.model.v.lora_A.weight", "base_model.model.v.lora_B.weight" },
-            keys.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray());
-        Assert.Equal(new long[] { 4, 16 }, keys["base_model.model.q.lora_A.weight"]);
-        Assert.Equal(new long[] { 20, 2 }, keys["base_model.model.v.lora_B.weight"]);
-        var config = MiscAdapterKit.Config(folder.Path);
-        Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
-        Assert.Equal(2, config["r"]!.GetValue<int>());
-        Assert.Equal(4, config["rank_pattern"]!["q"]!.GetValue<int>());
+        var config = MiscAdapterKit.AssertPlainLoRAOfQV(folder.Path, q, v, root);
         Assert.Equal(8, config["alpha_pattern"]!["q"]!.GetValue<int>());
         Assert.Equal(0.1, config["lora_dropout"]!.GetValue<double>());
         Assert.False(config["use_dora"]!.GetValue<bool>());
@@ -257,19 +249,14 @@ public class LaMDATests
         TensorAssert.Close(v.forward(xv), v2.forward(xv), 1e-5, 1e-6);
         TensorAssert.Equal(eye(4), q2.Core("default"));
 
-        // Into plain LoRA layers: the same outputs.
+        // A LoRA's file into LaMDA layers (the other way).
         manual_seed(3);
         var lq = (LoRALinear)LoRA.Wrap(nn.Linear(16, 8), "T.q", "default", new LoRAOptions { Rank = 4, Alpha = 8, Dropout = 0.1 });
         var lv = (LoRALinear)LoRA.Wrap(nn.Linear(12, 20), "T.v", "default", new LoRAOptions { Rank = 2, Alpha = 3, Dropout = 0.1 });
         var root3 = nn.Sequential(("q", lq), ("v", lv));
         MiscAdapterKit.CopyBase(root, root3);
-        MiscAdapterKit.Attach(root3).LoadAdapters(folder.Path);
-        lq.eval(); lv.eval();
-        TensorAssert.Close(q.forward(xq), lq.forward(xq), 1e-5, 1e-6);
-        TensorAssert.Close(v.forward(xv), lv.forward(xv), 1e-5, 1e-6);
-
-        // A LoRA's file into LaMDA layers (the other way).
         MiscAdapterKit.Randomize(root3, 8);
+        lq.eval(); lv.eval();
         using var loraFolder = new TempFolder();
         MiscAdapterKit.Attach(root3).SaveAdapters(loraFolder.Path);
         MiscAdapterKit.Attach(root2).LoadAdapters(loraFolder.Path);

@@ -72,10 +72,21 @@ public class MixedBatchTests
         return layer;
     }
 
+    private static LoLDULinear LoLDU()
+    {
+        manual_seed(6);
+        var layer = new LoLDULinear("T.w", nn.Linear(6, 5), "a", new LoLDUOptions { Rank = 2 });
+        layer.AddAdapter("b", new LoLDUOptions { Rank = 3 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Z(n).mul_(1.7);
+        return layer;
+    }
+
     public static IEnumerable<object[]> Layers() => new[]
     {
         new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
         new object[] { "LaMDA" },
+        new object[] { "LoLDU" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
@@ -86,6 +97,7 @@ public class MixedBatchTests
         "Bat" => Bone(BoneVariant.Bat),
         "Hydra" => Hydra(),
         "LaMDA" => LaMDA(),
+        "LoLDU" => LoLDU(),
         _ => throw new ArgumentException(kind),
     };
 

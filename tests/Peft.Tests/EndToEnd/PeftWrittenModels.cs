@@ -180,3 +180,16 @@ public sealed partial class WrittenLaMDA : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
 }
+
+[PeftModel]
+public sealed partial class WrittenLoLDU : Module<Tensor, Tensor>
+{
+    [LoLDU(4)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [LoLDU(4)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [LoLDU(4)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    [Trainable] private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public WrittenLoLDU() : base(nameof(WrittenLoLDU)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}

@@ -337,7 +337,7 @@ namespace Peft.Runtime.IO
                             sources[name] = Take(byKey, used, PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), expected, weightsPath);
                     try
                     {
-                        assignments.Add(adapterLayer.PrepareLoad(unit.Adapter, sources));
+                        assignments.Add(adapterLayer.PrepareLoad(unit.Adapter, layerSettings, sources));
                     }
                     catch (InvalidOperationException ex)
                     {

@@ -27,6 +27,7 @@ public sealed class AdapterConfigFieldsTests
         new object[] { "LoKr", new LoKrOptions() },
         new object[] { "IA3", new IA3Options() },
         new object[] { "LaMDA", new LaMDAOptions() },
+        new object[] { "LoLDU", new LoLDUOptions() },
     };
 
     [Theory]
