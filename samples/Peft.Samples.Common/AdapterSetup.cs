@@ -11,7 +11,7 @@ public static class AdapterSetup
 {
     /// <summary>
     /// Replaces each adapter <c>default</c> by a fresh one with the same options, on the base weights as they are now,
-    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA).
+    /// optionally with another rank (LoRA, DoRA, LaMDA, LoLDU; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA).
     /// </summary>
     /// <remarks>
     /// The generated code creates the adapters when the model is constructed, from the attributes. Some methods look
@@ -72,8 +72,25 @@ public static class AdapterSetup
                     });
                     break;
                 }
+                case LaMDALinear lamda:
+                {
+                    // LaMDA starts from W's singular vectors: those of the pre-trained base.
+                    var options = lamda.Options("default");
+                    int r = rank ?? options.Rank;
+                    lamda.DeleteAdapter("default");
+                    lamda.AddAdapter("default", options with { Rank = r, Alpha = options.Alpha * r / options.Rank });
+                    break;
+                }
+                case LoLDULinear loldu:
+                {
+                    // LoLDU's factors are the LU decomposition of W: that of the pre-trained base.
+                    var options = loldu.Options("default");
+                    loldu.DeleteAdapter("default");
+                    loldu.AddAdapter("default", options with { Rank = rank ?? options.Rank });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA and AdaLoRA adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA, AdaLoRA, LaMDA and LoLDU adapters only");
             }
         }
         model.SetActiveAdapters("default");

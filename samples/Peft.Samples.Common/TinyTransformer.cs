@@ -29,6 +29,12 @@ public enum AdapterMethod
     /// until 4 per layer are left on average (AdapterTrainer runs the allocation each step).
     /// </summary>
     AdaLoRA,
+
+    /// <summary><c>[LaMDA(8, Alpha = 16, FreezeBSteps = 90)]</c>: a frozen projection, a trainable 8×8 core, B frozen column by column.</summary>
+    LaMDA,
+
+    /// <summary><c>[LoLDU(32)]</c>: the first 32 pivots of W's LU decomposition trained, 32 numbers per layer.</summary>
+    LoLDU,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -143,6 +149,39 @@ public sealed partial class AdaLoRAAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>
+/// Attention whose query and value projections get LaMDA adapters: A frozen, an 8×8 core trained, B frozen column by
+/// column over the first 90 steps (the published code's 0.3 of a 300-step run).
+/// </summary>
+[LaMDA(8, Alpha = 16, Dropout = 0.05, FreezeBSteps = 90, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class LaMDAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public LaMDAAttention(int dim, int heads) : base(nameof(LaMDAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
+/// <summary>Attention whose query and value projections get LoLDU adapters: 32 of W's LU pivots trained per layer.</summary>
+[LoLDU(32, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class LoLDUAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public LoLDUAttention(int dim, int heads) : base(nameof(LoLDUAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -162,6 +201,8 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.SaRA => new SaRAAttention(dim, heads),
             AdapterMethod.Eva => new EvaAttention(dim, heads),
             AdapterMethod.AdaLoRA => new AdaLoRAAttention(dim, heads),
+            AdapterMethod.LaMDA => new LaMDAAttention(dim, heads),
+            AdapterMethod.LoLDU => new LoLDUAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

@@ -143,6 +143,9 @@ namespace Peft
 
             /// <summary>Defaults of named attribute properties that no shared field sets (the analyzers' view of the attribute).</summary>
             public (string Property, double Value)[] Defaults { get; init; } = new (string, double)[0];
+
+            /// <summary>Attribute properties that count optimizer steps (LaMDA's freezing schedule): each at least 0 (PEFT024).</summary>
+            public string[] StepCounts { get; init; } = new string[0];
         }
 
         /// <summary>The key every config holds once: the method itself.</summary>
@@ -160,6 +163,20 @@ namespace Peft
             new Field("fan_in_fan_out", null, "false"),
             new Field("bias", null, "\"none\""),
             new Field("init_lora_weights", "Init", "true", LoRAInitJson),
+        };
+
+        /// <summary>
+        /// The shared fields of a method saved as exactly a plain LoRA (LaMDA, LoLDU): LoRA's keys, of which only the
+        /// dropout is the attribute's; the others always hold plain LoRA's defaults.
+        /// </summary>
+        private static Field[] PlainLoRAShared() => new[]
+        {
+            new Field("lora_dropout", "Dropout", "0.0"),
+            new Field("use_rslora", null, "false"),
+            new Field("use_dora", null, "false"),
+            new Field("fan_in_fan_out", null, "false"),
+            new Field("bias", null, "\"none\""),
+            new Field("init_lora_weights", null, "true"),
         };
 
         private static Size[] RankWithinInAndOut => new[] { new Size("rank", Bound.RankWithinInAndOut) };
@@ -243,6 +260,12 @@ namespace Peft
                     ("InitRank", 1d), ("MaxRank", 16d), ("RankIncrement", 1d), ("TopH", 4d), ("Interval", 50d), ("Beta1", 0.85), ("Beta2", 0.85),
                 },
             },
+            // Saved as exactly a LoRA (A' = S·A); its freezing schedule is training-only, so not in the config.
+            new Method("LaMDA", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
+                { Sizes = RankWithinInAndOut, StepCounts = new[] { "FreezeBStart", "FreezeBSteps" } },
+            // Saved as exactly a LoRA on the original W (lora_A = U_r, lora_B = P·L_r·diag(z − z₀), lora_alpha = r).
+            new Method("LoLDU", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
+                { Sizes = RankWithinInAndOut },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

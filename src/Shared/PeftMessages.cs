@@ -49,6 +49,9 @@ namespace Peft
         public const string IncreLoRARanks = "{0}: IncreLoRA needs InitRank ≤ target rank ≤ MaxRank, got InitRank {1}, target rank {2}, MaxRank {3}";
         public const string IntervalTooSmall = "{0}: {1} {2} must be at least 1, got {3}";
 
+        // PEFT024: {0} site, {1} method, {2} the option, {3} its value.
+        public const string ScheduleStepsNegative = "{0}: {1} {2} must be at least 0 optimizer steps, got {3}";
+
         public static string Format(string format, params object[] args) =>
             string.Format(System.Globalization.CultureInfo.InvariantCulture, format, args);
     }

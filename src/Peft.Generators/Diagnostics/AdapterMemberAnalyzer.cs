@@ -48,7 +48,8 @@ namespace Peft.Generators.Diagnostics
             DiagnosticDescriptors.InitRankBelowTarget,
             DiagnosticDescriptors.BetaOutOfRange,
             DiagnosticDescriptors.IncreLoRARanks,
-            DiagnosticDescriptors.IntervalTooSmall);
+            DiagnosticDescriptors.IntervalTooSmall,
+            DiagnosticDescriptors.NegativeStepCount);
 
         /// <inheritdoc/>
         public override void Initialize(AnalysisContext context)
@@ -344,6 +345,16 @@ namespace Peft.Generators.Diagnostics
                         if ((long)value * (i1 + o1) > i1 * o1)
                             Report(DiagnosticDescriptors.SparseRankTooLarge, property, site, label, value, i1, o1, (long)value * (i1 + o1), i1 * o1, i1 * o1 / (i1 + o1));
                     }
+                }
+            }
+
+            // PEFT024: the rule table's step counts (LaMDA's freezing schedule) are at least 0.
+            if (rules is not null)
+            {
+                foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+                {
+                    if (System.Array.IndexOf(rules.StepCounts, argument.Key) < 0 || argument.Value is not { Kind: TypedConstantKind.Primitive, Value: int steps } || steps >= 0) continue;
+                    Report(DiagnosticDescriptors.NegativeStepCount, argument.Key, site, use.Method, argument.Key, steps);
                 }
             }
 

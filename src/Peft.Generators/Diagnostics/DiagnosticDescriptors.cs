@@ -386,6 +386,15 @@ namespace Peft.Generators.Diagnostics
             "{0}: [MergeWith] method {1} in full space spreads the mean singular value over every direction, so the merge of these LoRA adapters is full-rank and its truncation to the new adapter's rank keeps little of it; add Space = MergeSpace.Core to stay exact and low-rank",
             "Iso-C and Iso-CTS set every singular value of the merged delta to their mean. On the full [out, in] delta of LoRA sources that includes the min(out, in) − R directions where the sum is zero, so the result has full rank, and the LoRA adapter the merge creates holds only its truncation. In core space the same operation runs on the R×R core and the result is exact at rank ≤ R.");
 
+        // ---- PEFT024 -------------------------------------------------------------------------------------------
+
+        /// <summary>PEFT024: the runtime's <see cref="PeftMessages.ScheduleStepsNegative"/>.</summary>
+        public static readonly DiagnosticDescriptor NegativeStepCount = Error(
+            DiagnosticIds.NegativeStepCount,
+            "A count of optimizer steps is negative",
+            PeftMessages.ScheduleStepsNegative,
+            "A schedule option (LaMDA's FreezeBStart and FreezeBSteps) counts optimizer steps: 0 or more.");
+
         // ---- PEFT999 (reported by the generator, not an analyzer) ----------------------------------------------
 
         /// <summary>PEFT999: {0} class, {1} exception type, message and first stack frame.</summary>

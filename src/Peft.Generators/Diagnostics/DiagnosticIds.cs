@@ -75,6 +75,9 @@ namespace Peft.Generators.Diagnostics
         /// <summary>A schedule interval or count (AdaLoRA's DeltaT; IncreLoRA's Interval, TopH, RankIncrement) is below 1.</summary>
         public const string IntervalTooSmall = "PEFT023";
 
+        /// <summary>An attribute property that counts optimizer steps (LaMDA's FreezeBStart, FreezeBSteps) is negative.</summary>
+        public const string NegativeStepCount = "PEFT024";
+
         /// <summary>Diagnostic property: PEFT017's member, whose name its fix gives the adapter.</summary>
         public const string MemberNameProperty = "PeftMember";
 

@@ -204,8 +204,12 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public abstract Tensor DeltaWeight(string adapter);
 
-        /// <summary>The adapter's parameters in every registered container, e.g. <c>lora_A.&lt;adapter&gt;.weight</c>, <c>hada_w1_a.&lt;adapter&gt;</c>.</summary>
-        public IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
+        /// <summary>
+        /// The adapter's parameters in every registered container, e.g. <c>lora_A.&lt;adapter&gt;.weight</c>,
+        /// <c>hada_w1_a.&lt;adapter&gt;</c>: those the model trains (<c>FreezeBaseModel</c> leaves exactly these
+        /// trainable). A method whose parameters freeze on a schedule (LaMDA's B) leaves out those no longer trained.
+        /// </summary>
+        public virtual IEnumerable<(string Name, Parameter Parameter)> AdapterParameters(string adapter)
         {
             RequireAdapter(adapter);
             foreach (var (name, dict) in _adapterDicts)

@@ -80,7 +80,8 @@ namespace Peft.Runtime.Training
         /// <c>backward</c>, checks every gradient, clips (when <see cref="MaxGradNorm"/> is set) and steps the
         /// optimizer. Where the model holds adapter layers with a regulariser (<see cref="IAdapterRegularizer"/>: SaRA's
         /// nuclear norm), one layer's term per step, in turn, is added to the loss first, and the returned loss includes
-        /// it. Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
+        /// it; after the step it tells the model's step-scheduled adapters (<see cref="AdapterSchedule"/>: LaMDA's freezing
+        /// of B). Tensors made inside <paramref name="computeLoss"/> are disposed when the step ends.
         /// </summary>
         /// <returns>The step's loss; with a <see cref="Communicator"/>, the mean of every rank's loss.</returns>
         /// <exception cref="NonFiniteLossException">The loss or a gradient is NaN or ±Inf; nothing was updated.</exception>
@@ -229,6 +230,7 @@ namespace Peft.Runtime.Training
         {
             if (_model is IPeftModel allocating) allocating.UpdateAndAllocate(step - 1);
             CompletedSteps = step;
+            AdapterSchedule.AfterOptimizerStep(_model, step); // LaMDA's freezing and any other per-step schedule
         }
 
         private static string Ranks(List<int> ranks) => string.Join(", ", ranks);

@@ -32,6 +32,7 @@ namespace Peft.Generators.Tests.Analyzers
             foreach (int i in Enumerable.Range(1, 17)) Assert.Contains($"PEFT{i:000}", Ids);
             Assert.Contains("PEFT028", Ids);
             Assert.Contains("PEFT029", Ids);
+            Assert.Contains("PEFT024", Ids);
         }
 
         /// <summary>The IDs that are warnings; every other is an error.</summary>

@@ -451,5 +451,25 @@ namespace Peft.Generators.Tests.Analyzers
         [Fact]
         public Task PEFT022_near_miss_ranks_in_order() => Expect(
             A($"[IncreLoRA(16)] {M} q = Linear(64, 64); [IncreLoRA(32, MaxRank = 32, InitRank = 32, Name = \"b\")] {M} k = Linear(64, 64);"));
+
+        // ---- PEFT024 (and LaMDA's sizes) ------------------------------------------------------------------------
+
+        [Fact]
+        public Task PEFT024_negative_lamda_schedule_and_PEFT005_lamda_rank() => Expect(
+            A($"[LaMDA(4, FreezeBSteps = {{|#0:-1|}})] {M} q = Linear(8, 8); [LaMDA(2, FreezeBStart = {{|#1:-5|}}, Name = \"k\")] {M} k = Linear(8, 8); [LaMDA({{|#2:9|}}, Name = \"v\")] {M} v = Linear(8, 16);"),
+            At("PEFT024", 0).WithMessage(Format(PeftMessages.ScheduleStepsNegative, "Demo.A.q", "LaMDA", "FreezeBSteps", -1)),
+            At("PEFT024", 1).WithMessage(Format(PeftMessages.ScheduleStepsNegative, "Demo.A.k", "LaMDA", "FreezeBStart", -5)),
+            At("PEFT005", 2).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.v", "LaMDA", 9, 8, 16, 8)));
+
+        [Fact]
+        public Task PEFT004_PEFT005_PEFT007_loldu() => Expect(
+            A($"[LoLDU({{|#0:0|}})] {M} q = Linear(8, 8); [LoLDU({{|#1:9|}}, Name = \"k\")] {M} k = Linear(8, 16); [LoLDU(8, Dropout = {{|#2:1|}}, Name = \"v\")] {M} v = Linear(8, 16);"),
+            At("PEFT004", 0).WithMessage(Format(PeftMessages.RankTooSmall, "Demo.A.q", "LoLDU", 0)),
+            At("PEFT005", 1).WithMessage(Format(PeftMessages.RankTooLarge, "Demo.A.k", "LoLDU", 9, 8, 16, 8)),
+            At("PEFT007", 2).WithMessage(Format(PeftMessages.DropoutOutOfRange, "Demo.A.v", 1.0)));
+
+        [Fact]
+        public Task PEFT024_near_miss_zero_steps_and_lamda_beside_lora_under_one_name() => Expect(
+            A($"[LaMDA(4, FreezeBSteps = 0, FreezeBStart = 0)] {M} q = Linear(8, 8); [LoRA(4)] {M} k = Linear(8, 8); [LoLDU(8)] {M} v = Linear(8, 16);"));
     }
 }

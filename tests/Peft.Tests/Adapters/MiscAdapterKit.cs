@@ -85,6 +85,36 @@ internal static class MiscAdapterKit
                 if (name.Contains("base_layer.", StringComparison.Ordinal)) target[name].copy_(p);
     }
 
+    /// <summary>
+    /// For a method saved as exactly a LoRA, on root = (q: Linear(16, 8) rank 4, v: Linear(12, 20) rank 2): the file in
+    /// <paramref name="directory"/> holds PEFT's four LoRA keys with their shapes and <c>peft_type: "LORA"</c>, and plain
+    /// <c>[LoRA]</c> layers on root's base weights load it and give root's eval outputs. Returns the config.
+    /// </summary>
+    public static JsonObject AssertPlainLoRAOfQV(string directory, nn.Module<Tensor, Tensor> q, nn.Module<Tensor, Tensor> v, nn.Module root)
+    {
+        var keys = Keys(directory);
+        Assert.Equal(new[] { "base_model.model.q.lora_A.weight", "base_model.model.q.lora_B.weight", "base_model.model.v.lora_A.weight", "base_model.model.v.lora_B.weight" },
+            keys.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray());
+        Assert.Equal(new long[] { 4, 16 }, keys["base_model.model.q.lora_A.weight"]);
+        Assert.Equal(new long[] { 20, 2 }, keys["base_model.model.v.lora_B.weight"]);
+        var config = Config(directory);
+        Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
+        Assert.Equal(2, config["r"]!.GetValue<int>());
+        Assert.Equal(4, config["rank_pattern"]!["q"]!.GetValue<int>());
+
+        var lq = Runtime.Adapters.LoRA.Wrap(nn.Linear(16, 8), "T.q", "default", new Runtime.Adapters.LoRAOptions { Rank = 4 });
+        var lv = Runtime.Adapters.LoRA.Wrap(nn.Linear(12, 20), "T.v", "default", new Runtime.Adapters.LoRAOptions { Rank = 2 });
+        var lora = nn.Sequential(("q", lq), ("v", lv));
+        CopyBase(root, lora);
+        Attach(lora).LoadAdapters(directory);
+        q.eval(); v.eval(); lq.eval(); lv.eval();
+        var xq = randn(3, 16);
+        var xv = randn(3, 12);
+        TensorAssert.Close(q.forward(xq), lq.forward(xq), 1e-5, 1e-6);
+        TensorAssert.Close(v.forward(xv), lv.forward(xv), 1e-5, 1e-6);
+        return config;
+    }
+
     /// <summary>The JSON array <paramref name="node"/> as strings.</summary>
     public static string[] Strings(JsonNode? node) => ((JsonArray)node!).Select(n => n!.GetValue<string>()).ToArray();
 

@@ -72,10 +72,32 @@ public class MixedBatchTests
         return layer;
     }
 
+    private static LaMDALinear LaMDA()
+    {
+        manual_seed(5);
+        var layer = new LaMDALinear("T.u", nn.Linear(6, 5), "a", new LaMDAOptions { Rank = 2, Alpha = 4 });
+        layer.AddAdapter("b", new LaMDAOptions { Rank = 3, Alpha = 3 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Core(n).normal_(0, 0.5);
+        return layer;
+    }
+
+    private static LoLDULinear LoLDU()
+    {
+        manual_seed(6);
+        var layer = new LoLDULinear("T.w", nn.Linear(6, 5), "a", new LoLDUOptions { Rank = 2 });
+        layer.AddAdapter("b", new LoLDUOptions { Rank = 3 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Z(n).mul_(1.7);
+        return layer;
+    }
+
     public static IEnumerable<object[]> Layers() => new[]
     {
         new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
         new object[] { "SaRA" },
+        new object[] { "LaMDA" },
+        new object[] { "LoLDU" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
@@ -86,6 +108,8 @@ public class MixedBatchTests
         "Bat" => Bone(BoneVariant.Bat),
         "Hydra" => Hydra(),
         "SaRA" => SaRA(),
+        "LaMDA" => LaMDA(),
+        "LoLDU" => LoLDU(),
         _ => throw new ArgumentException(kind),
     };
 

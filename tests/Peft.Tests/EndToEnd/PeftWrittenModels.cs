@@ -179,3 +179,30 @@ public sealed partial class WrittenEva : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
 }
+
+// LaMDA (and other methods saved as exactly a LoRA) on the same model: files PEFT reads as its "lora" case.
+[PeftModel]
+public sealed partial class WrittenLaMDA : Module<Tensor, Tensor>
+{
+    [LaMDA(4, Alpha = 8)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [LaMDA(4, Alpha = 8)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [LaMDA(4, Alpha = 8)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    [Trainable] private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public WrittenLaMDA() : base(nameof(WrittenLaMDA)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}
+
+[PeftModel]
+public sealed partial class WrittenLoLDU : Module<Tensor, Tensor>
+{
+    [LoLDU(4)] private Module<Tensor, Tensor> q = Linear(16, 24);
+    [LoLDU(4)] private Module<Tensor, Tensor> v = Linear(16, 16);
+    [LoLDU(4)] private Module<Tensor, Tensor> f = Linear(16, 16);
+    [Trainable] private Module<Tensor, Tensor> head = Linear(56, 5);
+
+    public WrittenLoLDU() : base(nameof(WrittenLoLDU)) => RegisterComponents();
+
+    public override Tensor forward(Tensor x) => head.forward(cat(new[] { q.forward(x), v.forward(x), f.forward(x) }, -1));
+}

@@ -47,6 +47,8 @@ public sealed class PeftWrittenTests
         "loha" => Pair(new WrittenLoHa()),
         "lokr" => Pair(new WrittenLoKr()),
         "ia3" => Pair(new WrittenIA3()),
+        "lamda" => Pair(new WrittenLaMDA()),
+        "loldu" => Pair(new WrittenLoLDU()),
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "no such case"),
     };
 
@@ -176,6 +178,27 @@ public sealed class PeftWrittenTests
     {
         using var scope = NewDisposeScope();
         string dir = CaseFolder(name);
+        using var reference = Safetensors.Read(Path.Combine(dir, "reference.safetensors"));
+        WriteOwnAdapter(name, dir, reference.Tensors["x"], (y, adapterDir) =>
+        {
+            Assert.False(TensorAssert.Same(reference.Tensors["y"], y)); // our values, not PEFT's
+            var (again, againModule) = Create(name);
+            LoadBase(againModule, Path.Combine(dir, "base.safetensors"));
+            again.LoadAdapters(adapterDir);
+            againModule.eval();
+            using (no_grad()) TensorAssert.Equal(y, againModule.forward(reference.Tensors["x"]));
+        });
+    }
+
+    /// <summary>
+    /// Gives case <paramref name="name"/>'s DSL model, on <paramref name="dir"/>'s base weights, its own random adapter
+    /// (seed 7), computes its eval output y for <paramref name="x"/> and saves the adapter, then runs
+    /// <paramref name="check"/>(y, adapter folder). The folder is temporary, or with <c>PEFT_INTEROP_OUT</c> set
+    /// <c>DIR/&lt;name&gt;/adapter</c> beside <c>base.safetensors</c> and <c>reference.safetensors</c> (x, y): what PEFT's
+    /// <c>check</c> reads.
+    /// </summary>
+    private static void WriteOwnAdapter(string name, string dir, Tensor x, Action<Tensor, string> check)
+    {
         string? interopRoot = Environment.GetEnvironmentVariable(InteropOutVariable);
         string caseDir = string.IsNullOrEmpty(interopRoot)
             ? Path.Combine(Path.GetTempPath(), "peftdsl-written-" + name + "-" + Guid.NewGuid().ToString("N"))
@@ -184,31 +207,94 @@ public sealed class PeftWrittenTests
         {
             var (model, module) = Create(name);
             LoadBase(module, Path.Combine(dir, "base.safetensors"));
+            RemakeOnBase(model);
             Randomise(model, seed: 7);
             module.eval();
-            using var reference = Safetensors.Read(Path.Combine(dir, "reference.safetensors"));
-            var x = reference.Tensors["x"];
             Tensor y;
             using (no_grad()) y = module.forward(x);
-            Assert.False(TensorAssert.Same(reference.Tensors["y"], y)); // our values, not PEFT's
-
             string adapterDir = Path.Combine(caseDir, "adapter");
             model.SaveAdapters(adapterDir);
             Directory.CreateDirectory(caseDir);
             File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
             Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
                 new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
-
-            var (again, againModule) = Create(name);
-            LoadBase(againModule, Path.Combine(dir, "base.safetensors"));
-            again.LoadAdapters(adapterDir);
-            againModule.eval();
-            using (no_grad()) TensorAssert.Equal(y, againModule.forward(x));
+            check(y, adapterDir);
         }
         finally
         {
             if (string.IsNullOrEmpty(interopRoot) && Directory.Exists(caseDir)) Directory.Delete(caseDir, true);
         }
+    }
+
+    /// <summary>Methods saved as exactly a plain LoRA: PEFT's "lora" case's model, base weights and input serve them.</summary>
+    public static TheoryData<string> AsLoRACases => new() { "lamda", "loldu" };
+
+    /// <summary>
+    /// PEFT's own LoRA file (the "lora" case) loads onto the method's DSL model and gives PEFT's outputs (LoLDU refuses it:
+    /// PEFT's random LoRA is no LoLDU update of the layer's weight); the method's own adapter (random values) saves as a
+    /// LoRA file that reloads in the method and in <c>[LoRA]</c>, and with <c>PEFT_INTEROP_OUT</c> set is written where
+    /// PEFT's <c>check</c> loads it onto the plain torch model.
+    /// </summary>
+    [SharedDataTheory(Folder)]
+    [MemberData(nameof(AsLoRACases))]
+    public void SavedAsLoRABothWays(string name)
+    {
+        using var scope = NewDisposeScope();
+        string dir = CaseFolder("lora");
+        using var reference = Safetensors.Read(Path.Combine(dir, "reference.safetensors"));
+        var x = reference.Tensors["x"];
+
+        var (peftModel, peftModule) = Create(name);
+        LoadBase(peftModule, Path.Combine(dir, "base.safetensors"));
+        RemakeOnBase(peftModel);
+        if (name == "loldu")
+        {
+            var ex = Assert.Throws<InvalidDataException>(() => peftModel.LoadAdapters(dir));
+            Assert.Contains("lora_A is not this layer's U_r", ex.Message);
+        }
+        else
+        {
+            peftModel.LoadAdapters(dir);
+            peftModule.eval();
+            using (no_grad()) TensorAssert.Close(reference.Tensors["y"], peftModule.forward(x), Rtol, Atol);
+        }
+
+        WriteOwnAdapter(name, dir, x, (y, adapterDir) =>
+        {
+            Assert.Equal("LORA", JsonNode.Parse(File.ReadAllText(Path.Combine(adapterDir, AdapterConfig.FileName)))!["peft_type"]!.GetValue<string>());
+            foreach (var reader in new[] { name, "lora" })
+            {
+                var (again, againModule) = Create(reader);
+                LoadBase(againModule, Path.Combine(dir, "base.safetensors"));
+                RemakeOnBase(again);
+                again.LoadAdapters(adapterDir);
+                againModule.eval();
+                using (no_grad()) TensorAssert.Close(y, againModule.forward(x), Rtol, Atol);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Makes LaMDA's and LoLDU's adapters again on the base weights just loaded: both read W when an adapter is made
+    /// (LaMDA's singular vectors, LoLDU's LU factors), as a model that loads a pre-trained checkpoint after construction
+    /// must (the samples' AdapterSetup.Recreate does the same).
+    /// </summary>
+    private static void RemakeOnBase(IPeftModel model)
+    {
+        foreach (var (_, layer) in model.AdapterLayers)
+            switch (layer)
+            {
+                case Peft.Runtime.Adapters.LaMDALinear lamda:
+                    var lamdaOptions = lamda.Options("default");
+                    lamda.DeleteAdapter("default");
+                    lamda.AddAdapter("default", lamdaOptions);
+                    break;
+                case Peft.Runtime.Adapters.LoLDULinear loldu:
+                    var lolduOptions = loldu.Options("default");
+                    loldu.DeleteAdapter("default");
+                    loldu.AddAdapter("default", lolduOptions);
+                    break;
+            }
     }
 
     /// <summary>Moves every adapter parameter (and [Trainable] module) off its start, as peft_interop.py's randomise does.</summary>

@@ -367,7 +367,16 @@ namespace Peft.Runtime.IO
                         string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
                         fileTensors[name] = Take(byKey, used, key, shape, weightsPath);
                     }
-                    foreach (var (target, source) in layout.FromFile(unit.Adapter, layerSettings, fileTensors))
+                    IReadOnlyList<(Tensor Target, Tensor Source)> fromFile;
+                    try
+                    {
+                        fromFile = layout.FromFile(unit.Adapter, layerSettings, fileTensors);
+                    }
+                    catch (InvalidOperationException ex)
+                    {
+                        throw new InvalidDataException($"{weightsPath}: layer '{path}': {ex.Message}", ex);
+                    }
+                    foreach (var (target, source) in fromFile)
                     {
                         var copyTarget = target;
                         copies.Add((() => copyTarget, source));

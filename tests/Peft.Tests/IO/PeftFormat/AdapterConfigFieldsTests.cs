@@ -29,6 +29,8 @@ public sealed class AdapterConfigFieldsTests
         new object[] { "SaRA", new SaRAOptions() },
         new object[] { "AdaLoRA", new AdaLoRAOptions() },
         new object[] { "IncreLoRA", new IncreLoRAOptions() },
+        new object[] { "LaMDA", new LaMDAOptions() },
+        new object[] { "LoLDU", new LoLDUOptions() },
     };
 
     [Theory]
@@ -48,7 +50,7 @@ public sealed class AdapterConfigFieldsTests
     [Fact]
     public void EveryMethodOfTheDslIsInTheTable() =>
         Assert.Equal(
-            new[] { "AdaLoRA", "Bone", "DoRA", "Hydra", "IA3", "IncreLoRA", "LoHa", "LoKr", "LoRA", "SaRA", "VeRA" },
+            AdapterConfigFields.Methods.Select(m => m.Name).OrderBy(n => n, StringComparer.Ordinal),
             typeof(LoRAAttribute).Assembly.GetTypes().Where(t => t.Namespace == "Peft" && t.Name.EndsWith("Attribute") && t.GetProperty("Targets") is not null)
                 .Select(t => t.Name[..^"Attribute".Length]).OrderBy(n => n, StringComparer.Ordinal));
 
