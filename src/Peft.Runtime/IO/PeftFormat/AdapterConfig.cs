@@ -193,6 +193,7 @@ namespace Peft.Runtime.IO
             ["IA3"] = IA3Options.FromConfig,
             ["SHIRA"] = SaRAOptions.FromConfig,
             ["SARA"] = SaRAOptions.FromConfig, // PeftDsl's own: a threshold-selected SaRA adapter, SHiRA's keys
+            ["RANDLORA"] = RandLoRAOptions.FromConfig,
         };
 
         /// <summary>
