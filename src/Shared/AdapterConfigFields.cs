@@ -183,7 +183,7 @@ namespace Peft
             // RandLoRA's layers share one pair of random bases: one rank, seed and scaling per adapter (no patterns in PEFT).
             new Method("RandLoRA", "RANDLORA", new string[0],
                 new Field("r", "Rank", "32"),
-                new Field("randlora_alpha", "Alpha", "640"),
+                new Field("randlora_alpha", "Alpha", "640.0"),
                 new Field("randlora_dropout", "Dropout", "0.0"),
                 new Field("projection_prng_key", "ProjectionSeed", "0"),
                 new Field("save_projection", "SaveProjection", "true"),

@@ -32,6 +32,7 @@ public class OptionsMatchAttributesTests
     private static readonly Dictionary<Type, string[]> FileOnly = new()
     {
         [typeof(VeRAOptions)] = new[] { nameof(VeRAOptions.InitialLambdaD) },
+        [typeof(RandLoRAOptions)] = new[] { nameof(RandLoRAOptions.Sparse), nameof(RandLoRAOptions.VerySparse) },
     };
 
     /// <summary>Every adapter attribute of the DSL, found by reflection, so a new method is checked without an entry here.</summary>

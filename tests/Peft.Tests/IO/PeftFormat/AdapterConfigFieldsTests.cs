@@ -27,6 +27,7 @@ public sealed class AdapterConfigFieldsTests
         new object[] { "LoKr", new LoKrOptions() },
         new object[] { "IA3", new IA3Options() },
         new object[] { "SaRA", new SaRAOptions() },
+        new object[] { "RandLoRA", new RandLoRAOptions() },
     };
 
     [Theory]
@@ -46,7 +47,7 @@ public sealed class AdapterConfigFieldsTests
     [Fact]
     public void EveryMethodOfTheDslIsInTheTable() =>
         Assert.Equal(
-            new[] { "Bone", "DoRA", "Hydra", "IA3", "LoHa", "LoKr", "LoRA", "SaRA", "VeRA" },
+            new[] { "Bone", "DoRA", "Hydra", "IA3", "LoHa", "LoKr", "LoRA", "RandLoRA", "SaRA", "VeRA" },
             typeof(LoRAAttribute).Assembly.GetTypes().Where(t => t.Namespace == "Peft" && t.Name.EndsWith("Attribute") && t.GetProperty("Targets") is not null)
                 .Select(t => t.Name[..^"Attribute".Length]).OrderBy(n => n, StringComparer.Ordinal));
 
