@@ -11,7 +11,7 @@ public static class AdapterSetup
 {
     /// <summary>
     /// Replaces each adapter <c>default</c> by a fresh one with the same options, on the base weights as they are now,
-    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA).
+    /// optionally with another rank (LoRA, DoRA; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA, RandLoRA).
     /// </summary>
     /// <remarks>
     /// The generated code creates the adapters when the model is constructed, from the attributes. Some methods look
@@ -53,10 +53,22 @@ public static class AdapterSetup
                     sara.AddAdapter("default", options with { Rank = rank ?? options.Rank });
                     break;
                 }
+                case RandLoRALinear randLora:
+                {
+                    // RandLoRA does not read W; only another rank needs a new adapter (its bases are shared again below).
+                    if (rank is null) break;
+                    var options = randLora.Options("default");
+                    randLora.DeleteAdapter("default");
+                    randLora.AddAdapter("default", options with { Rank = rank.Value, Alpha = options.Alpha * rank.Value / options.Rank });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone and SaRA adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA and RandLoRA adapters only");
             }
         }
+        // Methods whose layers share tensors (RandLoRA's bases) share them again at the new sizes.
+        foreach (var (_, layer) in model.AdapterLayers)
+            if (layer is IModelAwareAdapter aware) aware.OnModelAttached(model.AdapterLayers);
         ((IPeftModel)model).SetActiveAdapters("default");
         model.FreezeBaseModel();
     }

@@ -22,6 +22,9 @@ public enum AdapterMethod
 
     /// <summary><c>[SaRA(8)]</c>: the 8·(in + out) smallest-magnitude weights of q and v train, as a sparse delta.</summary>
     SaRA,
+
+    /// <summary><c>[RandLoRA(8, Alpha = 16)]</c>: λ and γ of q and v train over frozen random bases shared by both (a full-rank update).</summary>
+    RandLoRA,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -100,6 +103,21 @@ public sealed partial class SaRAAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>Attention whose query and value projections train RandLoRA's scalings over shared random bases.</summary>
+[RandLoRA(8, Alpha = 16, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class RandLoRAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public RandLoRAAttention(int dim, int heads) : base(nameof(RandLoRAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -117,6 +135,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.DoRA => new DoRAAttention(dim, heads),
             AdapterMethod.Bone => new BoneAttention(dim, heads),
             AdapterMethod.SaRA => new SaRAAttention(dim, heads),
+            AdapterMethod.RandLoRA => new RandLoRAAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

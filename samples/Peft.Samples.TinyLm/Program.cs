@@ -20,7 +20,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone or SaRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
+        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone, SaRA or RandLoRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
         var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
@@ -153,6 +153,7 @@ public static class Program
                 AdapterMethod.LoRA => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 AdapterMethod.DoRA => $"[[DoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 AdapterMethod.SaRA => $"[[SaRA({rank ?? 8})]]",
+                AdapterMethod.RandLoRA => $"[[RandLoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 _ => $"[[Bone({rank ?? 8})]]",
             };
             string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();
