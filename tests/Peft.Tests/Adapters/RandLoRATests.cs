@@ -89,23 +89,28 @@ public class RandLoRATests
         TensorAssert.Close(ToTensor(NaiveDelta(layer, "default")), layer.DeltaWeight("default"), 1e-12, 1e-12);
     }
 
+    /// <summary>Each shape with each forward: the factored product and ΔW formed once (chosen by size otherwise).</summary>
+    public static IEnumerable<object[]> ShapesAndPaths() => Shapes().SelectMany(s => new[] { s.Append(false).ToArray(), s.Append(true).ToArray() });
+
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void ForwardIsBasePlusTheNaiveDelta(long inF, long outF, int rank)
+    [MemberData(nameof(ShapesAndPaths))]
+    public void ForwardIsBasePlusTheNaiveDelta(long inF, long outF, int rank, bool formDelta)
     {
         using var scope = NewDisposeScope();
         var layer = Make(inF, outF, rank);
+        layer.FormDelta = formDelta;
         var x = randn(5, inF, dtype: float64);
         var expected = nn.functional.linear(x, W(layer).detach().add(ToTensor(NaiveDelta(layer, "default"))), Bias(layer));
         TensorAssert.Close(expected, layer.forward(x), 1e-12, 1e-12);
     }
 
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void GradientsOfLambdaAndGammaMatchTheNaiveSums(long inF, long outF, int rank)
+    [MemberData(nameof(ShapesAndPaths))]
+    public void GradientsOfLambdaAndGammaMatchTheNaiveSums(long inF, long outF, int rank, bool formDelta)
     {
         using var scope = NewDisposeScope();
         var layer = Make(inF, outF, rank, alpha: 6);
+        layer.FormDelta = formDelta;
         var x = randn(5, inF, dtype: float64);
         var w = randn(5, outF, dtype: float64);
         layer.forward(x).mul(w).sum().backward();
@@ -141,6 +146,24 @@ public class RandLoRATests
         Assert.False(layer.BasisA("default").requires_grad);
         Assert.False(layer.BasisB("default").requires_grad);
         Assert.Null(W(layer).grad);
+    }
+
+    [Fact]
+    public void FormsTheDeltaOnceTheTokensOutweighTheLayer()
+    {
+        // d = 1024, r = 16 (k = 1024): the factored product costs 3·N·k·2d, forming ΔW 2·d²·k + N·d²: formed from N > 409.
+        Assert.False(RandLoRALinear.FormsDelta(409, 1024, 1024, 1024));
+        Assert.True(RandLoRALinear.FormsDelta(410, 1024, 1024, 1024));
+        Assert.True(RandLoRALinear.FormsDelta(2048, 1024, 1024, 1024));
+        Assert.False(RandLoRALinear.FormsDelta(1, 6, 10, 8));
+        // Both paths agree, with dropout (which cannot fold into W) taking the factored one in training.
+        using var scope = NewDisposeScope();
+        var layer = Make(10, 6, 4);
+        var x = randn(4, 10, dtype: float64);
+        layer.FormDelta = true;
+        var formed = layer.forward(x);
+        layer.FormDelta = false;
+        TensorAssert.Close(formed, layer.forward(x), 1e-12, 1e-12);
     }
 
     [Fact]
