@@ -26,17 +26,14 @@ namespace Peft.Runtime.Adapters
     {
         private readonly AdapterParameterDict randlora_lambda = new();
         private readonly AdapterParameterDict randlora_gamma = new();
-        private VeRAProjectionDict _basesA = new();
-        private VeRAProjectionDict _basesB = new();
-        private bool _basesShared;
+        private readonly SharedTensorPair _bases;
 
         /// <summary>Wraps <paramref name="baseLayer"/> and adds the first adapter.</summary>
         public RandLoRALinear(string site, Linear baseLayer, string adapter, RandLoRAOptions options) : base(site, baseLayer)
         {
             RegisterAdapterDict(nameof(randlora_lambda), randlora_lambda);
             RegisterAdapterDict(nameof(randlora_gamma), randlora_gamma);
-            register_module("randlora_A", _basesA);
-            register_module("randlora_B", _basesB);
+            _bases = new SharedTensorPair(this, "randlora_A", "randlora_B");
             AddAdapter(adapter, options);
         }
 
@@ -59,50 +56,25 @@ namespace Peft.Runtime.Adapters
         public Parameter Gamma(string adapter) => randlora_gamma[adapter];
 
         /// <summary>The frozen basis A of an adapter, [r, 1, D_min].</summary>
-        public Tensor BasisA(string adapter) => _basesA[adapter];
+        public Tensor BasisA(string adapter) => _bases.A[adapter];
 
         /// <summary>The frozen bases B of an adapter, [D_max, N, r].</summary>
-        public Tensor BasisB(string adapter) => _basesB[adapter];
+        public Tensor BasisB(string adapter) => _bases.B[adapter];
 
-        internal VeRAProjectionDict BasesDictA => _basesA;
-
-        internal VeRAProjectionDict BasesDictB => _basesB;
+        internal SharedTensorPair Bases => _bases;
 
         /// <summary>Adds a named adapter with bases of this layer's own size drawn from its seed.</summary>
         public void AddAdapter(string adapter, RandLoRAOptions options)
         {
             RandLoRA.Validate(Site, options);
-            if (_basesShared) Privatize(); // the next attach shares again, at the new sizes
             RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             long nb = RandLoRABases.Count(MinDim, options.Rank);
             randlora_lambda.Add(adapter, new Parameter(zeros(options.Rank, nb, dtype: weight.dtype, device: weight.device)));
             randlora_gamma.Add(adapter, new Parameter(full(nb, MinDim, 1.0 / Math.Max(nb, MinDim), dtype: weight.dtype, device: weight.device)));
             var (a, b) = RandLoRABases.Draw(options.ProjectionSeed, options.Rank, MinDim, MaxDim);
-            _basesA.Add(adapter, a.to(weight.dtype, weight.device).DetachFromDisposeScope());
-            _basesB.Add(adapter, b.to(weight.dtype, weight.device).DetachFromDisposeScope());
-        }
-
-        private void Privatize()
-        {
-            var a = new VeRAProjectionDict();
-            var b = new VeRAProjectionDict();
-            foreach (var name in AdapterNames)
-            {
-                a.Add(name, _basesA[name]);
-                b.Add(name, _basesB[name]);
-            }
-            UseBases(a, b);
-            _basesShared = false;
-        }
-
-        /// <summary>Registers the model's shared basis dictionaries in place of this layer's own.</summary>
-        internal void UseBases(VeRAProjectionDict a, VeRAProjectionDict b)
-        {
-            PeftModelCore.ReplaceSubmodule(this, "randlora_A", a);
-            PeftModelCore.ReplaceSubmodule(this, "randlora_B", b);
-            (_basesA, _basesB) = (a, b);
-            _basesShared = true;
+            // Into this layer's own dictionaries: the next attach shares again, at the new sizes.
+            _bases.Add(AdapterNames.Where(n => n != adapter), adapter, a.to(weight.dtype, weight.device), b.to(weight.dtype, weight.device));
         }
 
         /// <inheritdoc />
@@ -112,8 +84,8 @@ namespace Peft.Runtime.Adapters
         public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
         {
             RequireAdapter(adapter);
-            yield return ($"randlora_A.{adapter}", _basesA[adapter]);
-            yield return ($"randlora_B.{adapter}", _basesB[adapter]);
+            yield return ($"randlora_A.{adapter}", _bases.A[adapter]);
+            yield return ($"randlora_B.{adapter}", _bases.B[adapter]);
         }
 
         /// <inheritdoc />
@@ -129,8 +101,8 @@ namespace Peft.Runtime.Adapters
         {
             var options = OptionsOf(adapter);
             long nb = NumBases(adapter);
-            var a = _basesA[adapter].narrow(2, 0, MinDim); // [r, 1, min]
-            var b = _basesB[adapter].narrow(0, 0, MaxDim).narrow(1, 0, nb); // [max, n, r]
+            var a = _bases.A[adapter].narrow(2, 0, MinDim); // [r, 1, min]
+            var b = _bases.B[adapter].narrow(0, 0, MaxDim).narrow(1, 0, nb); // [max, n, r]
             var scaled = Lambda(adapter).unsqueeze(-1).mul(a).mul(Gamma(adapter).unsqueeze(0)); // [r, n, min]
             return (scaled.reshape(options.Rank * nb, MinDim), b.reshape(MaxDim, nb * options.Rank));
         }
@@ -228,9 +200,7 @@ namespace Peft.Runtime.Adapters
         protected override void RemoveAdapterParameters(string adapter)
         {
             base.RemoveAdapterParameters(adapter);
-            if (_basesShared) Privatize();
-            _basesA.Remove(adapter);
-            _basesB.Remove(adapter);
+            _bases.Remove(AdapterNames, adapter);
         }
     }
 
@@ -280,7 +250,7 @@ namespace Peft.Runtime.Adapters
         {
             var rand = layers.Select(l => l.Layer).OfType<RandLoRALinear>().ToList();
             if (rand.Count == 0) return;
-            bool oneDict = rand.All(l => ReferenceEquals(l.BasesDictA, rand[0].BasesDictA) && ReferenceEquals(l.BasesDictB, rand[0].BasesDictB));
+            bool oneDict = rand.All(l => ReferenceEquals(l.Bases.A, rand[0].Bases.A) && ReferenceEquals(l.Bases.B, rand[0].Bases.B));
             var shared = new List<(string Adapter, Tensor A, Tensor B)>();
             bool drawn = false;
             foreach (var adapter in rand.SelectMany(l => l.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
@@ -313,15 +283,7 @@ namespace Peft.Runtime.Adapters
                 shared.Add((adapter, a, b));
             }
             if (oneDict && !drawn) return;
-
-            var dictA = new VeRAProjectionDict();
-            var dictB = new VeRAProjectionDict();
-            foreach (var (adapter, a, b) in shared)
-            {
-                dictA.Add(adapter, a.DetachFromDisposeScope());
-                dictB.Add(adapter, b.DetachFromDisposeScope());
-            }
-            foreach (var layer in rand) layer.UseBases(dictA, dictB);
+            SharedTensorPair.Install(shared, rand.Select(l => l.Bases));
         }
     }
 

@@ -38,6 +38,81 @@ namespace Peft.Runtime.Adapters
         protected override void RegisterComponents() { } // registered one by one in Add
     }
 
+    /// <summary>
+    /// A layer's pair of frozen-tensor dictionaries (VeRA's projections, RandLoRA's bases), registered as two child
+    /// modules: its own until the model is attached, then the model's shared pair; a layer that changes its adapters
+    /// takes a private copy of the dictionaries (same tensors) until the next attach shares again.
+    /// </summary>
+    internal sealed class SharedTensorPair
+    {
+        private readonly nn.Module _owner;
+        private readonly string _nameA, _nameB;
+
+        public SharedTensorPair(nn.Module owner, string nameA, string nameB)
+        {
+            (_owner, _nameA, _nameB) = (owner, nameA, nameB);
+            owner.register_module(nameA, A);
+            owner.register_module(nameB, B);
+        }
+
+        public VeRAProjectionDict A { get; private set; } = new();
+
+        public VeRAProjectionDict B { get; private set; } = new();
+
+        public bool Shared { get; private set; }
+
+        /// <summary>Adds an adapter's pair to this layer's own dictionaries (leaving the model's shared ones first).</summary>
+        public void Add(IEnumerable<string> adapters, string adapter, Tensor a, Tensor b)
+        {
+            if (Shared) Privatize(adapters);
+            A.Add(adapter, a.DetachFromDisposeScope());
+            B.Add(adapter, b.DetachFromDisposeScope());
+        }
+
+        /// <summary>Drops an adapter's pair; other layers may still use the tensors, so they are not disposed.</summary>
+        public void Remove(IEnumerable<string> adapters, string adapter)
+        {
+            if (Shared) Privatize(adapters);
+            A.Remove(adapter);
+            B.Remove(adapter);
+        }
+
+        /// <summary>Registers the model's shared dictionaries in place of this layer's own.</summary>
+        public void Use(VeRAProjectionDict a, VeRAProjectionDict b)
+        {
+            PeftModelCore.ReplaceSubmodule(_owner, _nameA, a);
+            PeftModelCore.ReplaceSubmodule(_owner, _nameB, b);
+            (A, B) = (a, b);
+            Shared = true;
+        }
+
+        private void Privatize(IEnumerable<string> adapters)
+        {
+            var a = new VeRAProjectionDict();
+            var b = new VeRAProjectionDict();
+            foreach (var name in adapters.ToList())
+            {
+                a.Add(name, A[name]);
+                b.Add(name, B[name]);
+            }
+            Use(a, b);
+            Shared = false;
+        }
+
+        /// <summary>Gives every layer one new shared pair of dictionaries holding <paramref name="shared"/>.</summary>
+        public static void Install(IEnumerable<(string Adapter, Tensor A, Tensor B)> shared, IEnumerable<SharedTensorPair> layers)
+        {
+            var dictA = new VeRAProjectionDict();
+            var dictB = new VeRAProjectionDict();
+            foreach (var (adapter, a, b) in shared)
+            {
+                dictA.Add(adapter, a.DetachFromDisposeScope());
+                dictB.Add(adapter, b.DetachFromDisposeScope());
+            }
+            foreach (var layer in layers) layer.Use(dictA, dictB);
+        }
+    }
+
     /// <summary>How VeRA draws its projections and shares them across the layers of a model.</summary>
     public static class VeRAProjections
     {
@@ -111,15 +186,7 @@ namespace Peft.Runtime.Adapters
                 shared.Add((adapter, a, b));
             }
             if (oneDict && !drawn) return;
-
-            var dictA = new VeRAProjectionDict();
-            var dictB = new VeRAProjectionDict();
-            foreach (var (adapter, a, b) in shared)
-            {
-                dictA.Add(adapter, a.DetachFromDisposeScope());
-                dictB.Add(adapter, b.DetachFromDisposeScope());
-            }
-            foreach (var (_, layer) in vera) layer.UseProjections(dictA, dictB);
+            SharedTensorPair.Install(shared, vera.Select(v => v.Layer.Projections));
         }
     }
 }
