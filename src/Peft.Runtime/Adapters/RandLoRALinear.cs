@@ -246,45 +246,23 @@ namespace Peft.Runtime.Adapters
         /// in- and out-size over the adapter's layers (PEFT's <c>_find_dim</c>). An adapter whose layers already share bases
         /// of that size keeps them (drawn before, or loaded); the others are drawn from their seed. Idempotent.
         /// </summary>
-        internal static void Share(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers)
-        {
-            var rand = layers.Select(l => l.Layer).OfType<RandLoRALinear>().ToList();
-            if (rand.Count == 0) return;
-            bool oneDict = rand.All(l => ReferenceEquals(l.Bases.A, rand[0].Bases.A) && ReferenceEquals(l.Bases.B, rand[0].Bases.B));
-            var shared = new List<(string Adapter, Tensor A, Tensor B)>();
-            bool drawn = false;
-            foreach (var adapter in rand.SelectMany(l => l.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
-            {
-                var sites = rand.Where(l => l.AdapterNames.Contains(adapter)).ToList();
-                var first = sites[0].Options(adapter);
-                foreach (var layer in sites.Skip(1))
+        internal static void Share(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers) =>
+            SharedTensorPair.Share<RandLoRALinear>(layers, "RandLoRA", "bases", l => l.Bases,
+                (layer, first, adapter) =>
                 {
-                    var o = layer.Options(adapter);
-                    if (o.Rank != first.Rank || o.ProjectionSeed != first.ProjectionSeed)
+                    RandLoRAOptions o = layer.Options(adapter), f = first.Options(adapter);
+                    if (o.Rank != f.Rank || o.ProjectionSeed != f.ProjectionSeed)
                         throw new InvalidOperationException(
-                            $"{layer.Site}: RandLoRA adapter '{adapter}' has rank {o.Rank} and seed {o.ProjectionSeed}, but its layers share one pair of bases and {sites[0].Site} has rank {first.Rank} and seed {first.ProjectionSeed}");
-                }
-                long inMax = sites.Max(s => s.InFeatures), outMax = sites.Max(s => s.OutFeatures);
-                long minDim = Math.Min(inMax, outMax), maxDim = Math.Max(inMax, outMax);
-                var a = sites[0].BasisA(adapter);
-                var b = sites[0].BasisB(adapter);
-                bool keep = sites.All(s => ReferenceEquals(s.BasisA(adapter), a) && ReferenceEquals(s.BasisB(adapter), b))
-                            && a.shape.SequenceEqual(new[] { (long)first.Rank, 1, minDim })
-                            && b.shape.SequenceEqual(new[] { maxDim, Count(minDim, first.Rank), (long)first.Rank });
-                if (!keep)
+                            $"{layer.Site}: RandLoRA adapter '{adapter}' has rank {o.Rank} and seed {o.ProjectionSeed}, but its layers share one pair of bases and {first.Site} has rank {f.Rank} and seed {f.ProjectionSeed}");
+                },
+                (sites, adapter) =>
                 {
-                    if (sites.FirstOrDefault(s => s.MergedAdapters.Contains(adapter)) is { } merged)
-                        throw new InvalidOperationException(
-                            $"{merged.Site}: RandLoRA adapter '{adapter}' is merged, but its shared bases must be drawn anew for the model's layers; unmerge it first");
-                    var (newA, newB) = Draw(first.ProjectionSeed, first.Rank, minDim, maxDim);
-                    (a, b) = (newA.to(a.dtype, a.device), newB.to(b.dtype, b.device));
-                    drawn = true;
-                }
-                shared.Add((adapter, a, b));
-            }
-            if (oneDict && !drawn) return;
-            SharedTensorPair.Install(shared, rand.Select(l => l.Bases));
-        }
+                    var o = sites[0].Options(adapter);
+                    long inMax = sites.Max(s => s.InFeatures), outMax = sites.Max(s => s.OutFeatures);
+                    long minDim = Math.Min(inMax, outMax), maxDim = Math.Max(inMax, outMax);
+                    return (new[] { (long)o.Rank, 1, minDim }, new[] { maxDim, Count(minDim, o.Rank), (long)o.Rank },
+                        () => Draw(o.ProjectionSeed, o.Rank, minDim, maxDim));
+                });
     }
 
     /// <summary>The entry point generated code calls for <c>[RandLoRA]</c>.</summary>

@@ -53,10 +53,6 @@ namespace Peft.Runtime.Adapters
         /// <summary>The frozen projection B of an adapter: [out_max, r] once the model is attached, [out, r] before.</summary>
         public Tensor ProjectionB(string adapter) => _proj.B[adapter];
 
-        internal VeRAProjectionDict ProjectionDictA => _proj.A;
-
-        internal VeRAProjectionDict ProjectionDictB => _proj.B;
-
         internal SharedTensorPair Projections => _proj;
 
         /// <summary>Adds a named adapter with projections of this layer's own size drawn from its seed.</summary>
