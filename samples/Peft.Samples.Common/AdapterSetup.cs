@@ -11,7 +11,7 @@ public static class AdapterSetup
 {
     /// <summary>
     /// Replaces each adapter <c>default</c> by a fresh one with the same options, on the base weights as they are now,
-    /// optionally with another rank (LoRA, DoRA, LaMDA, LoLDU; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA).
+    /// optionally with another rank (LoRA, DoRA, LaMDA, LoLDU; α scaled with it, so α / r stays as declared) or block size (Bone), or rank (SaRA, RandLoRA).
     /// </summary>
     /// <remarks>
     /// The generated code creates the adapters when the model is constructed, from the attributes. Some methods look
@@ -89,10 +89,22 @@ public static class AdapterSetup
                     loldu.AddAdapter("default", options with { Rank = rank ?? options.Rank });
                     break;
                 }
+                case RandLoRALinear randLora:
+                {
+                    // RandLoRA does not read W; only another rank needs a new adapter (its bases are shared again below).
+                    if (rank is null) break;
+                    var options = randLora.Options("default");
+                    randLora.DeleteAdapter("default");
+                    randLora.AddAdapter("default", options with { Rank = rank.Value, Alpha = options.Alpha * rank.Value / options.Rank });
+                    break;
+                }
                 default:
-                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA, AdaLoRA, LaMDA and LoLDU adapters only");
+                    throw new NotSupportedException($"{layer.GetType().Name}: the samples recreate LoRA, DoRA, Bone, SaRA, RandLoRA, AdaLoRA, LaMDA and LoLDU adapters only");
             }
         }
+        // Methods whose layers share tensors (RandLoRA's bases) share them again at the new sizes.
+        foreach (var (_, layer) in model.AdapterLayers)
+            if (layer is IModelAwareAdapter aware) aware.OnModelAttached(model.AdapterLayers);
         model.SetActiveAdapters("default");
         model.FreezeBaseModel();
     }

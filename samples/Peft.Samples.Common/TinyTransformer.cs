@@ -35,6 +35,9 @@ public enum AdapterMethod
 
     /// <summary><c>[LoLDU(32)]</c>: the first 32 pivots of W's LU decomposition trained, 32 numbers per layer.</summary>
     LoLDU,
+
+    /// <summary><c>[RandLoRA(8, Alpha = 16)]</c>: λ and γ of q and v train over frozen random bases shared by both (a full-rank update).</summary>
+    RandLoRA,
 }
 
 /// <summary>Causal multi-head self-attention, whatever adapters its subclasses put on q and v.</summary>
@@ -182,6 +185,21 @@ public sealed partial class LoLDUAttention : AttentionBase
     public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
 }
 
+/// <summary>Attention whose query and value projections train RandLoRA's scalings over shared random bases.</summary>
+[RandLoRA(8, Alpha = 16, Targets = new[] { nameof(q), nameof(v) })]
+public sealed partial class RandLoRAAttention : AttentionBase
+{
+    private Module<Tensor, Tensor> q, k, v, o;
+
+    public RandLoRAAttention(int dim, int heads) : base(nameof(RandLoRAAttention), heads)
+    {
+        (q, k, v, o) = (Linear(dim, dim), Linear(dim, dim), Linear(dim, dim), Linear(dim, dim));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => Attend(q, k, v, o, x);
+}
+
 /// <summary>A pre-norm transformer block. Its feed-forward layers stay frozen.</summary>
 public sealed class Block : Module<Tensor, Tensor>
 {
@@ -203,6 +221,7 @@ public sealed class Block : Module<Tensor, Tensor>
             AdapterMethod.AdaLoRA => new AdaLoRAAttention(dim, heads),
             AdapterMethod.LaMDA => new LaMDAAttention(dim, heads),
             AdapterMethod.LoLDU => new LoLDUAttention(dim, heads),
+            AdapterMethod.RandLoRA => new RandLoRAAttention(dim, heads),
             _ => throw new ArgumentOutOfRangeException(nameof(method)),
         };
         up = Linear(dim, 4 * dim);

@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace Peft.Samples.Compare;
 
 /// <summary>
-/// Fine-tunes one pre-trained tiny transformer with LoRA, DoRA, Bone, SaRA, AdaLoRA, EVA, LaMDA and LoLDU on the same task, data order and step count,
+/// Fine-tunes one pre-trained tiny transformer with LoRA, DoRA, Bone, SaRA, AdaLoRA, EVA, LaMDA, LoLDU and RandLoRA on the same task, data order and step count,
 /// and compares loss, accuracy, trainable parameters and step time; writes one plot with every loss curve.
 /// </summary>
 public static class Program
@@ -20,19 +20,19 @@ public static class Program
     {
         var methods = new Option<AdapterMethod[]>("--method")
         {
-            Description = "Methods to compare (repeat the option or list them): LoRA, DoRA, Bone, SaRA, Eva, AdaLoRA, LaMDA, LoLDU",
+            Description = "Methods to compare (repeat the option or list them): LoRA, DoRA, Bone, SaRA, Eva, AdaLoRA, LaMDA, LoLDU, RandLoRA",
             DefaultValueFactory = _ => Enum.GetValues<AdapterMethod>(),
             AllowMultipleArgumentsPerToken = true,
         };
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps per method", DefaultValueFactory = _ => 300 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the shared base model", DefaultValueFactory = _ => 300 };
-        var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA, SaRA, LaMDA, LoLDU; AdaLoRA's initial rank) and block size (Bone); default: the attributes', 8" };
+        var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA, SaRA, LaMDA, LoLDU, RandLoRA; AdaLoRA's initial rank) and block size (Bone); default: the attributes', 8" };
         var output = new Option<string>("--out") { Description = "Folder for the loss plots and the saved adapters", DefaultValueFactory = _ => Path.Combine("out", "compare") };
         foreach (var option in new Option[] { steps, pretrainSteps })
             option.Validators.Add(result => { if (result.GetValueOrDefault<int>() < 1) result.AddError($"{option.Name} must be at least 1"); });
         rank.Validators.Add(result => { if (result.GetValueOrDefault<int?>() is < 1) result.AddError("--rank must be at least 1"); });
 
-        var command = new RootCommand("PeftDsl sample: LoRA vs DoRA vs Bone vs SaRA vs EVA vs AdaLoRA vs LaMDA vs LoLDU on one pre-trained tiny transformer")
+        var command = new RootCommand("PeftDsl sample: LoRA vs DoRA vs Bone vs SaRA vs EVA vs AdaLoRA vs LaMDA vs LoLDU vs RandLoRA on one pre-trained tiny transformer")
         {
             methods, steps, pretrainSteps, rank, output,
         };

@@ -21,7 +21,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone, SaRA, Eva or AdaLoRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
+        var method = new Option<AdapterMethod>("--method") { Description = "Adapter method to fine-tune with: LoRA, DoRA, Bone, SaRA, RandLoRA, Eva or AdaLoRA", DefaultValueFactory = _ => AdapterMethod.LoRA };
         var steps = new Option<int>("--steps") { Description = "Fine-tuning steps", DefaultValueFactory = _ => 400 };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pre-training steps of the base model", DefaultValueFactory = _ => 300 };
         var rank = new Option<int?>("--rank") { Description = "Adapter rank (LoRA, DoRA) or block size (Bone); default: the attribute's, 8" };
@@ -196,6 +196,7 @@ public static class Program
                 AdapterMethod.SaRA => $"[[SaRA({rank ?? 8})]]",
                 AdapterMethod.Eva => $"[[LoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8}, Init = LoRAInit.Eva)]]",
                 AdapterMethod.AdaLoRA => $"[[AdaLoRA({Math.Max(1, (rank ?? 8) / 2)}, InitRank = {rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
+                AdapterMethod.RandLoRA => $"[[RandLoRA({rank ?? 8}, Alpha = {16.0 * (rank ?? 8) / 8})]]",
                 _ => $"[[Bone({rank ?? 8})]]",
             };
             string name = method == chosen ? $"[bold green]{method} ←[/]" : method.ToString();

@@ -19,5 +19,12 @@ namespace Peft.Runtime
 
         /// <summary>Whether a file whose config gives <paramref name="fileSettings"/> holds the shared tensors (VeRA: <c>save_projection</c>).</summary>
         bool FileHoldsSharedTensors(AdapterSettings fileSettings);
+
+        /// <summary>
+        /// Whether PEFT's file also holds a copy of each shared tensor under every layer's path
+        /// (<c>base_model.model.&lt;path&gt;.randlora_A</c>, RandLoRA, whose layers hold the shared dictionary as a child
+        /// module). Saving writes both; loading reads the model-level key, or else any layer's copy.
+        /// </summary>
+        bool SharedTensorsAlsoPerLayer => false;
     }
 }

@@ -266,6 +266,19 @@ namespace Peft
             // Saved as exactly a LoRA on the original W (lora_A = U_r, lora_B = P·L_r·diag(z − z₀), lora_alpha = r).
             new Method("LoLDU", "LORA", new[] { "r", "lora_alpha" }, PlainLoRAShared())
                 { Sizes = RankWithinInAndOut },
+            // RandLoRA's layers share one pair of random bases: one rank, seed and scaling per adapter (no patterns in PEFT).
+            new Method("RandLoRA", "RANDLORA", new string[0],
+                new Field("r", "Rank", "32"),
+                new Field("randlora_alpha", "Alpha", "640.0"),
+                new Field("randlora_dropout", "Dropout", "0.0"),
+                new Field("projection_prng_key", "ProjectionSeed", "0"),
+                new Field("save_projection", "SaveProjection", "true"),
+                new Field("sparse", null, "false"),
+                new Field("very_sparse", null, "false"),
+                new Field("init_weights", null, "true"),
+                new Field("fan_in_fan_out", null, "false"),
+                new Field("bias", null, "\"none\""))
+                { Sizes = new[] { new Size("rank", Bound.Rank) } },
         };
 
         /// <summary>The size argument <paramref name="parameter"/> of <paramref name="method"/>, or null when it is none.</summary>

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Text.Json.Nodes;
 using Peft.Runtime.IO;
 using TorchSharp;
@@ -23,9 +24,7 @@ namespace Peft.Runtime.Adapters
     {
         private readonly AdapterParameterDict vera_lambda_b = new();
         private readonly AdapterParameterDict vera_lambda_d = new();
-        private VeRAProjectionDict _projA = new();
-        private VeRAProjectionDict _projB = new();
-        private bool _projectionsShared;
+        private readonly SharedTensorPair _proj;
 
         /// <summary>PEFT's <c>d_initial</c>: the value λ_d starts at.</summary>
         public const double InitialLambdaD = 0.1;
@@ -35,8 +34,7 @@ namespace Peft.Runtime.Adapters
         {
             RegisterAdapterDict(nameof(vera_lambda_b), vera_lambda_b);
             RegisterAdapterDict(nameof(vera_lambda_d), vera_lambda_d);
-            register_module("vera_A", _projA);
-            register_module("vera_B", _projB);
+            _proj = new SharedTensorPair(this, "vera_A", "vera_B");
             AddAdapter(adapter, options);
         }
 
@@ -50,20 +48,17 @@ namespace Peft.Runtime.Adapters
         public Parameter LambdaD(string adapter) => vera_lambda_d[adapter];
 
         /// <summary>The frozen projection A of an adapter: [r, in_max] once the model is attached, [r, in] before.</summary>
-        public Tensor ProjectionA(string adapter) => _projA[adapter];
+        public Tensor ProjectionA(string adapter) => _proj.A[adapter];
 
         /// <summary>The frozen projection B of an adapter: [out_max, r] once the model is attached, [out, r] before.</summary>
-        public Tensor ProjectionB(string adapter) => _projB[adapter];
+        public Tensor ProjectionB(string adapter) => _proj.B[adapter];
 
-        internal VeRAProjectionDict ProjectionDictA => _projA;
-
-        internal VeRAProjectionDict ProjectionDictB => _projB;
+        internal SharedTensorPair Projections => _proj;
 
         /// <summary>Adds a named adapter with projections of this layer's own size drawn from its seed.</summary>
         public void AddAdapter(string adapter, VeRAOptions options)
         {
             VeRA.Validate(Site, options);
-            if (_projectionsShared) Privatize(); // the next attach (PeftModelCore.Refresh) shares again, at the new sizes
             RegisterAdapter(adapter, options);
             var weight = BaseWeight;
             var lambdaB = new Parameter(zeros(OutFeatures, dtype: weight.dtype, device: weight.device));
@@ -71,31 +66,8 @@ namespace Peft.Runtime.Adapters
             vera_lambda_b.Add(adapter, lambdaB);
             vera_lambda_d.Add(adapter, lambdaD);
             var (a, b) = VeRAProjections.Draw(options.ProjectionSeed, options.Rank, InFeatures, OutFeatures);
-            _projA.Add(adapter, a.to(weight.dtype, weight.device).DetachFromDisposeScope());
-            _projB.Add(adapter, b.to(weight.dtype, weight.device).DetachFromDisposeScope());
-        }
-
-        /// <summary>Gives this layer dictionaries of its own again, holding the same projection tensors for its adapters.</summary>
-        private void Privatize()
-        {
-            var a = new VeRAProjectionDict();
-            var b = new VeRAProjectionDict();
-            foreach (var name in AdapterNames)
-            {
-                a.Add(name, _projA[name]);
-                b.Add(name, _projB[name]);
-            }
-            UseProjections(a, b);
-            _projectionsShared = false;
-        }
-
-        /// <summary>Registers the model's shared projection dictionaries in place of this layer's own.</summary>
-        internal void UseProjections(VeRAProjectionDict a, VeRAProjectionDict b)
-        {
-            PeftModelCore.ReplaceSubmodule(this, "vera_A", a);
-            PeftModelCore.ReplaceSubmodule(this, "vera_B", b);
-            (_projA, _projB) = (a, b);
-            _projectionsShared = true;
+            // Into this layer's own dictionaries: the next attach (PeftModelCore.Refresh) shares again, at the new sizes.
+            _proj.Add(AdapterNames.Where(n => n != adapter), adapter, a.to(weight.dtype, weight.device), b.to(weight.dtype, weight.device));
         }
 
         /// <inheritdoc />
@@ -105,15 +77,15 @@ namespace Peft.Runtime.Adapters
         public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
         {
             RequireAdapter(adapter);
-            yield return ($"vera_A.{adapter}", _projA[adapter]);
-            yield return ($"vera_B.{adapter}", _projB[adapter]);
+            yield return ($"vera_A.{adapter}", _proj.A[adapter]);
+            yield return ($"vera_B.{adapter}", _proj.B[adapter]);
         }
 
         /// <inheritdoc />
         public bool FileHoldsSharedTensors(AdapterSettings fileSettings) => fileSettings is VeRAOptions { SaveProjection: true };
 
         private (Tensor A, Tensor B) Sliced(string adapter) =>
-            (_projA[adapter].narrow(1, 0, InFeatures), _projB[adapter].narrow(0, 0, OutFeatures));
+            (_proj.A[adapter].narrow(1, 0, InFeatures), _proj.B[adapter].narrow(0, 0, OutFeatures));
 
         /// <inheritdoc />
         protected override Tensor ForwardActive(Tensor input)
@@ -171,9 +143,7 @@ namespace Peft.Runtime.Adapters
             base.RemoveAdapterParameters(adapter);
             // Other layers may use the shared projections: this layer leaves them and keeps its others to itself
             // until the next attach shares again.
-            if (_projectionsShared) Privatize();
-            _projA.Remove(adapter);
-            _projB.Remove(adapter);
+            _proj.Remove(AdapterNames, adapter);
         }
     }
 

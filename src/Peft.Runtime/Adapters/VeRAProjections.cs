@@ -38,6 +38,121 @@ namespace Peft.Runtime.Adapters
         protected override void RegisterComponents() { } // registered one by one in Add
     }
 
+    /// <summary>
+    /// A layer's pair of frozen-tensor dictionaries (VeRA's projections, RandLoRA's bases), registered as two child
+    /// modules: its own until the model is attached, then the model's shared pair; a layer that changes its adapters
+    /// takes a private copy of the dictionaries (same tensors) until the next attach shares again.
+    /// </summary>
+    internal sealed class SharedTensorPair
+    {
+        private readonly nn.Module _owner;
+        private readonly string _nameA, _nameB;
+
+        public SharedTensorPair(nn.Module owner, string nameA, string nameB)
+        {
+            (_owner, _nameA, _nameB) = (owner, nameA, nameB);
+            owner.register_module(nameA, A);
+            owner.register_module(nameB, B);
+        }
+
+        public VeRAProjectionDict A { get; private set; } = new();
+
+        public VeRAProjectionDict B { get; private set; } = new();
+
+        public bool Shared { get; private set; }
+
+        /// <summary>Adds an adapter's pair to this layer's own dictionaries (leaving the model's shared ones first).</summary>
+        public void Add(IEnumerable<string> adapters, string adapter, Tensor a, Tensor b)
+        {
+            if (Shared) Privatize(adapters);
+            A.Add(adapter, a.DetachFromDisposeScope());
+            B.Add(adapter, b.DetachFromDisposeScope());
+        }
+
+        /// <summary>Drops an adapter's pair; other layers may still use the tensors, so they are not disposed.</summary>
+        public void Remove(IEnumerable<string> adapters, string adapter)
+        {
+            if (Shared) Privatize(adapters);
+            A.Remove(adapter);
+            B.Remove(adapter);
+        }
+
+        /// <summary>Registers the model's shared dictionaries in place of this layer's own.</summary>
+        public void Use(VeRAProjectionDict a, VeRAProjectionDict b)
+        {
+            PeftModelCore.ReplaceSubmodule(_owner, _nameA, a);
+            PeftModelCore.ReplaceSubmodule(_owner, _nameB, b);
+            (A, B) = (a, b);
+            Shared = true;
+        }
+
+        private void Privatize(IEnumerable<string> adapters)
+        {
+            var a = new VeRAProjectionDict();
+            var b = new VeRAProjectionDict();
+            foreach (var name in adapters.ToList())
+            {
+                a.Add(name, A[name]);
+                b.Add(name, B[name]);
+            }
+            Use(a, b);
+            Shared = false;
+        }
+
+        /// <summary>
+        /// Gives every <typeparamref name="TLayer"/> of <paramref name="layers"/> one shared pair of dictionaries holding,
+        /// per adapter, the pair <paramref name="want"/> describes for the adapter's layers (the shapes, and how to draw
+        /// it): an adapter whose layers already share a pair of those shapes keeps it (drawn before, or loaded); the others
+        /// are drawn. <paramref name="check"/> refuses a layer that disagrees with the adapter's first. Idempotent.
+        /// </summary>
+        public static void Share<TLayer>(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers, string method, string what,
+            Func<TLayer, SharedTensorPair> pairOf, Action<TLayer, TLayer, string> check,
+            Func<IReadOnlyList<TLayer>, string, (long[] ShapeA, long[] ShapeB, Func<(Tensor A, Tensor B)> Draw)> want)
+            where TLayer : AdapterLayerBase
+        {
+            var all = layers.Select(l => l.Layer).OfType<TLayer>().ToList();
+            if (all.Count == 0) return;
+            bool oneDict = all.All(l => ReferenceEquals(pairOf(l).A, pairOf(all[0]).A) && ReferenceEquals(pairOf(l).B, pairOf(all[0]).B));
+            var shared = new List<(string Adapter, Tensor A, Tensor B)>();
+            bool drawn = false;
+            foreach (var adapter in all.SelectMany(l => l.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
+            {
+                var sites = all.Where(l => l.AdapterNames.Contains(adapter)).ToList();
+                foreach (var layer in sites.Skip(1)) check(layer, sites[0], adapter);
+                var (shapeA, shapeB, draw) = want(sites, adapter);
+                var a = pairOf(sites[0]).A[adapter];
+                var b = pairOf(sites[0]).B[adapter];
+                bool keep = sites.All(l => ReferenceEquals(pairOf(l).A[adapter], a) && ReferenceEquals(pairOf(l).B[adapter], b))
+                            && a.shape.SequenceEqual(shapeA) && b.shape.SequenceEqual(shapeB);
+                if (!keep)
+                {
+                    if (sites.FirstOrDefault(l => l.MergedAdapters.Contains(adapter)) is { } merged)
+                        throw new InvalidOperationException(
+                            $"{merged.Site}: {method} adapter '{adapter}' is merged, but its shared {what} must be drawn anew for the model's layers; unmerge it first");
+                    var (newA, newB) = draw();
+                    (a, b) = (newA.to(a.dtype, a.device), newB.to(b.dtype, b.device));
+                    drawn = true;
+                }
+                shared.Add((adapter, a, b));
+            }
+            if (oneDict && !drawn) return;
+            Install(shared, all.Select(pairOf));
+        }
+
+        /// <summary>Gives every layer one new shared pair of dictionaries holding <paramref name="shared"/>.</summary>
+        public static void Install(IEnumerable<(string Adapter, Tensor A, Tensor B)> shared, IEnumerable<SharedTensorPair> layers)
+        {
+            var dictA = new VeRAProjectionDict();
+            var dictB = new VeRAProjectionDict();
+            foreach (var (adapter, a, b) in shared)
+            {
+                dictA.Add(adapter, a.DetachFromDisposeScope());
+                dictB.Add(adapter, b.DetachFromDisposeScope());
+            }
+            foreach (var layer in layers) layer.Use(dictA, dictB);
+        }
+    }
+
     /// <summary>How VeRA draws its projections and shares them across the layers of a model.</summary>
     public static class VeRAProjections
     {
@@ -68,58 +183,20 @@ namespace Peft.Runtime.Adapters
         /// whose layers already share projections of that size keeps them (drawn before, or loaded); the others are
         /// drawn from their seed. Idempotent.
         /// </summary>
-        internal static void Share(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers)
-        {
-            var vera = layers.Where(l => l.Layer is VeRALinear).Select(l => (l.Path, Layer: (VeRALinear)l.Layer)).ToList();
-            if (vera.Count == 0) return;
-
-            bool oneDict = vera.All(v => ReferenceEquals(v.Layer.ProjectionDictA, vera[0].Layer.ProjectionDictA)
-                                         && ReferenceEquals(v.Layer.ProjectionDictB, vera[0].Layer.ProjectionDictB));
-            var shared = new List<(string Adapter, Tensor A, Tensor B)>();
-            bool drawn = false;
-            foreach (var adapter in vera.SelectMany(v => v.Layer.AdapterNames).Distinct(StringComparer.Ordinal).ToList())
-            {
-                var sites = vera.Where(v => v.Layer.AdapterNames.Contains(adapter)).ToList();
-                var first = sites[0].Layer.Options(adapter);
-                foreach (var (path, layer) in sites.Skip(1))
+        internal static void Share(IReadOnlyList<(string Path, IAdapterLayer Layer)> layers) =>
+            SharedTensorPair.Share<VeRALinear>(layers, "VeRA", "projections", l => l.Projections,
+                (layer, first, adapter) =>
                 {
-                    var o = layer.Options(adapter);
-                    if (o.Rank != first.Rank || o.ProjectionSeed != first.ProjectionSeed)
+                    VeRAOptions o = layer.Options(adapter), f = first.Options(adapter);
+                    if (o.Rank != f.Rank || o.ProjectionSeed != f.ProjectionSeed)
                         throw new InvalidOperationException(PeftMessages.Format(PeftMessages.VeRASharedMismatch,
-                            layer.Site, adapter, o.Rank, o.ProjectionSeed, first.Rank, first.ProjectionSeed, sites[0].Layer.Site));
-                }
-                long inMax = sites.Max(s => s.Layer.InFeatures);
-                long outMax = sites.Max(s => s.Layer.OutFeatures);
-
-                var a = sites[0].Layer.ProjectionA(adapter);
-                var b = sites[0].Layer.ProjectionB(adapter);
-                bool keep = sites.All(s => ReferenceEquals(s.Layer.ProjectionA(adapter), a) && ReferenceEquals(s.Layer.ProjectionB(adapter), b))
-                            && a.shape.SequenceEqual(new[] { (long)first.Rank, inMax })
-                            && b.shape.SequenceEqual(new[] { outMax, (long)first.Rank });
-                if (!keep)
+                            layer.Site, adapter, o.Rank, o.ProjectionSeed, f.Rank, f.ProjectionSeed, first.Site));
+                },
+                (sites, adapter) =>
                 {
-                    var merged = sites.FirstOrDefault(s => s.Layer.MergedAdapters.Contains(adapter));
-                    if (merged.Layer is not null)
-                        throw new InvalidOperationException(
-                            $"{merged.Layer.Site}: VeRA adapter '{adapter}' is merged, but its shared projections must be drawn anew for the model's layers; unmerge it first");
-                    var device = sites[0].Layer.ProjectionA(adapter).device;
-                    var dtype = sites[0].Layer.ProjectionA(adapter).dtype;
-                    var (newA, newB) = Draw(first.ProjectionSeed, first.Rank, inMax, outMax);
-                    (a, b) = (newA.to(dtype, device), newB.to(dtype, device));
-                    drawn = true;
-                }
-                shared.Add((adapter, a, b));
-            }
-            if (oneDict && !drawn) return;
-
-            var dictA = new VeRAProjectionDict();
-            var dictB = new VeRAProjectionDict();
-            foreach (var (adapter, a, b) in shared)
-            {
-                dictA.Add(adapter, a.DetachFromDisposeScope());
-                dictB.Add(adapter, b.DetachFromDisposeScope());
-            }
-            foreach (var (_, layer) in vera) layer.UseProjections(dictA, dictB);
-        }
+                    var o = sites[0].Options(adapter);
+                    long inMax = sites.Max(s => s.InFeatures), outMax = sites.Max(s => s.OutFeatures);
+                    return (new[] { (long)o.Rank, inMax }, new[] { outMax, (long)o.Rank }, () => Draw(o.ProjectionSeed, o.Rank, inMax, outMax));
+                });
     }
 }

@@ -92,12 +92,23 @@ public class MixedBatchTests
         return layer;
     }
 
+    private static RandLoRALinear RandLoRA()
+    {
+        manual_seed(6);
+        var layer = new RandLoRALinear("T.r", nn.Linear(6, 5), "a", new RandLoRAOptions { Rank = 2, Alpha = 4 });
+        layer.AddAdapter("b", new RandLoRAOptions { Rank = 3, Alpha = 6, ProjectionSeed = 1 });
+        using (no_grad())
+            foreach (var n in layer.AdapterNames) layer.Lambda(n).normal_(0, 0.5);
+        return layer;
+    }
+
     public static IEnumerable<object[]> Layers() => new[]
     {
         new object[] { "LoRA" }, new object[] { "DoRA" }, new object[] { "Bone" }, new object[] { "Bat" }, new object[] { "Hydra" },
         new object[] { "SaRA" },
         new object[] { "LaMDA" },
         new object[] { "LoLDU" },
+        new object[] { "RandLoRA" },
     };
 
     private static AdapterLayerBase Make(string kind) => kind switch
@@ -110,6 +121,7 @@ public class MixedBatchTests
         "SaRA" => SaRA(),
         "LaMDA" => LaMDA(),
         "LoLDU" => LoLDU(),
+        "RandLoRA" => RandLoRA(),
         _ => throw new ArgumentException(kind),
     };
 

@@ -33,6 +33,7 @@ public class OptionsMatchAttributesTests
     {
         [typeof(VeRAOptions)] = new[] { nameof(VeRAOptions.InitialLambdaD) },
         [typeof(AdaLoRAOptions)] = new[] { nameof(AdaLoRAOptions.RankPattern) }, // the masks, set by training or a file
+        [typeof(RandLoRAOptions)] = new[] { nameof(RandLoRAOptions.Sparse), nameof(RandLoRAOptions.VerySparse) },
     };
 
     /// <summary>Every adapter attribute of the DSL, found by reflection, so a new method is checked without an entry here.</summary>

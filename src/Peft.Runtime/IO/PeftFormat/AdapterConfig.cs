@@ -223,6 +223,7 @@ namespace Peft.Runtime.IO
             ["ADALORA"] = AdaLoRAOptions.FromConfig,
             ["SHIRA"] = SaRAOptions.FromConfig,
             ["SARA"] = SaRAOptions.FromConfig, // PeftDsl's own: a threshold-selected SaRA adapter, SHiRA's keys
+            ["RANDLORA"] = RandLoRAOptions.FromConfig,
         };
 
         /// <summary>

@@ -137,6 +137,9 @@ namespace Peft.Runtime.IO
                 if (layer is IAdapterBuffers buffers)
                     foreach (var (name, tensor) in buffers.AdapterBuffers(unit.Adapter))
                         tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor.detach()));
+                if (layer is ISharedAdapterTensors { SharedTensorsAlsoPerLayer: true } perLayer && perLayer.FileHoldsSharedTensors(layer.Settings(unit.Adapter)))
+                    foreach (var (name, tensor) in perLayer.SharedTensors(unit.Adapter))
+                        tensors.Add(new(AdapterKeys.FileKey(path, AdapterKeys.StripAdapterName(name, unit.Adapter)), tensor.detach()));
                 settings.Add((path, layerSettings));
             }
             foreach (var (key, tensor) in SharedTensors(unit))
@@ -406,6 +409,22 @@ namespace Peft.Runtime.IO
                     foreach (var (name, tensor) in shared.SharedTensors(unit.Adapter))
                     {
                         string key = AdapterKeys.SharedKey(name, unit.Adapter); // not under base_model.model.
+                        if (shared.SharedTensorsAlsoPerLayer)
+                        {
+                            // PEFT writes the model's copy and one per layer (RandLoRA): read the model's, else this
+                            // layer's; every copy present must fit.
+                            string layerKey = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                            if (inFile && !used.Contains(key) && !byKey.ContainsKey(key) && byKey.ContainsKey(layerKey))
+                            {
+                                copies.Add((() => tensor, Take(byKey, used, layerKey, tensor.shape, weightsPath)));
+                                used.Add(key);
+                            }
+                            else if (byKey.ContainsKey(layerKey))
+                            {
+                                if (inFile) Take(byKey, used, layerKey, tensor, weightsPath);
+                                else used.Add(layerKey);
+                            }
+                        }
                         if (used.Contains(key)) continue; // shared: loaded once
                         if (inFile) copies.Add((() => tensor, Take(byKey, used, key, tensor.shape, weightsPath, shownKey: key)));
                         else if (byKey.ContainsKey(key)) used.Add(key); // PEFT ignores them too when the config says they are not saved

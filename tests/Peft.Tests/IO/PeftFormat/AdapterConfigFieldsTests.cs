@@ -31,6 +31,7 @@ public sealed class AdapterConfigFieldsTests
         new object[] { "IncreLoRA", new IncreLoRAOptions() },
         new object[] { "LaMDA", new LaMDAOptions() },
         new object[] { "LoLDU", new LoLDUOptions() },
+        new object[] { "RandLoRA", new RandLoRAOptions() },
     };
 
     [Theory]
