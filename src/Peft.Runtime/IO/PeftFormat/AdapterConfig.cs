@@ -209,22 +209,35 @@ namespace Peft.Runtime.IO
         /// <summary>Reads one layer's settings from a config of one PEFT type (its pattern entries resolved).</summary>
         public delegate AdapterSettings SettingsReader(JsonObject config, string modulePath, string file);
 
-        /// <summary>Every PEFT type this library reads, by its <c>peft_type</c>; one line per method.</summary>
-        private static readonly IReadOnlyDictionary<string, SettingsReader> Readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal)
+        /// <summary>
+        /// Every PEFT type this library reads, by its <c>peft_type</c>: for each method of the rule table
+        /// (<c>src/Shared/AdapterConfigFields.cs</c>) its options record's static <c>FromConfig</c>, found once by the naming
+        /// rule the generator follows (<c>Peft.Runtime.Adapters.{Method}Options</c>; the first method of a type reads it:
+        /// LoRA's for <c>"LORA"</c>), plus <see cref="ReaderAliases"/>. So a new method registers nothing here.
+        /// </summary>
+        private static readonly Lazy<IReadOnlyDictionary<string, SettingsReader>> ReadersByType = new(BuildReaders);
+
+        private static IReadOnlyDictionary<string, SettingsReader> Readers => ReadersByType.Value;
+
+        /// <summary>Types read by another type's reader: PEFT's legacy <c>"BONE"</c> (MiSS's fields, see <see cref="LegacyTypes"/>) and PeftDsl's own <c>"SARA"</c> (SHiRA's keys).</summary>
+        private static readonly (string Alias, string Type)[] ReaderAliases = { ("BONE", "MISS"), ("SARA", "SHIRA") };
+
+        private static IReadOnlyDictionary<string, SettingsReader> BuildReaders()
         {
-            ["LORA"] = LoRAOptions.FromConfig,
-            ["MISS"] = BoneOptions.FromConfig,
-            ["BONE"] = BoneOptions.FromConfig, // PEFT before 0.19; see LegacyTypes
-            ["HYDRA"] = HydraOptions.FromConfig,
-            ["VERA"] = VeRAOptions.FromConfig,
-            ["LOHA"] = LoHaOptions.FromConfig,
-            ["LOKR"] = LoKrOptions.FromConfig,
-            ["IA3"] = IA3Options.FromConfig,
-            ["ADALORA"] = AdaLoRAOptions.FromConfig,
-            ["SHIRA"] = SaRAOptions.FromConfig,
-            ["SARA"] = SaRAOptions.FromConfig, // PeftDsl's own: a threshold-selected SaRA adapter, SHiRA's keys
-            ["RANDLORA"] = RandLoRAOptions.FromConfig,
-        };
+            var readers = new Dictionary<string, SettingsReader>(StringComparer.Ordinal);
+            foreach (var method in AdapterConfigFields.Methods)
+            {
+                if (readers.ContainsKey(method.PeftType)) continue;
+                string name = "Peft.Runtime.Adapters." + method.Name + "Options";
+                var type = typeof(AdapterConfig).Assembly.GetType(name)
+                    ?? throw new InvalidOperationException($"The rule table names method {method.Name}, but the runtime has no {name}");
+                var fromConfig = type.GetMethod("FromConfig", System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static, new[] { typeof(JsonObject), typeof(string), typeof(string) })
+                    ?? throw new InvalidOperationException($"{name} has no public static FromConfig(JsonObject, string, string): each method's options record reads its own config");
+                readers[method.PeftType] = fromConfig.CreateDelegate<SettingsReader>();
+            }
+            foreach (var (alias, type) in ReaderAliases) readers[alias] = readers[type];
+            return readers;
+        }
 
         /// <summary>
         /// <c>peft_type</c>s read by the layer of another type: a <c>"SARA"</c> file (a threshold-selected SaRA adapter) by

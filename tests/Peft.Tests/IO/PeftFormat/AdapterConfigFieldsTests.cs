@@ -16,23 +16,10 @@ namespace Peft.Tests.IO;
 public sealed class AdapterConfigFieldsTests
 {
     /// <summary>Each method's options record (its settings) at its attribute's defaults (DoRA: LoRA with use_dora).</summary>
-    public static IEnumerable<object[]> DefaultSettings() => new[]
+    public static IEnumerable<object[]> DefaultSettings() => AdapterConfigFields.Methods.Select(m => new object[]
     {
-        new object[] { "LoRA", new LoRAOptions() },
-        new object[] { "DoRA", new DoRAOptions() },
-        new object[] { "Bone", new BoneOptions() },
-        new object[] { "Hydra", new HydraOptions() },
-        new object[] { "VeRA", new VeRAOptions() },
-        new object[] { "LoHa", new LoHaOptions() },
-        new object[] { "LoKr", new LoKrOptions() },
-        new object[] { "IA3", new IA3Options() },
-        new object[] { "SaRA", new SaRAOptions() },
-        new object[] { "AdaLoRA", new AdaLoRAOptions() },
-        new object[] { "IncreLoRA", new IncreLoRAOptions() },
-        new object[] { "LaMDA", new LaMDAOptions() },
-        new object[] { "LoLDU", new LoLDUOptions() },
-        new object[] { "RandLoRA", new RandLoRAOptions() },
-    };
+        m.Name, (AdapterSettings)Activator.CreateInstance(typeof(LoRAOptions).Assembly.GetType("Peft.Runtime.Adapters." + m.Name + "Options", throwOnError: true)!)!,
+    });
 
     [Theory]
     [MemberData(nameof(DefaultSettings))]
