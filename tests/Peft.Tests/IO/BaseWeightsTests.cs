@@ -51,7 +51,7 @@ public sealed partial class BwLm : Module<Tensor, Tensor>
     public BwLm(bool tied = true) : base(nameof(BwLm))
     {
         RegisterComponents();
-        if (tied) lm_head.weight = model.embed_tokens.weight;
+        if (tied) lm_head.weight = model.embed_tokens.weight!;
     }
 
     public override Tensor forward(Tensor ids) => lm_head.forward(model.forward(ids));
