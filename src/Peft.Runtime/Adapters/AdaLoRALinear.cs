@@ -333,12 +333,10 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, AdaLoRAOptions options)
         {
-            if (options.TargetRank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "AdaLoRA target", options.TargetRank));
+            AdapterChecks.RankAtLeastOne(site, "AdaLoRA target", options.TargetRank);
             if (options.InitRank < options.TargetRank)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.InitRankBelowTarget, site, "AdaLoRA", options.InitRank, options.TargetRank));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.Dropout(site, options.Dropout);
             if (options.TotalSteps < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.TotalStepsMissing, site, options.TotalSteps));
             if (options.Tinit >= options.TotalSteps - options.Tfinal)

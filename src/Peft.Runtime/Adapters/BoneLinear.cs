@@ -223,8 +223,7 @@ namespace Peft.Runtime.Adapters
             int r = options.Block;
             if (r < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.BlockTooSmall, site, "Bone", r));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.Dropout(site, options.Dropout);
             if (!Enum.IsDefined(options.Variant))
                 throw new ArgumentException($"{site}: Bone variant {(int)options.Variant} is not one of {string.Join(", ", Enum.GetNames<BoneVariant>())}");
             if (options.Variant == BoneVariant.Bat)

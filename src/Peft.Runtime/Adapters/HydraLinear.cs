@@ -177,17 +177,14 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, HydraOptions options, long inFeatures, long outFeatures)
         {
-            if (options.ParallelRank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "Hydra parallel", options.ParallelRank));
-            if (options.SequentialRank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "Hydra sequential", options.SequentialRank));
+            AdapterChecks.RankAtLeastOne(site, "Hydra parallel", options.ParallelRank);
+            AdapterChecks.RankAtLeastOne(site, "Hydra sequential", options.SequentialRank);
             long max = Math.Min(inFeatures, outFeatures);
             if (options.ParallelRank > max)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "Hydra parallel", options.ParallelRank, inFeatures, outFeatures, max));
             if (options.SequentialRank > outFeatures)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.SequentialRankTooLarge, site, "Hydra", options.SequentialRank, outFeatures));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.Dropout(site, options.Dropout);
         }
     }
 

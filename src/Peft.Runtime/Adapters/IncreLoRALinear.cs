@@ -263,12 +263,10 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, IncreLoRAOptions options)
         {
-            if (options.TargetRank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "IncreLoRA target", options.TargetRank));
+            AdapterChecks.RankAtLeastOne(site, "IncreLoRA target", options.TargetRank);
             if (!(options.InitRank >= 1 && options.InitRank <= options.TargetRank && options.TargetRank <= options.MaxRank))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IncreLoRARanks, site, options.InitRank, options.TargetRank, options.MaxRank));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.Dropout(site, options.Dropout);
             AdaLoRA.ValidateBetas(site, "IncreLoRA", options.Beta1, options.Beta2);
             foreach (var (name, value) in new[] { ("Interval", options.Interval), ("TopH", options.TopH), ("RankIncrement", options.RankIncrement) })
                 if (value < 1)

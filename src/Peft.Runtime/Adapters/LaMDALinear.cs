@@ -252,13 +252,8 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, LaMDAOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LaMDA", options.Rank));
-            long max = Math.Min(inFeatures, outFeatures);
-            if (options.Rank > max)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "LaMDA", options.Rank, inFeatures, outFeatures, max));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.RankWithinLayer(site, "LaMDA", options.Rank, inFeatures, outFeatures);
+            AdapterChecks.Dropout(site, options.Dropout);
             if (options.FreezeBStart < 0)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ScheduleStepsNegative, site, "LaMDA", nameof(options.FreezeBStart), options.FreezeBStart));
             if (options.FreezeBSteps < 0)

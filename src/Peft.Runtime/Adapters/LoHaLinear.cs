@@ -122,11 +122,7 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, LoHaOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoHa", options.Rank));
-            long max = Math.Min(inFeatures, outFeatures);
-            if (options.Rank > max)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "LoHa", options.Rank, inFeatures, outFeatures, max));
+            AdapterChecks.RankWithinLayer(site, "LoHa", options.Rank, inFeatures, outFeatures);
             if (!(options.RankDropout >= 0 && options.RankDropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ProbabilityOutOfRange, site, "LoHa", "rank dropout", options.RankDropout));
             if (!(options.ModuleDropout >= 0 && options.ModuleDropout < 1))

@@ -217,8 +217,7 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, LoKrOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoKr", options.Rank));
+            AdapterChecks.RankAtLeastOne(site, "LoKr", options.Rank);
             if (options.DecomposeFactor == 0 || options.DecomposeFactor < -1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.LoKrDecomposeFactor, site, options.DecomposeFactor, inFeatures, outFeatures));
             if (!(options.RankDropout >= 0 && options.RankDropout < 1))

@@ -226,13 +226,8 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, LoLDUOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "LoLDU", options.Rank));
-            long max = Math.Min(inFeatures, outFeatures);
-            if (options.Rank > max)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, "LoLDU", options.Rank, inFeatures, outFeatures, max));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.RankWithinLayer(site, "LoLDU", options.Rank, inFeatures, outFeatures);
+            AdapterChecks.Dropout(site, options.Dropout);
         }
 
         /// <summary>

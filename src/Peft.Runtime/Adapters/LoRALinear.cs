@@ -466,13 +466,8 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, string method, LoRAOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, method, options.Rank));
-            long max = Math.Min(inFeatures, outFeatures);
-            if (options.Rank > max)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooLarge, site, method, options.Rank, inFeatures, outFeatures, max));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.RankWithinLayer(site, method, options.Rank, inFeatures, outFeatures);
+            AdapterChecks.Dropout(site, options.Dropout);
             if (!Enum.IsDefined(options.Init))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.UnknownLoRAInit, site, method, (int)options.Init));
             if (options.Init == LoRAInit.Eva && options.UseDora)

@@ -278,10 +278,8 @@ namespace Peft.Runtime.Adapters
         internal static void Validate(string site, RandLoRAOptions options)
         {
             // No upper bound: a rank above min(in, out) gives one basis.
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "RandLoRA", options.Rank));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.RankAtLeastOne(site, "RandLoRA", options.Rank);
+            AdapterChecks.Dropout(site, options.Dropout);
             if (double.IsNaN(options.Alpha) || double.IsInfinity(options.Alpha))
                 throw new ArgumentException($"{site}: RandLoRA Alpha must be finite, got {options.Alpha}");
         }

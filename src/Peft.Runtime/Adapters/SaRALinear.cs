@@ -278,8 +278,7 @@ namespace Peft.Runtime.Adapters
 
         internal static void Validate(string site, SaRAOptions options, long inFeatures, long outFeatures)
         {
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "SaRA", options.Rank));
+            AdapterChecks.RankAtLeastOne(site, "SaRA", options.Rank);
             if (!(options.Threshold >= 0))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "SaRA", "threshold", options.Threshold));
             if (options.ReselectAfter < 0)

@@ -165,10 +165,8 @@ namespace Peft.Runtime.Adapters
         internal static void Validate(string site, VeRAOptions options)
         {
             // No upper bound: VeRA's rank routinely exceeds the layer's sizes (only λ_d grows with it).
-            if (options.Rank < 1)
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.RankTooSmall, site, "VeRA", options.Rank));
-            if (!(options.Dropout >= 0 && options.Dropout < 1))
-                throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, options.Dropout));
+            AdapterChecks.RankAtLeastOne(site, "VeRA", options.Rank);
+            AdapterChecks.Dropout(site, options.Dropout);
         }
     }
 
