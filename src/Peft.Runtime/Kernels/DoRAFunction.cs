@@ -198,7 +198,7 @@ namespace Peft.Runtime.Kernels
             Tensor? dropped = null, removed = null;
             if (args.Mask.DropsAny)
                 (dropped, removed) = SplitDropped(x, args.Mask, withRemoved: true);
-            var (z, u) = LoRAFunction.Compute(dropped ?? x, null, weight, null, a, b, args.LoRA);
+            var (z, u, _) = LoRAFunction.Compute(dropped ?? x, null, weight, null, a, b, args.LoRA);
             var y = torch.empty_like(z);
             unsafe
             {

@@ -11,17 +11,19 @@ namespace Peft.Runtime.Kernels
     /// The whole LoRA layer as one autograd function: y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ, with W and b frozen.
     /// </summary>
     /// <remarks>
-    /// <para>Forward computes the thin product u = (x ⊙ keep)·Aᵀ ([n, r]) and y = b + (s / (1 − p))·u·Bᵀ in one pass
-    /// over x (<see cref="LoRAKernels"/>), then libtorch's GEMM adds x·Wᵀ into y in place (<c>addmm_</c>, β = 1). It
-    /// saves only x (the input itself, no copy), u and a 64-bit dropout seed: never a dropped copy of x nor a mask.</para>
-    /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10), applied in registers while x is read and
-    /// regenerated in backward from the seed.</para>
-    /// <para>Backward computes g = (s / (1 − p))·dY·B and dB in one pass over dY, dA and the low-rank part of dX,
-    /// (g·A) ⊙ keep, in one pass over x, then libtorch adds dY·W into the same dX buffer: dX is computed once through
-    /// both paths, and there is never a gradient for W or b. When no gradient is needed (inference, <c>no_grad</c>)
-    /// the same arithmetic runs without an autograd node, so results are identical. Inputs the raw loops cannot read
-    /// (other dtypes, non-contiguous, non-CPU) and an unfrozen base take the composed TorchSharp ops, with the same
-    /// mask on CPU.</para>
+    /// <para>Forward: u = (x ⊙ keep)·Aᵀ ([n, r]), then y = b + (s / (1 − p))·u·Bᵀ and y += x·Wᵀ, all by libtorch's GEMM
+    /// into one output buffer (<c>addmm_</c> in place). It saves x (the input itself, no copy), u and the dropout mask
+    /// as bits, 1/32 of x: never a dropped copy of x, nor a float mask.</para>
+    /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10), drawn once per call as bits in the same pass that
+    /// writes x ⊙ keep into a per-thread scratch buffer for the GEMM (<see cref="DropoutRows"/>); backward rebuilds
+    /// x ⊙ keep from the bits in the pass that masks dX's low-rank part.</para>
+    /// <para>Backward: g = (s / (1 − p))·dY·B, dBᵀ = (s / (1 − p))·uᵀ·dY, dX = (g·A) ⊙ keep, then libtorch adds dY·W into
+    /// the same dX buffer, and dA = gᵀ·(x ⊙ keep): dX is computed once through both paths, and there is never a gradient
+    /// for W or b. Every product is a GEMM: measured here, libtorch's beat hand-written loops at every size tried, from
+    /// one row to thousands and r from 8 to 64 (benchmarks/README.md); hand-written loops remain for a mixed batch's
+    /// rows, which they read in place (<see cref="LoRAKernels"/>). When no gradient is needed (inference,
+    /// <c>no_grad</c>) the same arithmetic runs without an autograd node, so results are identical. Inputs other than
+    /// dense float32 CPU tensors and an unfrozen base take the composed TorchSharp ops, with the same mask on CPU.</para>
     /// <para>With <c>create_graph</c>, backward recomputes the layer with differentiable ops and the same mask, so
     /// second derivatives are right (this needs x saved, i.e. A trainable). An error inside a custom backward cannot
     /// travel back through libtorch's engine in TorchSharp 0.107 (it ends the process), so the usual mistake of running
@@ -66,10 +68,10 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// Inference for a mixed batch: y = x·Wᵀ + b with, for each group, s·(x[rows]·Aᵀ)·Bᵀ added to its rows, rows
-        /// being indices into the first dimension of <paramref name="input"/> ([n, ..., in]). As in the one-adapter
-        /// forward, the thin products go first, straight into the output buffer (each group's rows read where they
-        /// lie, written where they belong: no gathered copy of x, no temporary, no scatter), rows of no group get the
-        /// bias, and libtorch's GEMM then adds x·Wᵀ in place. Returns null where the raw loops cannot run (dtype,
+        /// being indices into the first dimension of <paramref name="input"/> ([n, ..., in]). The thin products go
+        /// first, by <see cref="LoRAKernels"/>, straight into the output buffer (each group's rows read where they lie,
+        /// written where they belong: no gathered copy of x, no temporary, no scatter), rows of no group get the bias,
+        /// and libtorch's GEMM then adds x·Wᵀ in place. Returns null where the raw loops cannot run (dtype,
         /// layout, device, no 256-bit vectors, an unfrozen base) or a gradient is wanted; the caller composes then.
         /// </summary>
         internal static unsafe Tensor? TryLinearRowGroups(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
@@ -93,7 +95,8 @@ namespace Peft.Runtime.Kernels
             var y = torch.empty(outShape, dtype: ScalarType.Float32);
             if (flat == 0 || d == 0) return flat == 0 ? y : y.copy_(bias is null ? torch.zeros(outShape) : bias.expand(outShape));
 
-            var work = new List<(LoRAProblem Problem, long[] Map, nint Bt)>(groups.Count);
+            var work = new List<LoRARowGroup>(groups.Count);
+            var pins = new List<System.Runtime.InteropServices.GCHandle>(groups.Count);
             var covered = new bool[n];
             long total = 0;
             try
@@ -104,23 +107,17 @@ namespace Peft.Runtime.Kernels
                     if (rows.Length == 0) continue;
                     foreach (long row in rows) covered[row] = true;
                     var map = inner == 1 ? rows : Expand(rows, inner);
-                    // Bᵀ transposed here rather than by a libtorch op: under load each op's thread hand-off costs more
-                    // than the copy of r·out floats.
+                    var pin = System.Runtime.InteropServices.GCHandle.Alloc(map, System.Runtime.InteropServices.GCHandleType.Pinned);
+                    pins.Add(pin);
                     int rank = checked((int)a.shape[0]);
-                    var bt = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(rank * o), sizeof(float));
-                    work.Add((new LoRAProblem
+                    float* bRows = TensorData.Floats(b);
+                    work.Add(new LoRARowGroup
                     {
-                        X = TensorData.Floats(input), A = TensorData.Floats(a), Bt = bt,
-                        Rows = map.Length, In = checked((int)d), Out = checked((int)o), Rank = rank,
-                        Scale = (float)scaling, Mask = new DropoutMask(0, 0),
-                    }, map, (nint)bt));
-                    float* bp0 = TensorData.Floats(b);
-                    for (int k = 0; k < rank; k++)
-                    {
-                        float* dst = bt + (long)k * o, col = bp0 + k;
-                        for (long j = 0; j < o; j++) dst[j] = col[j * rank];
-                    }
-                    total += map.Length * (d + o) * a.shape[0];
+                        X = TensorData.Floats(input), A = TensorData.Floats(a), B = bRows, BtPanels = LoRAKernels.PackTransposed(bRows, (int)o, rank),
+                        Rows = (long*)pin.AddrOfPinnedObject(), Count = map.Length, In = checked((int)d), Out = checked((int)o), Rank = rank,
+                        Scale = (float)scaling,
+                    });
+                    total += map.Length * (d + o) * rank;
                 }
                 // Rows no group covers start from the bias (or zero).
                 for (long row = 0; row < n; row++)
@@ -137,24 +134,13 @@ namespace Peft.Runtime.Kernels
                 // Work items: (group, first row, end row) in chunks of 64 rows, shared by the workers.
                 var items = new List<(int Group, long Row0, long Row1)>();
                 for (int k = 0; k < work.Count; k++)
-                    for (long r0 = 0; r0 < work[k].Problem.Rows; r0 += 64) items.Add((k, r0, Math.Min(work[k].Problem.Rows, r0 + 64)));
-                int maxRank = work.Count == 0 ? 0 : work.Max(w => w.Problem.Rank);
+                    for (long r0 = 0; r0 < work[k].Count; r0 += 64) items.Add((k, r0, Math.Min(work[k].Count, r0 + 64)));
                 KernelWorkers.Spans(items.Count, 1, threads, (i0, i1) =>
                 {
-                    float* u = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)(64 * Math.Max(1, maxRank)), sizeof(float));
-                    try
+                    for (long i = i0; i < i1; i++)
                     {
-                        for (long i = i0; i < i1; i++)
-                        {
-                            var (k, r0, r1) = items[(int)i];
-                            var (problem, map, _) = work[k];
-                            fixed (long* m = map)
-                                LoRAKernels.Forward(problem, bp, null, u - r0 * problem.Rank, yp, r0, r1, m); // u: rows r0.. of this item
-                        }
-                    }
-                    finally
-                    {
-                        System.Runtime.InteropServices.NativeMemory.Free(u);
+                        var (k, r0, r1) = items[(int)i];
+                        LoRAKernels.Forward(work[k], bp, yp, r0, r1);
                     }
                 });
                 using (var y2 = y.view(flat, o))
@@ -170,7 +156,8 @@ namespace Peft.Runtime.Kernels
             }
             finally
             {
-                foreach (var w in work) System.Runtime.InteropServices.NativeMemory.Free((void*)w.Bt);
+                foreach (var g in work) System.Runtime.InteropServices.NativeMemory.AlignedFree(g.BtPanels);
+                foreach (var pin in pins) pin.Free();
             }
         }
 
@@ -222,7 +209,7 @@ namespace Peft.Runtime.Kernels
             if (!needsGraph)
             {
                 using var scope = NewDisposeScope();
-                var (y, _) = Compute(input, previous, weight, bias, loraA, loraB, args);
+                var (y, _, _) = Compute(input, previous, weight, bias, loraA, loraB, args);
                 return scope.MoveToOuter(y);
             }
 
@@ -242,19 +229,21 @@ namespace Peft.Runtime.Kernels
             var b = (Tensor)vars[BIndex];
             var args = (Args)vars[ArgCount - 1];
 
-            var (y, u) = Compute(x, previous, weight, bias, a, b, args);
+            var (y, u, bits) = Compute(x, previous, weight, bias, a, b, args);
 
-            // Only what backward reads: x for dA (the frozen layer keeps it anyway), W and A for dX, B for dY·B, u for dB.
+            // Only what backward reads: x for dA (the frozen layer keeps it anyway), W and A for dX, B for dY·B, u for dB,
+            // and the dropout mask as bits (1/32 of x) for dA and dX.
             var saveX = args.NeedA ? x : null;
             var saveW = args.NeedInput ? weight : null;
             var saveU = args.NeedB ? u : null;
-            ctx.save_for_backward(new List<Tensor> { saveX!, saveW!, a, b, saveU! });
+            var saveBits = args.NeedA || args.NeedInput ? bits : null;
+            ctx.save_for_backward(new List<Tensor> { saveX!, saveW!, a, b, saveU!, saveBits! });
             ctx.save_data("args", args);
-            FusedAutograd.Forwarded(ctx, y, u); // apply wraps its own handle on y; the saved variable holds its own on u
+            FusedAutograd.Forwarded(ctx, y, u, bits); // apply wraps its own handle on y; the saved variables hold their own
             _lastSave = new SaveReport(
                 InputBytes: FusedAutograd.Bytes(saveX),
                 ParameterBytes: FusedAutograd.Bytes(saveW) + FusedAutograd.Bytes(a) + FusedAutograd.Bytes(b),
-                ActivationBytes: FusedAutograd.Bytes(saveU),
+                ActivationBytes: FusedAutograd.Bytes(saveU) + FusedAutograd.Bytes(saveBits),
                 OutputCacheReleased: false);
             return y;
         }
@@ -272,12 +261,12 @@ namespace Peft.Runtime.Kernels
             using (var scope = NewDisposeScope())
             {
                 var saved = ctx.get_saved_variables();
-                Tensor? x = saved[0], weight = saved[1], a = saved[2], b = saved[3], u = saved[4];
+                Tensor? x = saved[0], weight = saved[1], a = saved[2], b = saved[3], u = saved[4], bits = saved[5];
                 if (is_grad_enabled() && x is not null)
                     BackwardWithGraph(args, grad_output, x, weight, a!, b!, grads);
                 else
                     using (no_grad())
-                        (grads[InputIndex], grads[AIndex], grads[BIndex]) = BackwardFused(args, grad_output, x, weight, a!, b!, u);
+                        (grads[InputIndex], grads[AIndex], grads[BIndex]) = BackwardFused(args, grad_output, x, weight, a!, b!, u, bits);
                 if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
                 result = FusedAutograd.Return(grads, grad_output, scope);
             }
@@ -287,31 +276,57 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// dX (low-rank part plus dY·W), dA and dB of the layer for upstream gradient <paramref name="gradOutput"/>, each
-        /// null where <paramref name="args"/> says it is not needed. Never throws for tensors forward saved.
+        /// null where <paramref name="args"/> says it is not needed: g = c·dY·B, dBᵀ = c·uᵀ·dY, dX = (g·A) ⊙ keep + dY·W
+        /// and dA = gᵀ·(x ⊙ keep), every product by libtorch's GEMM, the masked input rebuilt from the saved bits
+        /// <paramref name="bits"/> in one pass that also masks dX's low-rank part in place. Never throws for tensors
+        /// forward saved.
         /// </summary>
-        internal static unsafe (Tensor? DX, Tensor? DA, Tensor? DB) BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b, Tensor? u)
+        internal static unsafe (Tensor? DX, Tensor? DA, Tensor? DB) BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b,
+            Tensor? u, Tensor? bits = null)
         {
             long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var dY = gradOutput.reshape(n, o);
             if (!dY.is_contiguous()) dY = dY.contiguous();
-            var dA = args.NeedA ? torch.zeros(r, d, dtype: ScalarType.Float32) : null;
-            var dBt = args.NeedB ? torch.zeros(r, o, dtype: ScalarType.Float32) : null;
+            float c = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f);
+            var dA = args.NeedA ? torch.empty(r, d, dtype: ScalarType.Float32) : null;
+            var dBt = args.NeedB ? torch.empty(r, o, dtype: ScalarType.Float32) : null;
             var dX = args.NeedInput ? torch.empty(args.InputShape, dtype: ScalarType.Float32) : null;
-            if (n > 0)
+            if (n == 0)
             {
-                using var bt = new Transposed(b);
-                var problem = Problem(args, args.NeedA ? x! : null, a, bt.Floats);
-                float* dYp = TensorData.Floats(dY), up = args.NeedB ? TensorData.Floats(u!) : null;
-                float* dXp = dX is null ? null : TensorData.Floats(dX), dAp = dA is null ? null : TensorData.Floats(dA);
-                float* dBp = dBt is null ? null : TensorData.Floats(dBt);
-                LoRAKernels.BackwardAll(problem, dYp, up, dXp, dAp, dBp, KernelThreads(args, r));
-                if (dX is not null && weight is not null)
-                    dX.view(n, d).addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
+                dA?.zero_();
+                dBt?.zero_();
+                return (dX, dA, dBt?.t());
             }
+            if (dBt is not null)
+            {
+                using var ut = u!.t();
+                dBt.addmm_(ut, dY, beta: 0, alpha: c);
+            }
+            if (dA is null && dX is null) return (null, null, dBt?.t());
+            using var g = torch.empty(n, r, dtype: ScalarType.Float32);
+            g.addmm_(dY, b, beta: 0, alpha: c);
+            using var dX2 = dX?.view(n, d);
+            dX2?.addmm_(g, a, beta: 0, alpha: 1);
+            using var x2 = x?.view(n, d);
+            Tensor? dropped = null;
+            if (bits is not null)
+            {
+                // The dropped input for dA and the mask on dX's low-rank part, in one pass.
+                dropped = dA is null ? null : ThreadScratch.MaskedInput(n, d);
+                DropoutRows.Apply(TensorData.Words(bits), x2 is null ? null : TensorData.Floats(x2), dropped is null ? null : TensorData.Floats(dropped),
+                    dX2 is null ? null : TensorData.Floats(dX2), n, (int)d, PassThreads(n * d));
+            }
+            if (dA is not null)
+            {
+                using var gt = g.t();
+                dA.addmm_(gt, dropped ?? x2!, beta: 0, alpha: 1);
+            }
+            dropped?.Dispose();
+            if (dX2 is not null && weight is not null) dX2.addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             return (dX, dA, dBt?.t());
         }
 
-        /// <summary>Workers for the thin half, when a test or benchmark fixes them.</summary>
+        /// <summary>Workers for a mixed batch's thin products and the mask passes, when a test or benchmark fixes them.</summary>
         internal static int? KernelThreadsOverride { get; set; }
 
         /// <summary>Multiply-adds of one thin pass, n·(in + out)·r, from which sharing rows between workers pays.</summary>
@@ -319,51 +334,6 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>The same once libgomp's idle workers sleep soon (<see cref="Native.OpenMpTuning"/>): a few chunks' worth.</summary>
         internal const long ShortSpinParallelWork = 1L << 22;
-
-        // libtorch's intra-op thread count, or the calling thread alone for small thin halves. Right after a GEMM,
-        // libgomp's worker spins on the other core, by default for milliseconds, and a .NET worker that lands there
-        // stalls the caller longer than a small thin half takes alone (on two cores, n = 2048, d = 1024, r = 16 was
-        // faster on one thread; d = 4096 or r = 64 on two). With the spin shortened, two threads win there too
-        // (benchmarks/README.md, "Threads").
-        private static int KernelThreads(Args args, long rank) =>
-            KernelThreadsOverride ?? KernelWorkers.Count(args.Rows * (args.In + args.Out) * rank, ParallelWork, ShortSpinParallelWork);
-
-        /// <summary>
-        /// Bᵀ ([r, out]) of a contiguous B [out, r], in native memory: a plain loop over r·out floats, where
-        /// <c>b.t().contiguous()</c> is a libtorch op whose thread hand-off costs more than the copy on a loaded machine.
-        /// </summary>
-        internal readonly unsafe struct Transposed : IDisposable
-        {
-            internal readonly float* Floats;
-
-            internal Transposed(Tensor b)
-            {
-                long o = b.shape[0], r = b.shape[1];
-                Floats = (float*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, o * r), sizeof(float));
-                float* src = TensorData.Floats(b);
-                // Row by row of Bᵀ: sequential writes, reads r floats apart from a B that stays in cache.
-                for (long k = 0; k < r; k++)
-                {
-                    float* dst = Floats + k * o, col = src + k;
-                    for (long j = 0; j < o; j++) dst[j] = col[j * r];
-                }
-            }
-
-            public void Dispose() => System.Runtime.InteropServices.NativeMemory.Free(Floats);
-        }
-
-        private static unsafe LoRAProblem Problem(Args args, Tensor? x, Tensor a, float* bt) => new()
-        {
-            X = x is null ? null : TensorData.Floats(x),
-            A = TensorData.Floats(a),
-            Bt = bt,
-            Rows = args.Rows,
-            In = checked((int)args.In),
-            Out = checked((int)args.Out),
-            Rank = checked((int)a.shape[0]),
-            Scale = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f),
-            Mask = args.Mask,
-        };
 
         // create_graph: recompute the layer with differentiable ops (the same mask, materialised) and differentiate
         // that, so second derivatives are right. Rare (gradient penalties); speed is not the point here.
@@ -384,30 +354,45 @@ namespace Peft.Runtime.Kernels
             if (args.NeedB) grads[BIndex] = result[k];
         }
 
-        // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), all in one output buffer: the thin
-        // half by LoRAKernels (one pass over x, mask in registers), then libtorch's GEMM adds x·Wᵀ in place.
-        internal static unsafe (Tensor Y, Tensor U) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
+        // y = [previous | b] + c·u·Bᵀ + x·Wᵀ with u = (x ⊙ keep)·Aᵀ, c = s / (1 − p), every product by libtorch's GEMM
+        // into one output buffer. With dropout the mask is drawn once, as bits (returned, for backward), together with
+        // xd = x ⊙ keep in this thread's scratch buffer, which the GEMM for u reads.
+        internal static unsafe (Tensor Y, Tensor U, Tensor? Bits) Compute(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, Args args)
         {
             long n = args.Rows, d = args.In, o = args.Out, r = a.shape[0];
             var outShape = args.InputShape.ToArray();
             outShape[^1] = o;
             var y = torch.empty(outShape, dtype: ScalarType.Float32);
             var u = torch.empty(n, r, dtype: ScalarType.Float32);
-            if (n == 0) return (y, u);
+            Tensor? bits = args.Mask.DropsAny ? torch.empty(n, DropoutRows.Words(checked((int)d)), dtype: ScalarType.Int64) : null;
+            if (n == 0) return (y, u, bits);
             using var x2 = x.view(n, d);
-            using var bt = new Transposed(b);
-            using var prev = previous?.reshape(n, o).contiguous();
-            var problem = Problem(args, x2, a, bt.Floats);
-            float* biasP = bias is null ? null : TensorData.Floats(bias), prevP = prev is null ? null : TensorData.Floats(prev);
-            LoRAKernels.ForwardAll(problem, biasP, prevP, TensorData.Floats(u), TensorData.Floats(y), KernelThreads(args, r));
+            using var y2 = y.view(n, o);
+            using var at = a.t();
+            using var bt = b.t();
+            if (bits is null) u.addmm_(x2, at, beta: 0, alpha: 1);
+            else
+            {
+                using var dropped = ThreadScratch.MaskedInput(n, d);
+                DropoutRows.Draw(args.Mask, TensorData.Floats(x2), n, (int)d, TensorData.Words(bits), TensorData.Floats(dropped), PassThreads(n * d));
+                u.addmm_(dropped, at, beta: 0, alpha: 1);
+            }
+            float c = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f);
+            using (var init = previous?.reshape(n, o) ?? bias?.expand(n, o))
+            {
+                if (init is not null) y2.copy_(init);
+                y2.addmm_(u, bt, beta: init is null ? 0 : 1, alpha: c);
+            }
             if (weight is not null)
             {
-                using var y2 = y.view(n, o);
                 using var wt = weight.t();
                 y2.addmm_(x2, wt, beta: 1, alpha: 1);
             }
-            return (y, u);
+            return (y, u, bits);
         }
+
+        // Both cores for a mask pass over a large input, the calling thread for a small one.
+        private static int PassThreads(long elements) => KernelThreadsOverride ?? (elements >= 1L << 18 ? torch.get_num_threads() : 1);
 
         // The reference semantics with TorchSharp ops: for dtypes, layouts and devices the raw loops do not handle, and
         // for an unfrozen base. On CPU the mask is the same Philox mask; elsewhere libtorch's own dropout.

@@ -40,5 +40,14 @@ namespace Peft.Runtime.Kernels
             if (t.numel() == 0) return null;
             return (float*)Address(t);
         }
+
+        /// <summary>The first word of <paramref name="t"/>, which must be a contiguous int64 CPU tensor (a dropout mask's bits).</summary>
+        internal static ulong* Words(Tensor t)
+        {
+            if (t.dtype != ScalarType.Int64 || t.device_type != DeviceType.CPU || !t.is_contiguous())
+                throw new InvalidOperationException("The kernel needs a contiguous int64 CPU tensor.");
+            if (t.numel() == 0) return null;
+            return (ulong*)Address(t);
+        }
     }
 }

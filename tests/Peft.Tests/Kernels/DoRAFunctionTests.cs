@@ -60,7 +60,7 @@ public class DoRAFunctionTests
     [InlineData(new long[] { 70, 200 }, 150, 64, true, true)]   // several column tiles and row groups
     public void ForwardAndEveryGradientEqualTheComposition(long[] shape, long outF, int rank, bool bias, bool inputGrad)
     {
-        // Both vector widths where the machine has AVX-512 (the 256-bit loops forced): DoRA runs LoRA's thin loops.
+        // Both vector widths where the machine has AVX-512 (the 256-bit loops forced).
         KernelWidths.Each(() =>
         {
             using var scope = NewDisposeScope();

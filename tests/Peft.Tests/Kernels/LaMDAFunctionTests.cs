@@ -29,13 +29,15 @@ public class LaMDAFunctionTests
         Assert.NotNull(core.grad);
         Assert.NotNull(x.grad);
 
-        // LoRA at the same rank keeps x itself for dA ([n, in]) beside its u ([n, r]).
+        // LoRA at the same rank keeps x itself for dA ([n, in]) beside its u ([n, r]) and the dropout mask as bits,
+        // [n, in / 64] words.
         var la = (randn(r, inF) * 0.01).requires_grad_();
         _ = LoRAFunction.Linear(x, w, null, la, b, 2.0, 0.1);
         var lora = LoRAFunction.LastSave!;
+        long bits = inF / 32; // in floats' worth per row
         Assert.Equal(n * inF * 4, lora.InputBytes);
-        Assert.Equal(n * r * 4, lora.ActivationBytes);
-        Assert.Equal((double)(inF + r) / r, (double)(lora.InputBytes + lora.ActivationBytes) / (lamda.InputBytes + lamda.ActivationBytes));
+        Assert.Equal(n * (r + bits) * 4, lora.ActivationBytes);
+        Assert.Equal((double)(inF + r + bits) / r, (double)(lora.InputBytes + lora.ActivationBytes) / (lamda.InputBytes + lamda.ActivationBytes));
     }
 
     [Fact]
