@@ -106,7 +106,7 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// n = ‖W + s·B·A‖ per row of <paramref name="weight"/> and g = m / n (1 where n = 0), both [out], without
-        /// gradient, from the thin product W·Aᵀ (<see cref="DoRAKernels.NormAndFactor"/>). All four tensors must be
+        /// gradient, from the thin products W·Aᵀ and B·(A·Aᵀ) (<see cref="DoRAKernels.NormAndFactor"/>). All four tensors must be
         /// contiguous float32 CPU tensors.
         /// </summary>
         internal static unsafe (Tensor Norm, Tensor Factor) NormAndFactor(Tensor weight, Tensor a, Tensor b, Tensor magnitude, double scaling)
@@ -115,22 +115,24 @@ namespace Peft.Runtime.Kernels
             var norm = torch.empty(outF, dtype: ScalarType.Float32);
             var factor = torch.empty(outF, dtype: ScalarType.Float32);
             if (outF > 0)
-                DoRAKernels.NormAndFactor(TensorData.Floats(weight), TensorData.Floats(a), TensorData.Floats(b), TensorData.Floats(magnitude),
+            {
+                // The thin products by GEMM: W·Aᵀ [out, r] and B·(A·Aᵀ) [out, r].
+                using var at = a.t();
+                using var wa = weight.mm(at);
+                using var gram = a.mm(at);
+                using var bg = b.mm(gram);
+                DoRAKernels.NormAndFactor(TensorData.Floats(weight), TensorData.Floats(wa), TensorData.Floats(b), TensorData.Floats(bg), TensorData.Floats(magnitude),
                     TensorData.Floats(norm), TensorData.Floats(factor), checked((int)outF), checked((int)inF), checked((int)r), scaling,
-                    NormThreads(outF * inF * r));
+                    PassThreads(outF * inF));
+            }
             return (norm, factor);
         }
 
-        /// <summary>Workers for the norm's rows and the dropout mask's passes, when a test fixes them.</summary>
+        /// <summary>Workers for the norm's rows and the row passes (scaling, correlation, dropout mask), when a test fixes them.</summary>
         internal static int? KernelThreadsOverride { get; set; }
 
-        // Both cores once libgomp's workers sleep soon (Native.OpenMpTuning) and the pass is worth a fork and join
-        // (2²⁶ multiply-adds: r = 64 at 1024 × 1024); the calling thread alone otherwise: at r = 16 the pass is short,
-        // and on a busy host a worker woken for half of it can arrive late (benchmarks/README.md, DoRA's norm rows).
-        private static int NormThreads(long work) =>
-            KernelThreadsOverride ?? KernelWorkers.Count(work, long.MaxValue, 1L << 26);
-
-        // The mask passes over [n, in] elements likewise, from two spans of DoRAKernels' size up.
+        // Both cores for a pass over W's rows or the [n, in] and [n, out] elements from two spans of DoRAKernels' mask
+        // size up, once libgomp's workers sleep soon (Native.OpenMpTuning); the calling thread alone otherwise.
         private static int PassThreads(long elements) =>
             KernelThreadsOverride ?? KernelWorkers.Count(elements, long.MaxValue, 1L << 19);
 
@@ -204,7 +206,7 @@ namespace Peft.Runtime.Kernels
             {
                 if (n > 0)
                     DoRAKernels.ScaleRows(TensorData.Floats(z), TensorData.Floats(factor), bias is null ? null : TensorData.Floats(bias),
-                        TensorData.Floats(y), n, checked((int)o));
+                        TensorData.Floats(y), n, checked((int)o), PassThreads(n * o));
             }
             if (removed is not null)
             {
@@ -244,7 +246,7 @@ namespace Peft.Runtime.Kernels
             var correlation = args.NeedMagnitude ? torch.zeros(o, dtype: ScalarType.Float32) : null;
             if (n > 0)
                 DoRAKernels.ScaleAndCorrelate(TensorData.Floats(dY), TensorData.Floats(factor), args.NeedMagnitude ? TensorData.Floats(z!) : null,
-                    TensorData.Floats(dZ), correlation is null ? null : TensorData.Floats(correlation), n, (int)o);
+                    TensorData.Floats(dZ), correlation is null ? null : TensorData.Floats(correlation), n, (int)o, PassThreads(n * o));
             if (lora.NeedInput || lora.NeedA || lora.NeedB)
             {
                 // With dropout the LoRA part saw xd: regenerate it for dA (the mask comes from the seed, not memory).

@@ -1,5 +1,6 @@
 using System;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Peft.Runtime.Kernels
@@ -17,47 +18,39 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// n_o = ‖W_o + s·(B·A)_o‖ and g_o = m_o / n_o (1 where n_o = 0) for every row o of W [out, in], from
-        /// ‖W_o‖² + 2s·Σₖ B[o,k]·(W·Aᵀ)[o,k] + s²·Σₖₗ B[o,k]·B[o,l]·(A·Aᵀ)[k,l], never forming B·A. The row sums are
-        /// taken in float32 vectors, the combination in float64; a negative n² from cancellation is clamped to 0.
+        /// ‖W_o‖² + 2s·⟨B_o, (W·Aᵀ)_o⟩ + s²·⟨B_o, (B·(A·Aᵀ))_o⟩, never forming B·A. The thin products come from the caller
+        /// (GEMMs); the row norms are taken in float32 vectors with four accumulators, each row's combination in
+        /// float64; a negative n² from cancellation is clamped to 0.
         /// </summary>
         /// <param name="w">W [out, in].</param>
-        /// <param name="a">A [r, in].</param>
+        /// <param name="wa">W·Aᵀ [out, r].</param>
         /// <param name="b">B [out, r].</param>
+        /// <param name="bg">B·(A·Aᵀ) [out, r].</param>
         /// <param name="m">m [out].</param>
         /// <param name="norm">n [out], written.</param>
         /// <param name="factor">g [out], written.</param>
         /// <param name="outF">Rows of W.</param>
-        /// <param name="inF">Columns of W and A.</param>
+        /// <param name="inF">Columns of W.</param>
         /// <param name="r">The rank.</param>
         /// <param name="s">The scaling s.</param>
         /// <param name="threads">Workers for the rows (chunks of 64 go to whichever asks next).</param>
-        internal static void NormAndFactor(float* w, float* a, float* b, float* m, float* norm, float* factor, int outF, int inF, int r, double s, int threads)
-        {
-            var gram = new double[r * r];                      // A·Aᵀ
-            for (int k = 0; k < r; k++)
-                for (int l = k; l < r; l++)
-                    gram[k * r + l] = gram[l * r + k] = Dot(a + (long)k * inF, a + (long)l * inF, inF);
-            KernelWorkers.Spans(outF, 64, threads, (o0, o1) => NormRows(w, a, b, m, norm, factor, inF, r, s, gram, (int)o0, (int)o1));
-        }
+        internal static void NormAndFactor(float* w, float* wa, float* b, float* bg, float* m, float* norm, float* factor, int outF, int inF, int r, double s, int threads) =>
+            KernelWorkers.Spans(outF, 64, threads, (o0, o1) => NormRows(w, wa, b, bg, m, norm, factor, inF, r, s, (int)o0, (int)o1));
 
-        // Rows [o0, o1) of NormAndFactor, given A·Aᵀ.
+        // Rows [o0, o1) of NormAndFactor.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void NormRows(float* w, float* a, float* b, float* m, float* norm, float* factor, int inF, int r, double s,
-            double[] gram, int o0, int o1)
+        private static void NormRows(float* w, float* wa, float* b, float* bg, float* m, float* norm, float* factor, int inF, int r, double s,
+            int o0, int o1)
         {
-            var wa = new double[r];                            // (W·Aᵀ)_o
             for (int o = o0; o < o1; o++)
             {
-                float* row = w + (long)o * inF, bRow = b + (long)o * r;
-                double squared = Dot(row, row, inF);
-                RowTimesFactors(row, a, inF, r, wa);
+                float* row = w + (long)o * inF, bRow = b + (long)o * r, waRow = wa + (long)o * r, bgRow = bg + (long)o * r;
+                double squared = SquaredNorm(row, inF);
                 double cross = 0, update = 0;
                 for (int k = 0; k < r; k++)
                 {
-                    cross += bRow[k] * wa[k];
-                    double gk = 0;
-                    for (int l = 0; l < r; l++) gk += gram[k * r + l] * bRow[l];
-                    update += bRow[k] * gk;
+                    cross += bRow[k] * (double)waRow[k];
+                    update += bRow[k] * (double)bgRow[k];
                 }
                 double n = Math.Sqrt(Math.Max(0, squared + 2 * s * cross + s * s * update));
                 norm[o] = (float)n;
@@ -65,12 +58,45 @@ namespace Peft.Runtime.Kernels
             }
         }
 
-        /// <summary>y[i, :] = g ⊙ z[i, :] + bias (bias may be null) for <paramref name="rows"/> rows of <paramref name="cols"/>.</summary>
+        // Σ x², four independent vector accumulators (one would wait on its own latency at every step).
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void ScaleRows(float* z, float* g, float* bias, float* y, long rows, int cols)
+        private static double SquaredNorm(float* x, int count)
+        {
+            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            int j = 0;
+            for (; j + 4 * Width <= count; j += 4 * Width)
+            {
+                var v0 = Vector256.Load(x + j);
+                var v1 = Vector256.Load(x + j + Width);
+                var v2 = Vector256.Load(x + j + 2 * Width);
+                var v3 = Vector256.Load(x + j + 3 * Width);
+                s0 = Vector256.FusedMultiplyAdd(v0, v0, s0);
+                s1 = Vector256.FusedMultiplyAdd(v1, v1, s1);
+                s2 = Vector256.FusedMultiplyAdd(v2, v2, s2);
+                s3 = Vector256.FusedMultiplyAdd(v3, v3, s3);
+            }
+            for (; j + Width <= count; j += Width)
+            {
+                var v = Vector256.Load(x + j);
+                s0 = Vector256.FusedMultiplyAdd(v, v, s0);
+            }
+            double total = Vector256.Sum(s0) + (double)Vector256.Sum(s1) + Vector256.Sum(s2) + Vector256.Sum(s3);
+            for (; j < count; j++) total += x[j] * x[j];
+            return total;
+        }
+
+        /// <summary>
+        /// y[i, :] = g ⊙ z[i, :] + bias (bias may be null) for <paramref name="rows"/> rows of <paramref name="cols"/>,
+        /// rows shared by up to <paramref name="threads"/> workers.
+        /// </summary>
+        internal static void ScaleRows(float* z, float* g, float* bias, float* y, long rows, int cols, int threads) =>
+            KernelWorkers.Spans(rows, 64, threads, (i0, i1) => ScaleRows(z, g, bias, y, i0, i1, cols));
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void ScaleRows(float* z, float* g, float* bias, float* y, long i0, long i1, int cols)
         {
             int vectorEnd = cols - cols % Width;
-            for (long i = 0; i < rows; i++)
+            for (long i = i0; i < i1; i++)
             {
                 float* zRow = z + i * cols, yRow = y + i * cols;
                 int j = 0;
@@ -90,13 +116,36 @@ namespace Peft.Runtime.Kernels
 
         /// <summary>
         /// dZ = dY ⊙ g (g broadcast over rows) and, when <paramref name="z"/> is given, corr += Σᵢ dY ⊙ z: one pass
-        /// over dY and z.
+        /// over dY and z, its rows cut into one contiguous part per worker (up to <paramref name="threads"/>), each
+        /// summing into its own partial, the partials added in order: the result does not depend on which worker ran
+        /// which part.
         /// </summary>
+        internal static void ScaleAndCorrelate(float* dY, float* g, float* z, float* dZ, float* corr, long rows, int cols, int threads)
+        {
+            long parts = Math.Max(1, Math.Min(threads, rows)), span = (rows + parts - 1) / parts;
+            if (parts == 1 || z == null)
+            {
+                KernelWorkers.Spans(rows, Math.Max(64, span), threads, (i0, i1) => ScaleAndCorrelate(dY, g, z, dZ, corr, i0, i1, cols));
+                return;
+            }
+            var partials = (float*)NativeMemory.AllocZeroed((nuint)(parts * cols), sizeof(float));
+            try
+            {
+                KernelWorkers.Spans(rows, span, threads, (i0, i1) => ScaleAndCorrelate(dY, g, z, dZ, partials + i0 / span * cols, i0, i1, cols));
+                for (long part = 0; part < parts; part++)
+                    for (int j = 0; j < cols; j++) corr[j] += partials[part * cols + j];
+            }
+            finally
+            {
+                NativeMemory.Free(partials);
+            }
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void ScaleAndCorrelate(float* dY, float* g, float* z, float* dZ, float* corr, long rows, int cols)
+        private static void ScaleAndCorrelate(float* dY, float* g, float* z, float* dZ, float* corr, long i0, long i1, int cols)
         {
             int vectorEnd = cols - cols % Width;
-            for (long i = 0; i < rows; i++)
+            for (long i = i0; i < i1; i++)
             {
                 float* dyRow = dY + i * cols, dzRow = dZ + i * cols, zRow = z == null ? null : z + i * cols;
                 int j = 0;
@@ -125,51 +174,6 @@ namespace Peft.Runtime.Kernels
         internal static void MagnitudeGradient(float* corr, float* norm, float* dm, int outF)
         {
             for (int o = 0; o < outF; o++) dm[o] = norm[o] > 0 ? corr[o] / norm[o] : 0f;
-        }
-
-        // out[k] = Σⱼ row[j]·A[k, j] for every k, four factors per pass over the row (the row stays in L1).
-        private static void RowTimesFactors(float* row, float* a, int inF, int r, double[] result)
-        {
-            int vectorEnd = inF - inF % Width;
-            int k = 0;
-            for (; k + 4 <= r; k += 4)
-            {
-                float* a0 = a + (long)k * inF, a1 = a0 + inF, a2 = a1 + inF, a3 = a2 + inF;
-                Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                int j = 0;
-                for (; j < vectorEnd; j += Width)
-                {
-                    var x = Vector256.Load(row + j);
-                    s0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(a0 + j), s0);
-                    s1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(a1 + j), s1);
-                    s2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(a2 + j), s2);
-                    s3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(a3 + j), s3);
-                }
-                double t0 = Vector256.Sum(s0), t1 = Vector256.Sum(s1), t2 = Vector256.Sum(s2), t3 = Vector256.Sum(s3);
-                for (; j < inF; j++)
-                {
-                    t0 += row[j] * a0[j];
-                    t1 += row[j] * a1[j];
-                    t2 += row[j] * a2[j];
-                    t3 += row[j] * a3[j];
-                }
-                result[k] = t0;
-                result[k + 1] = t1;
-                result[k + 2] = t2;
-                result[k + 3] = t3;
-            }
-            for (; k < r; k++) result[k] = Dot(row, a + (long)k * inF, inF);
-        }
-
-        private static double Dot(float* x, float* y, int count)
-        {
-            int vectorEnd = count - count % Width;
-            Vector256<float> sum = default;
-            int j = 0;
-            for (; j < vectorEnd; j += Width) sum = Vector256.FusedMultiplyAdd(Vector256.Load(x + j), Vector256.Load(y + j), sum);
-            double total = Vector256.Sum(sum);
-            for (; j < count; j++) total += x[j] * y[j];
-            return total;
         }
 
         /// <summary>Elements per chunk of the mask passes: the scaled mask of a chunk lives on the stack.</summary>
