@@ -363,13 +363,17 @@ namespace Peft.Runtime.Kernels
             var outShape = args.InputShape.ToArray();
             outShape[^1] = o;
             var y = torch.empty(outShape, dtype: ScalarType.Float32);
-            var u = torch.empty(n, r, dtype: ScalarType.Float32);
+            // With a bias, u is the first r columns of [u | 1] and the thin GEMM multiplies that by [c·B | b]ᵀ: the bias
+            // comes with the product, without a pass of its own over y (u is then a view with row stride r + 1).
+            bool withBias = bias is not null && previous is null;
+            Tensor u;
+            using (var held = torch.empty(n, withBias ? r + 1 : r, dtype: ScalarType.Float32))
+                u = withBias ? held.narrow(1, 0, r) : held.alias();
             Tensor? bits = args.Mask.DropsAny ? torch.empty(n, DropoutRows.Words(checked((int)d)), dtype: ScalarType.Int64) : null;
             if (n == 0) return (y, u, bits);
             using var x2 = x.view(n, d);
             using var y2 = y.view(n, o);
             using var at = a.t();
-            using var bt = b.t();
             if (bits is null) u.addmm_(x2, at, beta: 0, alpha: 1);
             else
             {
@@ -378,8 +382,22 @@ namespace Peft.Runtime.Kernels
                 u.addmm_(dropped, at, beta: 0, alpha: 1);
             }
             float c = args.Scaling * (args.Mask.DropsAny ? args.Mask.KeepScale : 1f);
-            using (var init = previous?.reshape(n, o) ?? bias?.expand(n, o))
+            if (withBias)
             {
+                using var augmented = u.as_strided(new[] { n, r + 1 }, new[] { r + 1, 1L });
+                using (var ones = augmented.narrow(1, r, 1)) ones.fill_(1);
+                using var factors = torch.empty(o, r + 1, dtype: ScalarType.Float32);
+                using (var scaled = factors.narrow(1, 0, r)) scaled.copy_(b).mul_(c);
+                using (var last = factors.narrow(1, r, 1))
+                using (var column = bias!.unsqueeze(1))
+                    last.copy_(column);
+                using var factorsT = factors.t();
+                y2.addmm_(augmented, factorsT, beta: 0, alpha: 1);
+            }
+            else
+            {
+                using var bt = b.t();
+                using var init = previous?.reshape(n, o);
                 if (init is not null) y2.copy_(init);
                 y2.addmm_(u, bt, beta: init is null ? 0 : 1, alpha: c);
             }
