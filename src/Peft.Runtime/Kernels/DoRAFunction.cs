@@ -12,12 +12,12 @@ namespace Peft.Runtime.Kernels
     /// </summary>
     /// <remarks>
     /// <para><b>The norm, once per forward, without B·A.</b> ‖W_o + s(BA)_o‖² = ‖W_o‖² + 2s·⟨B_o, (W·Aᵀ)_o⟩ +
-    /// s²·⟨B_o, (B·(A·Aᵀ))_o⟩: one pass over W computing W·Aᵀ ([out, r]) instead of the dense [out, in] update and a
-    /// second pass over it. A row where W + ΔW is zero (n = 0) passes through with g = 1, as <see cref="DoRA.Factor"/> has it;
+    /// s²·⟨B_o, (B·(A·Aᵀ))_o⟩: W·Aᵀ and B·(A·Aᵀ) ([out, r]) by GEMM and one pass over W's rows for ‖W_o‖², instead of
+    /// the dense [out, in] update and a second pass over it. A row where W + ΔW is zero (n = 0) passes through with g = 1, as <see cref="DoRA.Factor"/> has it;
     /// rounding can leave n² slightly negative where the terms cancel, and it is clamped to 0.</para>
     /// <para><b>Forward</b> computes z = x·Wᵀ + s·u·Bᵀ (u = x·Aᵀ) the way <see cref="LoRAFunction"/> does, in one
-    /// buffer (the thin half by hand, then libtorch's GEMM in place), then y = g ⊙ z + b in one pass
-    /// (<see cref="DoRAKernels"/>: every step but the two GEMMs is a hand-written loop on the calling thread). It saves x (the
+    /// buffer (GEMMs), then y = g ⊙ z + b in one pass (<see cref="DoRAKernels"/>: the passes between the GEMMs are
+    /// hand-written loops sharing rows between the intra-op threads). It saves x (the
     /// input itself), u [n, r], and z [n, out]: m's gradient Σᵢ dY[i, o]·z[i, o] / n_o needs z, and recomputing it
     /// would cost a second base GEMM.</para>
     /// <para><b>Backward</b> forms dZ = g ⊙ dY and m's gradient in one pass over dY and z, then runs LoRA's fused

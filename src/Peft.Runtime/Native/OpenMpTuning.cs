@@ -9,14 +9,15 @@ namespace Peft.Runtime.Native
     /// </summary>
     /// <remarks>
     /// After each parallel region libgomp's workers spin for about 300,000 pause loops (milliseconds here) waiting for
-    /// the next one. The fused adapters run their thin products between two GEMMs, so a .NET worker started there
-    /// shares its core with a spinning thread; on two cores that made a second kernel worker slower than none, and
-    /// the thin half ran on the calling thread alone while the other core spun. With <c>GOMP_SPINCOUNT=10000</c>
-    /// (a fraction of a millisecond) set before libtorch loads libgomp, the thin half runs on every intra-op thread:
-    /// LoRA at n = 2048, d = 1024, r = 16 went from 1.145–1.160 to 1.110–1.120 of its frozen base, and the frozen
-    /// layer's own GEMMs did not change (53–54 ms either way). Nothing changes if the environment already sets
-    /// <c>GOMP_SPINCOUNT</c> or <c>OMP_WAIT_POLICY</c>, if libgomp is loaded already (it would not read the setting, and
-    /// the kernels then keep to one thread for small thin halves), or if the app sets the switch <see cref="KeepSwitch"/>.
+    /// the next one. The fused adapters run hand-written passes between GEMMs, so a .NET worker started there shares
+    /// its core with a spinning thread; on two cores that made a second kernel worker slower than none, and the pass
+    /// ran on the calling thread alone while the other core spun. With <c>GOMP_SPINCOUNT=10000</c> (a fraction of a
+    /// millisecond) set before libtorch loads libgomp, the passes run on every intra-op thread: LoRA at n = 2048,
+    /// d = 1024, r = 16 (then with hand-written thin products) went from 1.145–1.160 to 1.110–1.120 of its frozen
+    /// base, and the frozen layer's own GEMMs did not change (53–54 ms either way). Nothing changes if the environment
+    /// already sets <c>GOMP_SPINCOUNT</c> or <c>OMP_WAIT_POLICY</c>, if libgomp is loaded already (it would not read the
+    /// setting, and the kernels then keep to one thread for small passes), or if the app sets the switch
+    /// <see cref="KeepSwitch"/>.
     /// </remarks>
     public static class OpenMpTuning
     {
