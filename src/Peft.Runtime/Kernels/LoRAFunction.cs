@@ -102,6 +102,12 @@ namespace Peft.Runtime.Kernels
             try
             {
                 float* yp = TensorData.Floats(y), bp = bias is null ? null : TensorData.Floats(bias);
+                // Every group's packed Aᵀ and Bᵀ in this thread's operand buffer, one after the other.
+                long panelFloats = 0;
+                foreach (var (rows, a, _, _) in groups)
+                    if (rows.Length > 0)
+                        panelFloats += LoRAKernels.RankPanelFloats((int)a.shape[0], (int)d) + LoRAKernels.TransposedFloats((int)o, (int)a.shape[0]);
+                float* panels = NativeScratch.Floats(NativeScratch.Operands, panelFloats);
                 foreach (var (rows, a, b, scaling) in groups)
                 {
                     if (rows.Length == 0) continue;
@@ -110,10 +116,13 @@ namespace Peft.Runtime.Kernels
                     var pin = System.Runtime.InteropServices.GCHandle.Alloc(map, System.Runtime.InteropServices.GCHandleType.Pinned);
                     pins.Add(pin);
                     int rank = checked((int)a.shape[0]);
-                    float* bRows = TensorData.Floats(b);
+                    float* bRows = TensorData.Floats(b), atPanels = panels, btPanels = atPanels + LoRAKernels.RankPanelFloats(rank, (int)d);
+                    panels = btPanels + LoRAKernels.TransposedFloats((int)o, rank);
+                    LoRAKernels.PackRankPanels(TensorData.Floats(a), rank, (int)d, atPanels);
+                    LoRAKernels.PackTransposed(bRows, (int)o, rank, btPanels);
                     work.Add(new LoRARowGroup
                     {
-                        X = TensorData.Floats(input), A = TensorData.Floats(a), B = bRows, BtPanels = LoRAKernels.PackTransposed(bRows, (int)o, rank),
+                        X = TensorData.Floats(input), B = bRows, BtPanels = btPanels, AtPanels = atPanels,
                         Rows = (long*)pin.AddrOfPinnedObject(), Count = map.Length, In = checked((int)d), Out = checked((int)o), Rank = rank,
                         Scale = (float)scaling,
                     });
@@ -156,7 +165,6 @@ namespace Peft.Runtime.Kernels
             }
             finally
             {
-                foreach (var g in work) System.Runtime.InteropServices.NativeMemory.AlignedFree(g.BtPanels);
                 foreach (var pin in pins) pin.Free();
             }
         }
