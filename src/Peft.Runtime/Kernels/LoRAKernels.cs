@@ -143,6 +143,7 @@ namespace Peft.Runtime.Kernels
             float c = g.Scale;
             float** xr = stackalloc float*[Block];
             float** yr = stackalloc float*[Block];
+            float** cr = stackalloc float*[Block];
 
             for (long i0 = row0; i0 < row1; i0 += Block)
             {
@@ -159,25 +160,12 @@ namespace Peft.Runtime.Kernels
                     xr[t] = g.X + at * d;
                     yr[t] = y + at * o;
                 }
-                float* x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3], x4 = xr[4], x5 = xr[5], x6 = xr[6], x7 = xr[7];
 
                 // cu = c·x·Aᵀ, a rank chunk of w at a time: eight rows' accumulators over the input columns.
                 for (int kc = 0; kc < rankChunks; kc++)
                 {
                     V a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-                    float* panel = g.AtPanels + (long)kc * d * w;
-                    for (int j = 0; j < d; j++, panel += w)
-                    {
-                        var av = V.Load(panel);
-                        a0 = V.MultiplyAdd(V.Broadcast(x0[j]), av, a0);
-                        a1 = V.MultiplyAdd(V.Broadcast(x1[j]), av, a1);
-                        a2 = V.MultiplyAdd(V.Broadcast(x2[j]), av, a2);
-                        a3 = V.MultiplyAdd(V.Broadcast(x3[j]), av, a3);
-                        a4 = V.MultiplyAdd(V.Broadcast(x4[j]), av, a4);
-                        a5 = V.MultiplyAdd(V.Broadcast(x5[j]), av, a5);
-                        a6 = V.MultiplyAdd(V.Broadcast(x6[j]), av, a6);
-                        a7 = V.MultiplyAdd(V.Broadcast(x7[j]), av, a7);
-                    }
+                    OuterProducts(g.AtPanels + (long)kc * d * w, d, xr, ref a0, ref a1, ref a2, ref a3, ref a4, ref a5, ref a6, ref a7);
                     var scale = V.Broadcast(c);
                     float* u = cu + kc * w;
                     V.MultiplyAdd(a0, scale, default).Store(u);
@@ -191,25 +179,14 @@ namespace Peft.Runtime.Kernels
                 }
 
                 // y = init + cu·Bᵀ, a column chunk of w at a time: eight rows' accumulators over the rank.
-                float* c0 = cu, c1 = cu + rp, c2 = cu + 2 * rp, c3 = cu + 3 * rp, c4 = cu + 4 * rp, c5 = cu + 5 * rp, c6 = cu + 6 * rp, c7 = cu + 7 * rp;
+                for (int t = 0; t < Block; t++) cr[t] = cu + t * rp;
                 int jo = 0;
                 for (; jo + w <= o; jo += w)
                 {
                     var start = V.Load(init + jo);
                     V y0 = start, y1 = start, y2 = start, y3 = start, y4 = start, y5 = start, y6 = start, y7 = start;
-                    float* bt = g.BtPanels + (long)jo * r; // panel jo / w starts at (jo / w)·r·w
-                    for (int k = 0; k < r; k++, bt += w)
-                    {
-                        var bv = V.Load(bt);
-                        y0 = V.MultiplyAdd(V.Broadcast(c0[k]), bv, y0);
-                        y1 = V.MultiplyAdd(V.Broadcast(c1[k]), bv, y1);
-                        y2 = V.MultiplyAdd(V.Broadcast(c2[k]), bv, y2);
-                        y3 = V.MultiplyAdd(V.Broadcast(c3[k]), bv, y3);
-                        y4 = V.MultiplyAdd(V.Broadcast(c4[k]), bv, y4);
-                        y5 = V.MultiplyAdd(V.Broadcast(c5[k]), bv, y5);
-                        y6 = V.MultiplyAdd(V.Broadcast(c6[k]), bv, y6);
-                        y7 = V.MultiplyAdd(V.Broadcast(c7[k]), bv, y7);
-                    }
+                    // Panel jo / w starts at (jo / w)·r·w.
+                    OuterProducts(g.BtPanels + (long)jo * r, r, cr, ref y0, ref y1, ref y2, ref y3, ref y4, ref y5, ref y6, ref y7);
                     y0.Store(yr[0] + jo);
                     y1.Store(yr[1] + jo);
                     y2.Store(yr[2] + jo);
@@ -231,6 +208,30 @@ namespace Peft.Runtime.Kernels
                     }
                 }
             }
+        }
+
+        // a_t += Σ_i s_t[i]·panel[i·w, (i + 1)·w) for the eight rows t and i < count (s: eight row pointers, w the
+        // vector width): one panel load and eight broadcast multiply-adds per step, the accumulators in registers.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void OuterProducts<V>(float* panel, int count, float** s, ref V a0, ref V a1, ref V a2, ref V a3,
+            ref V a4, ref V a5, ref V a6, ref V a7) where V : struct, ISimdFloat<V>
+        {
+            int w = V.Count;
+            float* s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], s4 = s[4], s5 = s[5], s6 = s[6], s7 = s[7];
+            V b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7;
+            for (int i = 0; i < count; i++, panel += w)
+            {
+                var v = V.Load(panel);
+                b0 = V.MultiplyAdd(V.Broadcast(s0[i]), v, b0);
+                b1 = V.MultiplyAdd(V.Broadcast(s1[i]), v, b1);
+                b2 = V.MultiplyAdd(V.Broadcast(s2[i]), v, b2);
+                b3 = V.MultiplyAdd(V.Broadcast(s3[i]), v, b3);
+                b4 = V.MultiplyAdd(V.Broadcast(s4[i]), v, b4);
+                b5 = V.MultiplyAdd(V.Broadcast(s5[i]), v, b5);
+                b6 = V.MultiplyAdd(V.Broadcast(s6[i]), v, b6);
+                b7 = V.MultiplyAdd(V.Broadcast(s7[i]), v, b7);
+            }
+            (a0, a1, a2, a3, a4, a5, a6, a7) = (b0, b1, b2, b3, b4, b5, b6, b7);
         }
 
         /// <summary>Whether the 512-bit loops run (AVX-512 hardware, unless a test asks for the 256-bit ones).</summary>
