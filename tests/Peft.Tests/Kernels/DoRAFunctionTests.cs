@@ -146,6 +146,18 @@ public class DoRAFunctionTests
     }
 
     [Fact]
+    public void AnEmptyBatchGivesAnEmptyOutputAndZeroGradients()
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 0, 24 }, 20, 4);
+        var y = Fused(s);
+        Assert.Equal(new long[] { 0, 20 }, y.shape);
+        var grads = Grads(y, zeros(0, 20), Trainable(s));
+        Assert.Equal(new long[] { 0, 24 }, grads[0].shape);
+        for (int i = 1; i < grads.Count; i++) Assert.Equal(0, grads[i].abs().sum().item<float>());
+    }
+
+    [Fact]
     public void BackwardLeavesTheFrozenWeightAndBiasAlone()
     {
         using var scope = NewDisposeScope();

@@ -111,6 +111,24 @@ public class LoRAFunctionTests
         }
     }
 
+    [Theory]
+    [InlineData(true, 0.0)]
+    [InlineData(true, 0.1)]
+    [InlineData(false, 0.1)]
+    public void AnEmptyBatchGivesAnEmptyOutputAndZeroFactorGradients(bool bias, double p)
+    {
+        using var scope = NewDisposeScope();
+        var s = Make(new long[] { 0, 24 }, 20, 4, bias);
+        var y = LoRAFunction.Apply(s.X, null, s.W, s.Bias, s.A, s.B, s.Scaling, p, 3);
+        Assert.Equal(new long[] { 0, 20 }, y.shape);
+        var grads = Grads(y, zeros(0, 20), Trainable(s));
+        Assert.Equal(new long[] { 0, 24 }, grads[0].shape);
+        Assert.Equal(s.A.shape, grads[1].shape);
+        Assert.Equal(s.B.shape, grads[2].shape);
+        Assert.Equal(0, grads[1].abs().sum().item<float>());
+        Assert.Equal(0, grads[2].abs().sum().item<float>());
+    }
+
     [Fact]
     public void BackwardLeavesFrozenWeightAndBiasAloneAndFillsOnlyTheAdapterGrads()
     {
