@@ -314,15 +314,30 @@ namespace Peft.Runtime.Kernels
             using var g = torch.empty(n, r, dtype: ScalarType.Float32);
             g.addmm_(dY, b, beta: 0, alpha: c);
             using var dX2 = dX?.view(n, d);
-            dX2?.addmm_(g, a, beta: 0, alpha: 1);
             using var x2 = x?.view(n, d);
             Tensor? dropped = null;
-            if (bits is not null)
+            if (bits is null)
             {
-                // The dropped input for dA and the mask on dX's low-rank part, in one pass.
+                // dX = g·A + dY·W, the frozen layer's own input gradient, in one buffer.
+                dX2?.addmm_(g, a, beta: 0, alpha: 1);
+                if (dX2 is not null && weight is not null) dX2.addmm_(dY, weight, beta: 1, alpha: 1);
+            }
+            else
+            {
+                // dX = dY·W first (written, not read), then one pass adds (g·A) ⊙ keep to it and writes the dropped
+                // input for dA: dX is read and written once beyond the GEMM's write, x read once.
+                if (dX2 is not null && weight is not null) dX2.addmm_(dY, weight, beta: 0, alpha: 1);
                 dropped = dA is null ? null : ThreadScratch.MaskedInput(n, d);
-                DropoutRows.Apply(TensorData.Words(bits), x2 is null ? null : TensorData.Floats(x2), dropped is null ? null : TensorData.Floats(dropped),
-                    dX2 is null ? null : TensorData.Floats(dX2), n, (int)d, PassThreads(n * d));
+                if (dX2 is not null)
+                {
+                    float* panels = NativeScratch.Floats(NativeScratch.Operands, LoRAKernels.TransposedFloats((int)d, (int)r));
+                    LoRAKernels.PackColumnPanels(TensorData.Floats(a), (int)r, (int)d, panels);
+                    DropoutRows.AddMaskedProduct(TensorData.Words(bits), TensorData.Floats(g), (int)r, TensorData.Floats(a), panels,
+                        x2 is null ? null : TensorData.Floats(x2), dropped is null ? null : TensorData.Floats(dropped), TensorData.Floats(dX2),
+                        n, (int)d, accumulate: weight is not null, PassThreads(n * d));
+                }
+                else if (dropped is not null)
+                    DropoutRows.Apply(TensorData.Words(bits), TensorData.Floats(x2!), TensorData.Floats(dropped), null, n, (int)d, PassThreads(n * d));
             }
             if (dA is not null)
             {
@@ -330,7 +345,6 @@ namespace Peft.Runtime.Kernels
                 dA.addmm_(gt, dropped ?? x2!, beta: 0, alpha: 1);
             }
             dropped?.Dispose();
-            if (dX2 is not null && weight is not null) dX2.addmm_(dY, weight, beta: 1, alpha: 1); // + dY·W, the frozen layer's own input gradient
             return (dX, dA, dBt?.t());
         }
 

@@ -82,6 +82,19 @@ namespace Peft.Runtime.Kernels
             }
         }
 
+        /// <summary>
+        /// The first cols − cols mod w columns of <paramref name="m"/> [rows, cols] as panels [cols / w][rows][w]
+        /// (w = <see cref="Width"/>; <see cref="TransposedFloats"/>(cols, rows) floats): a product against m's rows then
+        /// reads each panel row once, contiguously.
+        /// </summary>
+        internal static void PackColumnPanels(float* m, int rows, int cols, float* panels)
+        {
+            int w = Width, chunks = cols / w;
+            for (int chunk = 0; chunk < chunks; chunk++)
+                for (int k = 0; k < rows; k++)
+                    Buffer.MemoryCopy(m + (long)k * cols + (long)chunk * w, panels + ((long)chunk * rows + k) * w, w * sizeof(float), w * sizeof(float));
+        }
+
         /// <summary>Floats of <see cref="PackRankPanels"/>'s panels for A [r, in].</summary>
         internal static long RankPanelFloats(int r, int d) => (long)((r + Width - 1) / Width) * d * Width;
 
@@ -213,7 +226,7 @@ namespace Peft.Runtime.Kernels
         // a_t += Σ_i s_t[i]·panel[i·w, (i + 1)·w) for the eight rows t and i < count (s: eight row pointers, w the
         // vector width): one panel load and eight broadcast multiply-adds per step, the accumulators in registers.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void OuterProducts<V>(float* panel, int count, float** s, ref V a0, ref V a1, ref V a2, ref V a3,
+        internal static void OuterProducts<V>(float* panel, int count, float** s, ref V a0, ref V a1, ref V a2, ref V a3,
             ref V a4, ref V a5, ref V a6, ref V a7) where V : struct, ISimdFloat<V>
         {
             int w = V.Count;
