@@ -34,17 +34,14 @@ namespace Peft.Runtime.Kernels
             });
         }
 
-        /// <summary>
-        /// With the bits <see cref="Draw"/> wrote: <paramref name="masked"/> = x ⊙ keep (if not null) and
-        /// <paramref name="inPlace"/> ⊙= keep (if not null), both [n, cols].
-        /// </summary>
-        internal static void Apply(ulong* bits, float* x, float* masked, float* inPlace, long n, int cols, int threads)
+        /// <summary>With the bits <see cref="Draw"/> wrote: <paramref name="masked"/> = x ⊙ keep, both [n, cols].</summary>
+        internal static void Apply(ulong* bits, float* x, float* masked, long n, int cols, int threads)
         {
-            nint xp = (nint)x, bp = (nint)bits, mp = (nint)masked, ip = (nint)inPlace;
+            nint xp = (nint)x, bp = (nint)bits, mp = (nint)masked;
             KernelWorkers.Spans(n, ChunkRows, threads, (row0, row1) =>
             {
-                if (LoRAKernels.Wide) Apply<Simd512>((ulong*)bp, (float*)xp, (float*)mp, (float*)ip, row0, row1, cols);
-                else Apply<Simd256>((ulong*)bp, (float*)xp, (float*)mp, (float*)ip, row0, row1, cols);
+                if (LoRAKernels.Wide) Apply<Simd512>((ulong*)bp, (float*)xp, (float*)mp, row0, row1, cols);
+                else Apply<Simd256>((ulong*)bp, (float*)xp, (float*)mp, row0, row1, cols);
             });
         }
 
@@ -148,16 +145,11 @@ namespace Peft.Runtime.Kernels
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void Apply<V>(ulong* bits, float* x, float* masked, float* inPlace, long row0, long row1, int cols)
+        private static void Apply<V>(ulong* bits, float* x, float* masked, long row0, long row1, int cols)
             where V : struct, ISimdFloat<V>
         {
             int words = Words(cols);
-            for (long i = row0; i < row1; i++)
-            {
-                ulong* rowBits = bits + i * words;
-                if (masked != null) MaskRow<V>(x + i * cols, masked + i * cols, rowBits, cols);
-                if (inPlace != null) MaskRow<V>(inPlace + i * cols, inPlace + i * cols, rowBits, cols);
-            }
+            for (long i = row0; i < row1; i++) MaskRow<V>(x + i * cols, masked + i * cols, bits + i * words, cols);
         }
 
         /// <summary>x ⊙ keep for one row, given its dropped bits aligned to the row start (source and destination may coincide).</summary>

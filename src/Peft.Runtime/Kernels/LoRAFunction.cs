@@ -16,10 +16,11 @@ namespace Peft.Runtime.Kernels
     /// as bits, 1/32 of x: never a dropped copy of x, nor a float mask.</para>
     /// <para>Dropout is a <see cref="DropoutMask"/> (Philox4x32-10), drawn once per call as bits in the same pass that
     /// writes x ⊙ keep into a per-thread scratch buffer for the GEMM (<see cref="DropoutRows"/>); backward rebuilds
-    /// x ⊙ keep from the bits in the pass that masks dX's low-rank part.</para>
-    /// <para>Backward: g = (s / (1 − p))·dY·B, dBᵀ = (s / (1 − p))·uᵀ·dY, dX = (g·A) ⊙ keep, then libtorch adds dY·W into
-    /// the same dX buffer, and dA = gᵀ·(x ⊙ keep): dX is computed once through both paths, and there is never a gradient
-    /// for W or b. Every product is a GEMM: measured here, libtorch's beat hand-written loops at every size tried, from
+    /// x ⊙ keep from the bits in the pass that adds dX's masked low-rank part.</para>
+    /// <para>Backward: g = (s / (1 − p))·dY·B, dBᵀ = (s / (1 − p))·uᵀ·dY, dX = dY·W + (g·A) ⊙ keep in one buffer (with
+    /// dropout the GEMM writes dY·W, then one pass adds the masked g·A, eight rows at a time in registers, and writes
+    /// x ⊙ keep), and dA = gᵀ·(x ⊙ keep): there is never a gradient for W or b. The products are GEMMs: measured here,
+    /// libtorch's beat hand-written loops at every size tried, from
     /// one row to thousands and r from 8 to 64 (benchmarks/README.md); hand-written loops remain for a mixed batch's
     /// rows, which they read in place (<see cref="LoRAKernels"/>). When no gradient is needed (inference,
     /// <c>no_grad</c>) the same arithmetic runs without an autograd node, so results are identical. Inputs other than
@@ -285,9 +286,8 @@ namespace Peft.Runtime.Kernels
         /// <summary>
         /// dX (low-rank part plus dY·W), dA and dB of the layer for upstream gradient <paramref name="gradOutput"/>, each
         /// null where <paramref name="args"/> says it is not needed: g = c·dY·B, dBᵀ = c·uᵀ·dY, dX = (g·A) ⊙ keep + dY·W
-        /// and dA = gᵀ·(x ⊙ keep), every product by libtorch's GEMM, the masked input rebuilt from the saved bits
-        /// <paramref name="bits"/> in one pass that also masks dX's low-rank part in place. Never throws for tensors
-        /// forward saved.
+        /// and dA = gᵀ·(x ⊙ keep), by libtorch's GEMMs and, with dropout, one pass that adds the masked g·A to dX and
+        /// rebuilds the masked input from the saved bits <paramref name="bits"/>. Never throws for tensors forward saved.
         /// </summary>
         internal static unsafe (Tensor? DX, Tensor? DA, Tensor? DB) BackwardFused(Args args, Tensor gradOutput, Tensor? x, Tensor? weight, Tensor a, Tensor b,
             Tensor? u, Tensor? bits = null)
@@ -337,7 +337,7 @@ namespace Peft.Runtime.Kernels
                         n, (int)d, accumulate: weight is not null, PassThreads(n * d));
                 }
                 else if (dropped is not null)
-                    DropoutRows.Apply(TensorData.Words(bits), TensorData.Floats(x2!), TensorData.Floats(dropped), null, n, (int)d, PassThreads(n * d));
+                    DropoutRows.Apply(TensorData.Words(bits), TensorData.Floats(x2!), TensorData.Floats(dropped), n, (int)d, PassThreads(n * d));
             }
             if (dA is not null)
             {
