@@ -6,8 +6,8 @@ using System.Runtime.Intrinsics;
 namespace Peft.Runtime.Kernels
 {
     /// <summary>
-    /// DoRA's own passes over raw float32 memory (the norm's rows shared between workers, the rest on the calling
-    /// thread). Each replaces several libtorch operations:
+    /// DoRA's own passes over raw float32 memory, rows shared between workers. Each replaces several libtorch
+    /// operations:
     /// on two shared cores every parallel libtorch call waits for its OpenMP worker to be scheduled, so the small steps
     /// cost more in barriers than in work (benchmarks/README.md).
     /// </summary>

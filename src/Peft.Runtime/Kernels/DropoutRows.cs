@@ -72,7 +72,7 @@ namespace Peft.Runtime.Kernels
             long row0, long row1, int cols, bool accumulate) where V : struct, ISimdFloat<V>
         {
             int w = V.Count, words = Words(cols);
-            float* zero = NativeScratch.Floats(NativeScratch.Rows, r);
+            float* zero = ThreadScratch.Pointer(ThreadScratch.Slot.KernelRows, r);
             new Span<float>(zero, r).Clear();
             float** gr = stackalloc float*[ProductRows];
             for (long i0 = row0; i0 < row1; i0 += ProductRows)

@@ -108,7 +108,7 @@ namespace Peft.Runtime.Kernels
                 foreach (var (rows, a, _, _) in groups)
                     if (rows.Length > 0)
                         panelFloats += LoRAKernels.RankPanelFloats((int)a.shape[0], (int)d) + LoRAKernels.TransposedFloats((int)o, (int)a.shape[0]);
-                float* panels = NativeScratch.Floats(NativeScratch.Operands, panelFloats);
+                float* panels = ThreadScratch.Pointer(ThreadScratch.Slot.PackedOperands, panelFloats);
                 foreach (var (rows, a, b, scaling) in groups)
                 {
                     if (rows.Length == 0) continue;
@@ -330,7 +330,7 @@ namespace Peft.Runtime.Kernels
                 dropped = dA is null ? null : ThreadScratch.MaskedInput(n, d);
                 if (dX2 is not null)
                 {
-                    float* panels = NativeScratch.Floats(NativeScratch.Operands, LoRAKernels.TransposedFloats((int)d, (int)r));
+                    float* panels = ThreadScratch.Pointer(ThreadScratch.Slot.PackedOperands, LoRAKernels.TransposedFloats((int)d, (int)r));
                     LoRAKernels.PackColumnPanels(TensorData.Floats(a), (int)r, (int)d, panels);
                     DropoutRows.AddMaskedProduct(TensorData.Words(bits), TensorData.Floats(g), (int)r, TensorData.Floats(a), panels,
                         x2 is null ? null : TensorData.Floats(x2), dropped is null ? null : TensorData.Floats(dropped), TensorData.Floats(dX2),

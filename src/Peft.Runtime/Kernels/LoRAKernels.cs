@@ -148,7 +148,7 @@ namespace Peft.Runtime.Kernels
             int d = g.In, o = g.Out, r = g.Rank, w = V.Count;
             int rankChunks = (r + w - 1) / w, rp = rankChunks * w;
             int wide = Math.Max(d, o);
-            float* zero = NativeScratch.Floats(NativeScratch.Rows, wide + o + Block * o + Block * rp);
+            float* zero = ThreadScratch.Pointer(ThreadScratch.Slot.KernelRows, wide + o + Block * o + Block * rp);
             float* init = zero + wide, dump = init + o, cu = dump + Block * o;
             new Span<float>(zero, wide).Clear();
             if (bias != null) new ReadOnlySpan<float>(bias, o).CopyTo(new Span<float>(init, o));
