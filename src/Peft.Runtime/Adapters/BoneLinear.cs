@@ -106,9 +106,9 @@ namespace Peft.Runtime.Adapters
             using var detached = batFirst ? BaseWeight.detach() : null;
             Tensor weight = detached ?? BaseWeight;
             var bias = BaseBias;
-            if (!BoneFunction.CanFuse(input, weight, bias, bat, bones))
+            if (BoneFunction.WhyNotFused(input, weight, bias, bat, bones) is { } why)
             {
-                FusedKernels.Record(nameof(BoneFunction), $"{Site}: {BoneFunction.WhyNotFused(input, weight, bias, bat, bones)}");
+                FusedKernels.Record(nameof(BoneFunction), $"{Site}: {why}");
                 return null;
             }
             return BoneFunction.Linear(input, weight, bias, bat, bones);

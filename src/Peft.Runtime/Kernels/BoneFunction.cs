@@ -84,9 +84,9 @@ namespace Peft.Runtime.Kernels
         {
             FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, weight, bias, batBlock, boneBlocks);
-            if (!CanFuse(input, weight, bias, batBlock, boneBlocks))
+            if (WhyNotFused(input, weight, bias, batBlock, boneBlocks) is { } why)
             {
-                FusedKernels.Record(nameof(BoneFunction), WhyNotFused(input, weight, bias, batBlock, boneBlocks));
+                FusedKernels.Record(nameof(BoneFunction), why);
                 return Composed(input, weight, bias, batBlock, boneBlocks);
             }
 
@@ -526,21 +526,26 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>
-        /// Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops;
-        /// never without 256-bit vectors in hardware (see <see cref="LoRAFunction.CanFuse"/>).
+        /// Whether <see cref="Linear"/> runs the fused function for these tensors rather than composing TorchSharp ops
+        /// (<see cref="WhyNotFused"/> gives no reason against it).
         /// </summary>
         internal static bool CanFuse(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones) =>
-            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad
-            && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad))
-            && (bat is null || TensorData.IsDenseCpuFloat(bat))
-            && bones.All(TensorData.IsDenseCpuFloat);
+            WhyNotFused(x, weight, bias, bat, bones) is null;
 
-        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
-        internal static string WhyNotFused(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
+        /// <summary>
+        /// Why the fused function cannot run for these tensors, or null where it runs: dense float32 CPU tensors, a frozen
+        /// base, and 256-bit vectors in hardware, as <see cref="LoRAFunction.WhyNotFused"/> requires. The reason goes to
+        /// <see cref="FusedKernels.Fallback"/>.
+        /// </summary>
+        internal static string? WhyNotFused(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)
         {
-            var named = new List<(string, Tensor?, bool)> { ("input", x, false), ("base weight", weight, true), ("base bias", bias, true), ("Bat block", bat, false) };
-            for (int i = 0; i < bones.Count; i++) named.Add(($"Bone block {i}", bones[i], false));
-            return FusedKernels.WhyNot(named.ToArray()) ?? "unsupported tensors";
+            var named = new (string, Tensor?, bool)[4 + bones.Count];
+            named[0] = ("input", x, false);
+            named[1] = ("base weight", weight, true);
+            named[2] = ("base bias", bias, true);
+            named[3] = ("Bat block", bat, false);
+            for (int i = 0; i < bones.Count; i++) named[4 + i] = ($"Bone block {i}", bones[i], false);
+            return FusedKernels.WhyNot(named);
         }
 
         private static (long Rows, long In, long Out) Validate(Tensor x, Tensor weight, Tensor? bias, Tensor? bat, IReadOnlyList<Tensor> bones)

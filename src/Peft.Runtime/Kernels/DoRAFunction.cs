@@ -81,10 +81,10 @@ namespace Peft.Runtime.Kernels
             if (magnitude.dim() != 1 || magnitude.shape[0] != shape.Out)
                 throw new ArgumentException($"The DoRA magnitude [{string.Join(", ", magnitude.shape)}] does not fit {shape.Out} outputs.");
             var mask = new DropoutMask(seed, dropout);
-            if (!LoRAFunction.CanFuse(input, null, weight, bias, loraA, loraB) || !TensorData.IsDenseCpuFloat(magnitude))
+            if (FusedKernels.WhyNot(("input", input, false), ("A", loraA, false), ("B", loraB, false), ("base weight", weight, true),
+                    ("base bias", bias, true), ("magnitude", magnitude, false)) is { } why)
             {
-                FusedKernels.Record(nameof(DoRAFunction), FusedKernels.WhyNot(("input", input, false), ("A", loraA, false), ("B", loraB, false),
-                    ("base weight", weight, true), ("base bias", bias, true), ("magnitude", magnitude, false)) ?? "unsupported tensors");
+                FusedKernels.Record(nameof(DoRAFunction), why);
                 return Composed(input, weight, bias, loraA, loraB, magnitude, scaling, mask);
             }
 

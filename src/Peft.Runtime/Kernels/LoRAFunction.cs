@@ -204,9 +204,9 @@ namespace Peft.Runtime.Kernels
             FusedAutograd.ReleaseReturnedGradients();
             var shape = Validate(input, previous, weight, bias, loraA, loraB, dropout);
             var mask = new DropoutMask(seed, dropout);
-            if (!CanFuse(input, previous, weight, bias, loraA, loraB))
+            if (WhyNotFused(input, previous, weight, bias, loraA, loraB) is { } why)
             {
-                FusedKernels.Record(nameof(LoRAFunction), WhyNotFused(input, previous, weight, bias, loraA, loraB));
+                FusedKernels.Record(nameof(LoRAFunction), why);
                 return Composed(input, previous, weight, bias, loraA, loraB, scaling, mask);
             }
 
@@ -450,20 +450,15 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>
-        /// Whether the fused function runs for these tensors: dense float32 CPU tensors, a frozen base, and 256-bit
-        /// vectors in hardware (elsewhere, an ARM64 machine for one, .NET would emulate the kernels' vectors and the
-        /// composed TorchSharp ops are faster).
+        /// Why the fused function cannot run for these tensors, or null where it runs: it needs dense float32 CPU tensors,
+        /// a frozen base, and 256-bit vectors in hardware (elsewhere, an ARM64 machine for one, .NET would emulate the
+        /// kernels' vectors and the composed TorchSharp ops are faster). The reason goes to <see cref="FusedKernels.Fallback"/>.
         /// </summary>
-        internal static bool CanFuse(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
-            Vector256.IsHardwareAccelerated && TensorData.IsDenseCpuFloat(x) && TensorData.IsDenseCpuFloat(a) && TensorData.IsDenseCpuFloat(b)
-            && (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU))
-            && (weight is null || (TensorData.IsDenseCpuFloat(weight) && !weight.requires_grad))
-            && (bias is null || (TensorData.IsDenseCpuFloat(bias) && !bias.requires_grad));
-
-        /// <summary>Why <see cref="CanFuse"/> is false, for <see cref="FusedKernels.Fallback"/>.</summary>
-        internal static string WhyNotFused(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
+        internal static string? WhyNotFused(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b) =>
             FusedKernels.WhyNot(("input", x, false), ("A", a, false), ("B", b, false), ("base weight", weight, true), ("base bias", bias, true))
-            ?? "the previous output is not float32 on the CPU";
+            ?? (previous is null || (previous.dtype == ScalarType.Float32 && previous.device_type == DeviceType.CPU)
+                ? null
+                : "the previous output is not float32 on the CPU");
 
         internal static (long Rows, long In, long Out) Validate(Tensor x, Tensor? previous, Tensor? weight, Tensor? bias, Tensor a, Tensor b, double dropout)
         {
