@@ -77,8 +77,7 @@ namespace Peft.Runtime.Kernels
         /// </summary>
         internal static unsafe Tensor? TryLinearRowGroups(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<(long[] Rows, Tensor A, Tensor B, double Scaling)> groups)
         {
-            if (!Vector256.IsHardwareAccelerated || !TensorData.IsDenseCpuFloat(input) || !TensorData.IsDenseCpuFloat(weight) || weight.requires_grad) return null;
-            if (bias is not null && (!TensorData.IsDenseCpuFloat(bias) || bias.requires_grad)) return null;
+            if (FusedKernels.WhyNot(("input", input, false), ("base weight", weight, true), ("base bias", bias, true)) is not null) return null;
             bool grad = is_grad_enabled() && input.requires_grad;
             foreach (var g in groups)
             {
