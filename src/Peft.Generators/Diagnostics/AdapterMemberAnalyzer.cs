@@ -181,11 +181,7 @@ namespace Peft.Generators.Diagnostics
         /// <summary>Whether the attribute gives <paramref name="property"/> at all (an erroneous argument is unknown, not the default).</summary>
         private static bool HasArgument(AttributeData attribute, string property)
         {
-            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
-            {
-                if (argument.Key == property) return true;
-            }
-
+            if (HasNamedArgument(attribute, property)) return true;
             IMethodSymbol? constructor = attribute.AttributeConstructor;
             return constructor is null || constructor.Parameters.Any(p => AttributeArguments.PascalCase(p.Name) == property);
         }
@@ -348,21 +344,22 @@ namespace Peft.Generators.Diagnostics
                 }
             }
 
-            // PEFT024: the rule table's step counts (LaMDA's freezing schedule) are at least 0.
+            // PEFT024 / PEFT029: the rule table's step counts (LaMDA's freezing schedule) and other non-negative options
+            // (SaRA's) are at least 0.
             if (rules is not null)
             {
                 foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
                 {
-                    if (System.Array.IndexOf(rules.StepCounts, argument.Key) < 0 || argument.Value is not { Kind: TypedConstantKind.Primitive, Value: int steps } || steps >= 0) continue;
+                    if (Array.IndexOf(rules.StepCounts, argument.Key) < 0 || argument.Value is not { Kind: TypedConstantKind.Primitive, Value: int steps } || steps >= 0) continue;
                     Report(DiagnosticDescriptors.NegativeStepCount, argument.Key, site, use.Method, argument.Key, steps);
                 }
-            }
 
-            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
-            {
-                if (rules is null || Array.IndexOf(rules.NonNegative, argument.Key) < 0 || argument.Value.Kind != TypedConstantKind.Primitive) continue;
-                bool negative = argument.Value.Value switch { double d => !(d >= 0), int n => n < 0, _ => false };
-                if (negative) Report(DiagnosticDescriptors.NegativeOption, argument.Key, site, use.Method, Words(argument.Key), argument.Value.Value!);
+                foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+                {
+                    if (Array.IndexOf(rules.NonNegative, argument.Key) < 0 || argument.Value.Kind != TypedConstantKind.Primitive) continue;
+                    bool negative = argument.Value.Value switch { double d => !(d >= 0), int n => n < 0, _ => false };
+                    if (negative) Report(DiagnosticDescriptors.NegativeOption, argument.Key, site, use.Method, Words(argument.Key), argument.Value.Value!);
+                }
             }
 
             foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
@@ -448,7 +445,8 @@ namespace Peft.Generators.Diagnostics
                 } : null;
             }
 
-            if (HasArgument(attribute, property) && (attribute.AttributeConstructor is null || HasNamedArgument(attribute, property))) return null;
+            // An erroneous named argument, or an attribute whose constructor did not bind, is unknown, not the default.
+            if (HasNamedArgument(attribute, property) || attribute.AttributeConstructor is null) return null;
             foreach ((string name, double v) in rules.Defaults)
             {
                 if (name == property) return v;

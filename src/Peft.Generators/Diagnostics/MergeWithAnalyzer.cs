@@ -189,14 +189,16 @@ namespace Peft.Generators.Diagnostics
             // method the rule table marks HoldsMergedLoRA (LoRA, DoRA) can hold.
             int method = AttributeArguments.Int(merge, "Method") ?? 0;
             string methodName = MergeParser.Methods[method < MergeParser.Methods.Length && method >= 0 ? method : 0].Name;
+            bool core = AttributeArguments.Int(merge, "Space") == 1;
             if (names is not null)
             {
                 Location methodLocation = AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken);
+                var sourcesOfMerge = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name)).ToList();
                 // The first source whose layer cannot hold it is named: one diagnostic per merge.
-                var offending = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name))
-                    .Where(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true }).Take(1);
-                foreach (Source source in offending)
+                int offending = sourcesOfMerge.FindIndex(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true });
+                if (offending >= 0)
                 {
+                    Source source = sourcesOfMerge[offending];
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRA, methodLocation,
                         scope, methodName, source.Name, source.Method, source.Site));
                 }
@@ -208,9 +210,7 @@ namespace Peft.Generators.Diagnostics
 
                 // Core Space and LoRA-LEGO work on the factors B·A: plain LoRA sources only (a layer that holds no LoRA
                 // adapter at all is reported above).
-                bool core = AttributeArguments.Int(merge, "Space") == 1;
-                var sourcesOfMerge = distinctNames!.SelectMany(name => sources.Where(s => s.Name == name)).ToList();
-                if ((core || methodName == "LoraLego") && !sourcesOfMerge.Any(s => AdapterConfigFields.Find(s.Method) is not { HoldsMergedLoRA: true }))
+                if ((core || methodName == "LoraLego") && offending < 0)
                 {
                     foreach (Source source in sourcesOfMerge.Where(s => s.Method != "LoRA").Take(1))
                     {
@@ -227,7 +227,7 @@ namespace Peft.Generators.Diagnostics
             }
 
             // PEFT032: the method against the space.
-            if (AttributeArguments.Int(merge, "Space") == 1 && MergeMessages.NotInCoreSpace(methodName) is { } why)
+            if (core && MergeMessages.NotInCoreSpace(methodName) is { } why)
             {
                 context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeSpaceMismatch,
                     AttributeArguments.ArgumentLocation(merge, "Space", cancellationToken), scope, methodName, why));

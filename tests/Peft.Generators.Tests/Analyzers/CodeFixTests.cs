@@ -326,7 +326,7 @@ namespace Peft.Generators.Tests.Analyzers
             }
             """,
             expected: At("PEFT017", 0));
-    
+
         [Fact]
         public Task PEFT034_merge_in_core_space() => ExpectFix(new CoreSpaceCodeFix(),
             """
@@ -358,5 +358,5 @@ namespace Peft.Generators.Tests.Analyzers
             }
             """,
             expected: At("PEFT034", 0, DiagnosticSeverity.Warning));
-}
+    }
 }

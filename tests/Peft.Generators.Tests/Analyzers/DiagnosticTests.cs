@@ -353,7 +353,7 @@ namespace Peft.Generators.Tests.Analyzers
             A($"[LoRA(4, Alpha = 8)] {M} q = Linear(8, 8); [LoRA(2, Alpha = 16, Dropout = 0)] {M} k = Linear(8, 8);"
               + $" [DoRA(4, Name = \"d\")] {M} v = Linear(8, 8); [Bone(4, Name = \"bone\")] {M} o = Linear(8, 8); [LoRA(4, Dropout = 0.1, Name = \"drop\")] {M} u = Linear(8, 8);"
               + $" [LoHa(2, Alpha = 4, Name = \"h\")] {M} h1 = Linear(8, 8); [LoHa(4, Alpha = 2, Name = \"h\")] {M} h2 = Linear(8, 8);"));
-    
+
         // ---- Wave-2 merges: PEFT011 (factors), PEFT012 (common fraction), PEFT032, PEFT033, PEFT034 ----------------
 
         [Fact]
