@@ -381,23 +381,20 @@ namespace Peft.Runtime.Adapters
         /// <summary>
         /// Keeps the <paramref name="budget"/> best-scoring ranks over all layers: the threshold is the k-th smallest
         /// triplet score, k = b₀ − budget, and every rank scoring at most that is masked (PEFT's <c>mask_to_budget</c>;
-        /// with k &lt; 1 nothing is masked). Returns each layer's kept ranks, set on the layers.
+        /// with k &lt; 1 nothing is masked). Sets each layer's kept ranks on the layer.
         /// </summary>
         internal static void MaskToBudget(List<AdaLoRALinear> layers, string adapter, int budget)
         {
             using var scope = NewDisposeScope();
-            var scores = layers.Select(l => l.TripletScores(adapter)).ToList();
-            var all = cat(scores.Select(s => s.to(ScalarType.Float64)).ToArray());
+            var scores = layers.Select(l => l.TripletScores(adapter).to(ScalarType.Float64)).ToList();
+            var all = cat(scores.ToArray());
             long k = all.shape[0] - budget;
+            double? threshold = k < 1 ? null : all.kthvalue(k, 0, false).values.item<double>();
             foreach (var (layer, score) in layers.Zip(scores))
             {
-                bool[] kept;
-                if (k < 1) kept = Enumerable.Repeat(true, (int)score.shape[0]).ToArray();
-                else
-                {
-                    double threshold = all.kthvalue(k, 0, false).values.item<double>();
-                    kept = score.to(ScalarType.Float64).gt(threshold).data<bool>().ToArray();
-                }
+                bool[] kept = threshold is { } t
+                    ? score.gt(t).data<bool>().ToArray()
+                    : Enumerable.Repeat(true, (int)score.shape[0]).ToArray();
                 layer.SetRankPattern(adapter, kept);
             }
         }
