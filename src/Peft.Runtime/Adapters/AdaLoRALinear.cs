@@ -62,7 +62,7 @@ namespace Peft.Runtime.Adapters
         public Parameter LoraB(string adapter) => lora_B[adapter];
 
         /// <summary>Which of the r₀ ranks are kept: the last mask (<see cref="AdaLoRAOptions.RankPattern"/>), all before the first.</summary>
-        public bool[] KeptRanks(string adapter) => Options(adapter).RankPattern?.ToArray() ?? Enumerable.Repeat(true, Options(adapter).InitRank).ToArray();
+        public bool[] KeptRanks(string adapter) => Options(adapter).KeptRanks();
 
         /// <summary>Adds a named adapter; its options are checked first.</summary>
         public void AddAdapter(string adapter, AdaLoRAOptions options)
@@ -277,8 +277,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings)
         {
-            var file = (AdaLoRAOptions)fileSettings;
-            long k = file.RankPattern?.Count(x => x) ?? file.InitRank;
+            long k = ((AdaLoRAOptions)fileSettings).KeptRanks().Count(x => x);
             return new List<(string, long[])>
             {
                 ($"lora_A.{adapter}", new[] { k, InFeatures }),
@@ -290,17 +289,16 @@ namespace Peft.Runtime.Adapters
         /// <summary>The file's ranks at the kept positions of full-size P, Λ, Q; zeros at the others.</summary>
         public IReadOnlyList<(Tensor Target, Tensor Source)> FromFile(string adapter, AdapterSettings fileSettings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
-            var file = (AdaLoRAOptions)fileSettings;
-            var kept = file.RankPattern?.ToArray() ?? Enumerable.Repeat(true, file.InitRank).ToArray();
+            var kept = ((AdaLoRAOptions)fileSettings).KeptRanks();
             var copies = new List<(Tensor, Tensor)>();
             var targets = Triplet(adapter);
+            var index = KeptIndex(kept, targets[0].device);
             string[] names = { $"lora_A.{adapter}", $"lora_E.{adapter}", $"lora_B.{adapter}" };
             for (int i = 0; i < 3; i++)
             {
                 var target = targets[i];
                 long dim = i == 2 ? 1 : 0;
                 var full = zeros(target.shape, dtype: target.dtype, device: target.device);
-                var index = KeptIndex(kept, target.device);
                 full.index_copy_(dim, index, fileTensors[names[i]].to(target.dtype, target.device));
                 copies.Add((target, full));
             }
@@ -494,6 +492,9 @@ namespace Peft.Runtime.Adapters
         /// <summary>This layer's kept ranks (PEFT's <c>rank_pattern</c> entry <c>&lt;path&gt;.lora_E</c>), or null before the first mask.</summary>
         public IReadOnlyList<bool>? RankPattern { get; init; }
 
+        /// <summary>The kept ranks: <see cref="RankPattern"/>, or all <see cref="InitRank"/> before the first mask.</summary>
+        internal bool[] KeptRanks() => RankPattern?.ToArray() ?? Enumerable.Repeat(true, InitRank).ToArray();
+
         /// <summary>The factor applied to Q·(P ⊙ Λ): α / (r₀ + 1e-5), PEFT's <c>scaling / (ranknum + 1e-5)</c> with its frozen ranknum.</summary>
         public double Scaling => Alpha / (InitRank + AdaLoRALinear.RankEpsilon);
 
@@ -529,18 +530,15 @@ namespace Peft.Runtime.Adapters
         public override void WriteLayerListFields(JsonObject config, IReadOnlyList<(string Path, AdapterSettings Settings)> sites)
         {
             config["alpha_pattern"] = new JsonObject();
-            var masks = sites.Select(s => (s.Path, Pattern: ((AdaLoRAOptions)s.Settings).RankPattern)).ToList();
-            if (masks.All(m => m.Pattern is null))
+            var layers = sites.Select(s => (s.Path, Options: (AdaLoRAOptions)s.Settings)).ToList();
+            if (layers.All(l => l.Options.RankPattern is null))
             {
                 config["rank_pattern"] = null;
                 return;
             }
             var pattern = new JsonObject();
-            foreach (var (path, mask) in masks)
-            {
-                var kept = mask ?? Enumerable.Repeat(true, ((AdaLoRAOptions)sites.First(s => s.Path == path).Settings).InitRank).ToList();
-                pattern[path + ".lora_E"] = new JsonArray(kept.Select(b => (JsonNode?)JsonValue.Create(b)).ToArray());
-            }
+            foreach (var (path, options) in layers)
+                pattern[path + ".lora_E"] = new JsonArray(options.KeptRanks().Select(b => (JsonNode?)JsonValue.Create(b)).ToArray());
             config["rank_pattern"] = pattern;
         }
 
