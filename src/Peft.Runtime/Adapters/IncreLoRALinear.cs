@@ -173,15 +173,17 @@ namespace Peft.Runtime.Adapters
             int r = state.Rank;
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            double sum = 0;
+            Tensor? sum = null; // summed on the device, read once: one synchronisation per layer and step
             long count = 0;
             foreach (var (p, dim) in new[] { (LoraA(adapter), 0L), (LoraE(adapter), 0L), (LoraB(adapter), 1L) })
             {
                 var used = p.narrow(dim, 0, r);
                 count += used.numel();
-                if (p.grad is { } grad) sum += used.mul(grad.narrow(dim, 0, r)).abs().sum().to(ScalarType.Float64).item<double>();
+                if (p.grad is not { } grad) continue;
+                var part = used.mul(grad.narrow(dim, 0, r)).abs().sum().to(ScalarType.Float64);
+                sum = sum is null ? part : sum.add(part);
             }
-            double ipt = sum / count;
+            double ipt = (sum?.item<double>() ?? 0) / count;
             state.Sensitivity = options.Beta1 * state.Sensitivity + (1 - options.Beta1) * ipt;
             state.Uncertainty = options.Beta2 * state.Uncertainty + (1 - options.Beta2) * Math.Abs(ipt - state.Sensitivity);
         }
