@@ -328,7 +328,8 @@ public class AdaLoRATests
             Assert.Equal(a.KeptRanks("default"), ((AdaLoRALinear)b).KeptRanks("default"));
     }
 
-    private static void CopyBase(Module<Tensor, Tensor> from, Module<Tensor, Tensor> to)
+    /// <summary>Copies every tensor of <paramref name="from"/> but the adapters' (<c>lora_*</c>) into <paramref name="to"/>: the base layers and the head.</summary>
+    internal static void CopyBase(Module<Tensor, Tensor> from, Module<Tensor, Tensor> to)
     {
         var source = from.state_dict();
         using var _ = no_grad();

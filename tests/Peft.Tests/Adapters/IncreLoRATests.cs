@@ -185,10 +185,7 @@ public class IncreLoRATests
 
         manual_seed(5);
         var again = new IncreLoRANet();
-        var source = model.state_dict();
-        using (no_grad())
-            foreach (var (name, tensor) in again.state_dict())
-                if (!name.Contains("lora_")) tensor.copy_(source[name]);
+        AdaLoRATests.CopyBase(model, again);
         again.LoadAdapters(folder.Path);
         again.eval();
         using (no_grad())
