@@ -345,7 +345,7 @@ namespace Peft.Runtime.Adapters
             if (options.Tinit < 0 || options.Tfinal < 0)
                 throw new ArgumentException($"{site}: AdaLoRA Tinit and Tfinal must be at least 0, got {options.Tinit} and {options.Tfinal}");
             if (!(options.OrthRegWeight >= 0))
-                throw new ArgumentException($"{site}: AdaLoRA OrthRegWeight must be at least 0, got {options.OrthRegWeight}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "AdaLoRA", "OrthRegWeight", options.OrthRegWeight));
         }
 
         /// <summary>PEFT021 at run time: the EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>

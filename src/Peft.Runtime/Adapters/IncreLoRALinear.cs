@@ -274,9 +274,9 @@ namespace Peft.Runtime.Adapters
                 if (value < 1)
                     throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "IncreLoRA", name, value));
             if (options.Warmup < 0)
-                throw new ArgumentException($"{site}: IncreLoRA Warmup must be at least 0, got {options.Warmup}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "IncreLoRA", "Warmup", options.Warmup));
             if (!(options.OrthRegWeight >= 0))
-                throw new ArgumentException($"{site}: IncreLoRA OrthRegWeight must be at least 0, got {options.OrthRegWeight}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "IncreLoRA", "OrthRegWeight", options.OrthRegWeight));
         }
 
         /// <summary>Whether step <paramref name="step"/> is a growth step: at Warmup and every Interval steps after it.</summary>
