@@ -373,9 +373,6 @@ namespace Peft.Runtime.Adapters
             return (budget, step % options.DeltaT == 0);
         }
 
-        private static List<AdaLoRALinear> Layers(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter) =>
-            sites.Select(s => s.Layer).OfType<AdaLoRALinear>().Where(l => l.AdapterNames.Contains(adapter)).ToList();
-
         /// <summary>
         /// Keeps the <paramref name="budget"/> best-scoring ranks over all layers: the threshold is the k-th smallest
         /// triplet score, k = b₀ − budget, and every rank scoring at most that is masked (PEFT's <c>mask_to_budget</c>;
@@ -406,7 +403,7 @@ namespace Peft.Runtime.Adapters
             /// </summary>
             public void UpdateAndAllocate(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter, int step)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<AdaLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return;
                 var options = layers[0].Options(adapter);
                 int final = options.TotalSteps - options.Tfinal;
@@ -434,7 +431,7 @@ namespace Peft.Runtime.Adapters
             /// </summary>
             public Tensor? Regularization(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<AdaLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return null;
                 double weight = layers[0].Options(adapter).OrthRegWeight;
                 if (weight == 0) return null;

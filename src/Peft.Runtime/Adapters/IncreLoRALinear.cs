@@ -302,15 +302,12 @@ namespace Peft.Runtime.Adapters
             return add;
         }
 
-        private static List<IncreLoRALinear> Layers(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter) =>
-            sites.Select(s => s.Layer).OfType<IncreLoRALinear>().Where(l => l.AdapterNames.Contains(adapter)).ToList();
-
         private sealed class RankAllocator : IRankAllocator
         {
             /// <summary>While the budget is not reached: update every layer's importance, and at a growth step grow the top layers.</summary>
             public void UpdateAndAllocate(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter, int step)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<IncreLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return;
                 var options = layers[0].Options(adapter);
                 var ranks = layers.Select(l => l.Rank(adapter)).ToList();
@@ -326,7 +323,7 @@ namespace Peft.Runtime.Adapters
             /// <summary>OrthRegWeight · mean over every rank-1 chunk in use (P's rows, Q's columns) of ‖ppᵀ − I‖_F = |‖p‖² − 1|.</summary>
             public Tensor? Regularization(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<IncreLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return null;
                 double weight = layers[0].Options(adapter).OrthRegWeight;
                 if (weight == 0) return null;
