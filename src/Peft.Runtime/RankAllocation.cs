@@ -24,6 +24,10 @@ namespace Peft.Runtime
             }
         }
 
+        /// <summary>The layers of type <typeparamref name="TLayer"/> among <paramref name="sites"/> that hold <paramref name="adapter"/> (for the allocators).</summary>
+        internal static List<TLayer> LayersOf<TLayer>(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter) where TLayer : IAdapterLayer =>
+            sites.Select(s => s.Layer).OfType<TLayer>().Where(l => l.AdapterNames.Contains(adapter)).ToList();
+
         /// <summary>
         /// Runs each adaptive-rank adapter's per-step update (AdaLoRA's importance and masking, IncreLoRA's growth) for
         /// the 0-based <paramref name="step"/>, after <c>optimizer.step()</c> and before the gradients are zeroed. Only the

@@ -62,7 +62,7 @@ namespace Peft.Runtime.Adapters
         public Parameter LoraB(string adapter) => lora_B[adapter];
 
         /// <summary>Which of the r₀ ranks are kept: the last mask (<see cref="AdaLoRAOptions.RankPattern"/>), all before the first.</summary>
-        public bool[] KeptRanks(string adapter) => Options(adapter).RankPattern?.ToArray() ?? Enumerable.Repeat(true, Options(adapter).InitRank).ToArray();
+        public bool[] KeptRanks(string adapter) => Options(adapter).KeptRanks();
 
         /// <summary>Adds a named adapter; its options are checked first.</summary>
         public void AddAdapter(string adapter, AdaLoRAOptions options)
@@ -277,8 +277,7 @@ namespace Peft.Runtime.Adapters
         /// <inheritdoc />
         public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings)
         {
-            var file = (AdaLoRAOptions)fileSettings;
-            long k = file.RankPattern?.Count(x => x) ?? file.InitRank;
+            long k = ((AdaLoRAOptions)fileSettings).KeptRanks().Count(x => x);
             return new List<(string, long[])>
             {
                 ($"lora_A.{adapter}", new[] { k, InFeatures }),
@@ -290,17 +289,16 @@ namespace Peft.Runtime.Adapters
         /// <summary>The file's ranks at the kept positions of full-size P, Λ, Q; zeros at the others.</summary>
         public IReadOnlyList<(Tensor Target, Tensor Source)> FromFile(string adapter, AdapterSettings fileSettings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
-            var file = (AdaLoRAOptions)fileSettings;
-            var kept = file.RankPattern?.ToArray() ?? Enumerable.Repeat(true, file.InitRank).ToArray();
+            var kept = ((AdaLoRAOptions)fileSettings).KeptRanks();
             var copies = new List<(Tensor, Tensor)>();
             var targets = Triplet(adapter);
+            var index = KeptIndex(kept, targets[0].device);
             string[] names = { $"lora_A.{adapter}", $"lora_E.{adapter}", $"lora_B.{adapter}" };
             for (int i = 0; i < 3; i++)
             {
                 var target = targets[i];
                 long dim = i == 2 ? 1 : 0;
                 var full = zeros(target.shape, dtype: target.dtype, device: target.device);
-                var index = KeptIndex(kept, target.device);
                 full.index_copy_(dim, index, fileTensors[names[i]].to(target.dtype, target.device));
                 copies.Add((target, full));
             }
@@ -347,7 +345,7 @@ namespace Peft.Runtime.Adapters
             if (options.Tinit < 0 || options.Tfinal < 0)
                 throw new ArgumentException($"{site}: AdaLoRA Tinit and Tfinal must be at least 0, got {options.Tinit} and {options.Tfinal}");
             if (!(options.OrthRegWeight >= 0))
-                throw new ArgumentException($"{site}: AdaLoRA OrthRegWeight must be at least 0, got {options.OrthRegWeight}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "AdaLoRA", "OrthRegWeight", options.OrthRegWeight));
         }
 
         /// <summary>PEFT021 at run time: the EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>
@@ -375,29 +373,23 @@ namespace Peft.Runtime.Adapters
             return (budget, step % options.DeltaT == 0);
         }
 
-        private static List<AdaLoRALinear> Layers(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter) =>
-            sites.Select(s => s.Layer).OfType<AdaLoRALinear>().Where(l => l.AdapterNames.Contains(adapter)).ToList();
-
         /// <summary>
         /// Keeps the <paramref name="budget"/> best-scoring ranks over all layers: the threshold is the k-th smallest
         /// triplet score, k = b₀ − budget, and every rank scoring at most that is masked (PEFT's <c>mask_to_budget</c>;
-        /// with k &lt; 1 nothing is masked). Returns each layer's kept ranks, set on the layers.
+        /// with k &lt; 1 nothing is masked). Sets each layer's kept ranks on the layer.
         /// </summary>
         internal static void MaskToBudget(List<AdaLoRALinear> layers, string adapter, int budget)
         {
             using var scope = NewDisposeScope();
-            var scores = layers.Select(l => l.TripletScores(adapter)).ToList();
-            var all = cat(scores.Select(s => s.to(ScalarType.Float64)).ToArray());
+            var scores = layers.Select(l => l.TripletScores(adapter).to(ScalarType.Float64)).ToList();
+            var all = cat(scores.ToArray());
             long k = all.shape[0] - budget;
+            double? threshold = k < 1 ? null : all.kthvalue(k, 0, false).values.item<double>();
             foreach (var (layer, score) in layers.Zip(scores))
             {
-                bool[] kept;
-                if (k < 1) kept = Enumerable.Repeat(true, (int)score.shape[0]).ToArray();
-                else
-                {
-                    double threshold = all.kthvalue(k, 0, false).values.item<double>();
-                    kept = score.to(ScalarType.Float64).gt(threshold).data<bool>().ToArray();
-                }
+                bool[] kept = threshold is { } t
+                    ? score.gt(t).data<bool>().ToArray()
+                    : Enumerable.Repeat(true, (int)score.shape[0]).ToArray();
                 layer.SetRankPattern(adapter, kept);
             }
         }
@@ -411,7 +403,7 @@ namespace Peft.Runtime.Adapters
             /// </summary>
             public void UpdateAndAllocate(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter, int step)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<AdaLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return;
                 var options = layers[0].Options(adapter);
                 int final = options.TotalSteps - options.Tfinal;
@@ -439,7 +431,7 @@ namespace Peft.Runtime.Adapters
             /// </summary>
             public Tensor? Regularization(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<AdaLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return null;
                 double weight = layers[0].Options(adapter).OrthRegWeight;
                 if (weight == 0) return null;
@@ -497,6 +489,9 @@ namespace Peft.Runtime.Adapters
         /// <summary>This layer's kept ranks (PEFT's <c>rank_pattern</c> entry <c>&lt;path&gt;.lora_E</c>), or null before the first mask.</summary>
         public IReadOnlyList<bool>? RankPattern { get; init; }
 
+        /// <summary>The kept ranks: <see cref="RankPattern"/>, or all <see cref="InitRank"/> before the first mask.</summary>
+        internal bool[] KeptRanks() => RankPattern?.ToArray() ?? Enumerable.Repeat(true, InitRank).ToArray();
+
         /// <summary>The factor applied to Q·(P ⊙ Λ): α / (r₀ + 1e-5), PEFT's <c>scaling / (ranknum + 1e-5)</c> with its frozen ranknum.</summary>
         public double Scaling => Alpha / (InitRank + AdaLoRALinear.RankEpsilon);
 
@@ -532,18 +527,15 @@ namespace Peft.Runtime.Adapters
         public override void WriteLayerListFields(JsonObject config, IReadOnlyList<(string Path, AdapterSettings Settings)> sites)
         {
             config["alpha_pattern"] = new JsonObject();
-            var masks = sites.Select(s => (s.Path, Pattern: ((AdaLoRAOptions)s.Settings).RankPattern)).ToList();
-            if (masks.All(m => m.Pattern is null))
+            var layers = sites.Select(s => (s.Path, Options: (AdaLoRAOptions)s.Settings)).ToList();
+            if (layers.All(l => l.Options.RankPattern is null))
             {
                 config["rank_pattern"] = null;
                 return;
             }
             var pattern = new JsonObject();
-            foreach (var (path, mask) in masks)
-            {
-                var kept = mask ?? Enumerable.Repeat(true, ((AdaLoRAOptions)sites.First(s => s.Path == path).Settings).InitRank).ToList();
-                pattern[path + ".lora_E"] = new JsonArray(kept.Select(b => (JsonNode?)JsonValue.Create(b)).ToArray());
-            }
+            foreach (var (path, options) in layers)
+                pattern[path + ".lora_E"] = new JsonArray(options.KeptRanks().Select(b => (JsonNode?)JsonValue.Create(b)).ToArray());
             config["rank_pattern"] = pattern;
         }
 

@@ -227,11 +227,14 @@ namespace Peft.Runtime.Adapters
 
             public Tensor Next()
             {
-                if (_current.MoveNext()) return _current.Current ?? throw new ArgumentException($"{_model}: EVA's batches hold a null tensor");
-                _current.Dispose();
-                _current = _source.GetEnumerator();
-                if (_current.MoveNext()) return _current.Current ?? throw new ArgumentException($"{_model}: EVA's batches hold a null tensor");
-                throw new ArgumentException($"{_model}: EVA needs at least one batch, and the batches must enumerate again from the start (they are cycled until convergence)");
+                if (!_current.MoveNext())
+                {
+                    _current.Dispose();
+                    _current = _source.GetEnumerator();
+                    if (!_current.MoveNext())
+                        throw new ArgumentException($"{_model}: EVA needs at least one batch, and the batches must enumerate again from the start (they are cycled until convergence)");
+                }
+                return _current.Current ?? throw new ArgumentException($"{_model}: EVA's batches hold a null tensor");
             }
 
             public void Dispose() => _current.Dispose();

@@ -173,15 +173,17 @@ namespace Peft.Runtime.Adapters
             int r = state.Rank;
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            double sum = 0;
+            Tensor? sum = null; // summed on the device, read once: one synchronisation per layer and step
             long count = 0;
             foreach (var (p, dim) in new[] { (LoraA(adapter), 0L), (LoraE(adapter), 0L), (LoraB(adapter), 1L) })
             {
                 var used = p.narrow(dim, 0, r);
                 count += used.numel();
-                if (p.grad is { } grad) sum += used.mul(grad.narrow(dim, 0, r)).abs().sum().to(ScalarType.Float64).item<double>();
+                if (p.grad is not { } grad) continue;
+                var part = used.mul(grad.narrow(dim, 0, r)).abs().sum().to(ScalarType.Float64);
+                sum = sum is null ? part : sum.add(part);
             }
-            double ipt = sum / count;
+            double ipt = (sum?.item<double>() ?? 0) / count;
             state.Sensitivity = options.Beta1 * state.Sensitivity + (1 - options.Beta1) * ipt;
             state.Uncertainty = options.Beta2 * state.Uncertainty + (1 - options.Beta2) * Math.Abs(ipt - state.Sensitivity);
         }
@@ -272,9 +274,9 @@ namespace Peft.Runtime.Adapters
                 if (value < 1)
                     throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "IncreLoRA", name, value));
             if (options.Warmup < 0)
-                throw new ArgumentException($"{site}: IncreLoRA Warmup must be at least 0, got {options.Warmup}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "IncreLoRA", "Warmup", options.Warmup));
             if (!(options.OrthRegWeight >= 0))
-                throw new ArgumentException($"{site}: IncreLoRA OrthRegWeight must be at least 0, got {options.OrthRegWeight}");
+                throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "IncreLoRA", "OrthRegWeight", options.OrthRegWeight));
         }
 
         /// <summary>Whether step <paramref name="step"/> is a growth step: at Warmup and every Interval steps after it.</summary>
@@ -300,15 +302,12 @@ namespace Peft.Runtime.Adapters
             return add;
         }
 
-        private static List<IncreLoRALinear> Layers(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter) =>
-            sites.Select(s => s.Layer).OfType<IncreLoRALinear>().Where(l => l.AdapterNames.Contains(adapter)).ToList();
-
         private sealed class RankAllocator : IRankAllocator
         {
             /// <summary>While the budget is not reached: update every layer's importance, and at a growth step grow the top layers.</summary>
             public void UpdateAndAllocate(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter, int step)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<IncreLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return;
                 var options = layers[0].Options(adapter);
                 var ranks = layers.Select(l => l.Rank(adapter)).ToList();
@@ -324,7 +323,7 @@ namespace Peft.Runtime.Adapters
             /// <summary>OrthRegWeight · mean over every rank-1 chunk in use (P's rows, Q's columns) of ‖ppᵀ − I‖_F = |‖p‖² − 1|.</summary>
             public Tensor? Regularization(IReadOnlyList<(string Path, IAdapterLayer Layer)> sites, string adapter)
             {
-                var layers = Layers(sites, adapter);
+                var layers = RankAllocation.LayersOf<IncreLoRALinear>(sites, adapter);
                 if (layers.Count == 0) return null;
                 double weight = layers[0].Options(adapter).OrthRegWeight;
                 if (weight == 0) return null;

@@ -56,21 +56,27 @@ public class AdaLoRATests
         return layer;
     }
 
-    // ΔW[o, i] = Σ_k Q[o, k]·Λ[k]·P[k, i] · α / (r₀ + 1e-5), entry by entry in float64.
+    // ΔW = Σ_k Q[o, k]·Λ[k]·P[k, i] · α / (r₀ + 1e-5).
     private static Tensor NaiveDelta(AdaLoRALinear layer, string adapter)
     {
-        var p = layer.LoraA(adapter).detach().to(float64);
-        var e = layer.LoraE(adapter).detach().to(float64);
-        var q = layer.LoraB(adapter).detach().to(float64);
         var o = layer.Options(adapter);
-        double s = o.Alpha / (o.InitRank + 1e-5);
-        var delta = zeros(layer.OutFeatures, layer.InFeatures, dtype: float64);
-        for (long r = 0; r < layer.OutFeatures; r++)
-            for (long c = 0; c < layer.InFeatures; c++)
+        return NaiveTripletDelta(layer.LoraA(adapter), layer.LoraE(adapter), layer.LoraB(adapter), o.InitRank, o.Alpha / (o.InitRank + 1e-5));
+    }
+
+    /// <summary>ΔW[o, i] = Σ_{k &lt; rank} Q[o, k]·Λ[k]·P[k, i] · scale, entry by entry in float64 (IncreLoRA's tests use it too).</summary>
+    internal static Tensor NaiveTripletDelta(Tensor P, Tensor lambda, Tensor Q, long rank, double scale)
+    {
+        var p = P.detach().to(float64);
+        var e = lambda.detach().to(float64);
+        var q = Q.detach().to(float64);
+        long outFeatures = q.shape[0], inFeatures = p.shape[1];
+        var delta = zeros(outFeatures, inFeatures, dtype: float64);
+        for (long r = 0; r < outFeatures; r++)
+            for (long c = 0; c < inFeatures; c++)
             {
                 double sum = 0;
-                for (long k = 0; k < o.InitRank; k++) sum += q[r, k].item<double>() * e[k, 0].item<double>() * p[k, c].item<double>();
-                delta[r, c] = sum * s;
+                for (long k = 0; k < rank; k++) sum += q[r, k].item<double>() * e[k, 0].item<double>() * p[k, c].item<double>();
+                delta[r, c] = sum * scale;
             }
         return delta;
     }
@@ -328,7 +334,8 @@ public class AdaLoRATests
             Assert.Equal(a.KeptRanks("default"), ((AdaLoRALinear)b).KeptRanks("default"));
     }
 
-    private static void CopyBase(Module<Tensor, Tensor> from, Module<Tensor, Tensor> to)
+    /// <summary>Copies every tensor of <paramref name="from"/> but the adapters' (<c>lora_*</c>) into <paramref name="to"/>: the base layers and the head.</summary>
+    internal static void CopyBase(Module<Tensor, Tensor> from, Module<Tensor, Tensor> to)
     {
         var source = from.state_dict();
         using var _ = no_grad();

@@ -7,6 +7,7 @@ using Peft.Runtime.Adapters;
 using Peft.Runtime.IO;
 using Peft.Runtime.Training;
 using Peft.Tests.EndToEnd;
+using Peft.Tests.IO;
 using Peft.Tests.SharedData;
 using TorchSharp;
 using Xunit;
@@ -303,35 +304,27 @@ public sealed class EvaTests
         var x = batches[1].narrow(0, 0, 32);
         Tensor y;
         using (no_grad()) y = model.forward(x);
-        string dir = Path.Combine(Path.GetTempPath(), "eva-roundtrip-" + Guid.NewGuid().ToString("N"));
-        try
-        {
-            model.SaveAdapters(dir);
-            var config = AdapterConfig.Read(Path.Combine(dir, AdapterConfig.FileName));
-            Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
-            Assert.Equal(1, config["r"]!.GetValue<int>());
-            Assert.Equal(2, config["rank_pattern"]!["b"]!.GetValue<int>());
-            Assert.Equal(16.0, config["alpha_pattern"]!["b"]!.GetValue<double>());
-            Assert.True(config["init_lora_weights"]!.GetValue<bool>());
-            Assert.Equal(new[] { "a", "b" }, config["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()).Order());
-            using (var file = Safetensors.Read(Path.Combine(dir, PeftAdapterFormat.WeightsFileName)))
-                Assert.DoesNotContain(file.Tensors.Keys, k => k.Contains(".c."));
+        using var folder = new TempFolder();
+        string dir = folder.Path;
+        model.SaveAdapters(dir);
+        var config = AdapterConfig.Read(Path.Combine(dir, AdapterConfig.FileName));
+        Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
+        Assert.Equal(1, config["r"]!.GetValue<int>());
+        Assert.Equal(2, config["rank_pattern"]!["b"]!.GetValue<int>());
+        Assert.Equal(16.0, config["alpha_pattern"]!["b"]!.GetValue<double>());
+        Assert.True(config["init_lora_weights"]!.GetValue<bool>());
+        Assert.Equal(new[] { "a", "b" }, config["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()).Order());
+        using (var file = Safetensors.Read(Path.Combine(dir, PeftAdapterFormat.WeightsFileName)))
+            Assert.DoesNotContain(file.Tensors.Keys, k => k.Contains(".c."));
 
-            var again = new EvaThree();
-            using (no_grad())
-                foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains("base_layer")))
-                    again.get_parameter(name)!.copy_(p);
-            again.LoadAdapters(dir);
-            Assert.Empty(Layer(again, "c").AdapterNames);
-            Assert.False(Layer(again, "a").AwaitsEva("default"));
-            using (no_grad()) TensorAssert.Equal(y, again.forward(x));
-            again.MergeAdapters();
-            using (no_grad()) TensorAssert.Close(y, again.forward(x), rtol: 1e-5, atol: 1e-5);
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        }
+        var again = new EvaThree();
+        MiscAdapterKit.CopyBase(model, again);
+        again.LoadAdapters(dir);
+        Assert.Empty(Layer(again, "c").AdapterNames);
+        Assert.False(Layer(again, "a").AwaitsEva("default"));
+        using (no_grad()) TensorAssert.Equal(y, again.forward(x));
+        again.MergeAdapters();
+        using (no_grad()) TensorAssert.Close(y, again.forward(x), rtol: 1e-5, atol: 1e-5);
     }
 
     /// <summary>PEFT's own EVA adapter (<c>init_lora_weights: "eva"</c> and <c>eva_config</c>) gives PEFT's outputs.</summary>
@@ -361,45 +354,39 @@ public sealed class EvaTests
     {
         string dir = PeftWrittenTests.CaseFolder("eva");
         string? interopRoot = Environment.GetEnvironmentVariable(PeftWrittenTests.InteropOutVariable);
-        string caseDir = string.IsNullOrEmpty(interopRoot) ? Path.Combine(Path.GetTempPath(), "eva-interop-" + Guid.NewGuid().ToString("N")) : Path.Combine(interopRoot, "eva");
-        try
-        {
-            var g = new Generator().manual_seed(10);
-            var q = Orthogonal(g, 16);
-            var lambda = Enumerable.Range(0, 16).Select(i => Math.Pow(0.6, i) * 10).ToArray();
-            // One batch, cycled: both PEFT and PeftDsl then fit it twice and stop (cos = 1), so their components are the
-            // same batch's eigenvectors and comparable to rounding (several batches would make each side's stopping
-            // point, and so its estimate, depend on its own rounding).
-            var batches = new List<Tensor> { Draw(g, 2048, q, lambda).to(float32) };
-            var model = new WrittenEva();
-            PeftWrittenTests.LoadBase(model, Path.Combine(dir, "base.safetensors"));
-            model.InitializeEva(batches);
-            var a = Layer(model, "q").LoraA("default");
-            TensorAssert.Equal(a, Layer(model, "v").LoraA("default"));
-            using (no_grad())
-                foreach (var path in new[] { "q", "v", "f" })
-                    Layer(model, path).LoraB("default").normal_(0, 0.1, generator: g);
-            model.eval();
-            var x = batches[0].narrow(0, 0, 3);
-            Tensor y;
-            using (no_grad()) y = model.forward(x);
+        using var temp = new TempFolder();
+        string caseDir = string.IsNullOrEmpty(interopRoot) ? temp.Path : Path.Combine(interopRoot, "eva");
+        var g = new Generator().manual_seed(10);
+        var q = Orthogonal(g, 16);
+        var lambda = Enumerable.Range(0, 16).Select(i => Math.Pow(0.6, i) * 10).ToArray();
+        // One batch, cycled: both PEFT and PeftDsl then fit it twice and stop (cos = 1), so their components are the
+        // same batch's eigenvectors and comparable to rounding (several batches would make each side's stopping
+        // point, and so its estimate, depend on its own rounding).
+        var batches = new List<Tensor> { Draw(g, 2048, q, lambda).to(float32) };
+        var model = new WrittenEva();
+        PeftWrittenTests.LoadBase(model, Path.Combine(dir, "base.safetensors"));
+        model.InitializeEva(batches);
+        var a = Layer(model, "q").LoraA("default");
+        TensorAssert.Equal(a, Layer(model, "v").LoraA("default"));
+        using (no_grad())
+            foreach (var path in new[] { "q", "v", "f" })
+                Layer(model, path).LoraB("default").normal_(0, 0.1, generator: g);
+        model.eval();
+        var x = batches[0].narrow(0, 0, 3);
+        Tensor y;
+        using (no_grad()) y = model.forward(x);
 
-            model.SaveAdapters(Path.Combine(caseDir, "adapter"));
-            File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-            Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-                new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
-            Safetensors.Write(Path.Combine(caseDir, "batches.safetensors"),
-                batches.Select((b, i) => new KeyValuePair<string, Tensor>($"batch{i}", b)).ToList());
+        model.SaveAdapters(Path.Combine(caseDir, "adapter"));
+        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
+        Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
+            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        Safetensors.Write(Path.Combine(caseDir, "batches.safetensors"),
+            batches.Select((b, i) => new KeyValuePair<string, Tensor>($"batch{i}", b)).ToList());
 
-            var again = new WrittenEva();
-            PeftWrittenTests.LoadBase(again, Path.Combine(dir, "base.safetensors"));
-            again.LoadAdapters(Path.Combine(caseDir, "adapter"));
-            again.eval();
-            using (no_grad()) TensorAssert.Equal(y, again.forward(x));
-        }
-        finally
-        {
-            if (string.IsNullOrEmpty(interopRoot) && Directory.Exists(caseDir)) Directory.Delete(caseDir, true);
-        }
+        var again = new WrittenEva();
+        PeftWrittenTests.LoadBase(again, Path.Combine(dir, "base.safetensors"));
+        again.LoadAdapters(Path.Combine(caseDir, "adapter"));
+        again.eval();
+        using (no_grad()) TensorAssert.Equal(y, again.forward(x));
     }
 }

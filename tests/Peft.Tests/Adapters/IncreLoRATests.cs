@@ -42,22 +42,9 @@ public class IncreLoRATests
     }
 
     // ΔW = Σ_{k<r} Q[o, k]·Λ[k]·P[k, i] · α / (ranknum + 1e-5), in float64.
-    private static Tensor NaiveDelta(IncreLoRALinear layer, string adapter)
-    {
-        var p = layer.LoraA(adapter).detach().to(float64);
-        var e = layer.LoraE(adapter).detach().to(float64);
-        var q = layer.LoraB(adapter).detach().to(float64);
-        double s = layer.Options(adapter).Alpha / (layer.Ranknum(adapter) + 1e-5);
-        var delta = zeros(layer.OutFeatures, layer.InFeatures, dtype: float64);
-        for (long o = 0; o < layer.OutFeatures; o++)
-            for (long c = 0; c < layer.InFeatures; c++)
-            {
-                double sum = 0;
-                for (long k = 0; k < layer.Rank(adapter); k++) sum += q[o, k].item<double>() * e[k, 0].item<double>() * p[k, c].item<double>();
-                delta[o, c] = sum * s;
-            }
-        return delta;
-    }
+    private static Tensor NaiveDelta(IncreLoRALinear layer, string adapter) =>
+        AdaLoRATests.NaiveTripletDelta(layer.LoraA(adapter), layer.LoraE(adapter), layer.LoraB(adapter), layer.Rank(adapter),
+            layer.Options(adapter).Alpha / (layer.Ranknum(adapter) + 1e-5));
 
     [Fact]
     public void ForwardUsesTheFirstRanksScaledByRanknumAndMergesExactly()
@@ -185,10 +172,7 @@ public class IncreLoRATests
 
         manual_seed(5);
         var again = new IncreLoRANet();
-        var source = model.state_dict();
-        using (no_grad())
-            foreach (var (name, tensor) in again.state_dict())
-                if (!name.Contains("lora_")) tensor.copy_(source[name]);
+        AdaLoRATests.CopyBase(model, again);
         again.LoadAdapters(folder.Path);
         again.eval();
         using (no_grad())

@@ -3,6 +3,7 @@ using System.Linq;
 using Peft.Runtime;
 using Peft.Runtime.Adapters;
 using Peft.Runtime.Training;
+using Peft.Tests.Adapters;
 using Peft.Tests.IO;
 using TorchSharp;
 using Xunit;
@@ -75,10 +76,7 @@ public sealed class AdaptiveRankTests
 
         manual_seed(99);
         var again = new AdaptiveRankNet();
-        var source = model.state_dict();
-        using (no_grad())
-            foreach (var (name, tensor) in again.state_dict())
-                if (!name.Contains("lora_")) tensor.copy_(source[name]);
+        AdaLoRATests.CopyBase(model, again);
         again.LoadAdapters(folder.Path);
         again.eval();
         for (int i = 0; i < sets.Length; i++)
