@@ -37,7 +37,6 @@ namespace Peft.Runtime.Adapters
         private sealed class FreezeState
         {
             public int Columns;
-            public int Step;
             public Tensor Kept = null!;
         }
 
@@ -130,7 +129,6 @@ namespace Peft.Runtime.Adapters
             var state = _freeze[adapter];
             var b = LoraB(adapter);
             int due = Math.Max(state.Columns, OptionsOf(adapter).FrozenColumnsAt(completedSteps));
-            state.Step = Math.Max(state.Step, completedSteps);
             using (no_grad())
             {
                 if (state.Kept.device_type != b.device_type || state.Kept.device_index != b.device_index || state.Kept.dtype != b.dtype)
