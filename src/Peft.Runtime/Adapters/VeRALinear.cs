@@ -77,8 +77,7 @@ namespace Peft.Runtime.Adapters
         public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
         {
             RequireAdapter(adapter);
-            yield return ($"vera_A.{adapter}", _proj.A[adapter]);
-            yield return ($"vera_B.{adapter}", _proj.B[adapter]);
+            return _proj.Named(adapter);
         }
 
         /// <inheritdoc />
