@@ -37,7 +37,6 @@ namespace Peft.Runtime.Adapters
         private sealed class FreezeState
         {
             public int Columns;
-            public int Step;
             public Tensor Kept = null!;
         }
 
@@ -130,7 +129,6 @@ namespace Peft.Runtime.Adapters
             var state = _freeze[adapter];
             var b = LoraB(adapter);
             int due = Math.Max(state.Columns, OptionsOf(adapter).FrozenColumnsAt(completedSteps));
-            state.Step = Math.Max(state.Step, completedSteps);
             using (no_grad())
             {
                 if (state.Kept.device_type != b.device_type || state.Kept.device_index != b.device_index || state.Kept.dtype != b.dtype)
@@ -171,31 +169,24 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             using var _ = no_grad();
-            return new List<(string, Tensor)>
-            {
-                ($"lora_A.{adapter}.weight", matmul(Core(adapter), LoraA(adapter)).detach()),
-                ($"lora_B.{adapter}.weight", LoraB(adapter).detach()),
-            };
+            return PlainLoRAFile.Tensors(adapter, matmul(Core(adapter), LoraA(adapter)).detach(), LoraB(adapter).detach());
         }
 
         /// <inheritdoc />
         public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, AdapterSettings Settings) ForFile(string adapter) => (LoRAFactors(adapter), Settings(adapter));
 
         /// <inheritdoc />
-        public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings)
-        {
-            int rank = OptionsOf(adapter).Rank;
-            return new[] { ($"lora_A.{adapter}.weight", new[] { (long)rank, InFeatures }), ($"lora_B.{adapter}.weight", new[] { OutFeatures, (long)rank }) };
-        }
+        public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings) =>
+            PlainLoRAFile.Shapes(adapter, OptionsOf(adapter).Rank, InFeatures, OutFeatures);
 
         /// <summary>A LoRA file's factors: A = <c>lora_A</c>, S = I, B = <c>lora_B</c> (and B's frozen columns keep the file's values).</summary>
         public IReadOnlyList<(Tensor Target, Tensor Source)> FromFile(string adapter, AdapterSettings fileSettings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
             var core = Core(adapter);
-            var b = fileTensors[$"lora_B.{adapter}.weight"];
+            var b = fileTensors[PlainLoRAFile.KeyB(adapter)];
             return new (Tensor, Tensor)[]
             {
-                (LoraA(adapter), fileTensors[$"lora_A.{adapter}.weight"]),
+                (LoraA(adapter), fileTensors[PlainLoRAFile.KeyA(adapter)]),
                 (core, torch.eye(core.shape[0], dtype: core.dtype, device: core.device)),
                 (LoraB(adapter), b),
                 (_freeze[adapter].Kept, b),
@@ -209,14 +200,10 @@ namespace Peft.Runtime.Adapters
         public override void ValidateSettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoRAOptions lora || lora.UseDora)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LaMDA adapter, saved as a plain LoRA; the file describes {LoRALinear.Describe(settings)}");
+            var lora = PlainLoRAFile.Require(Site, adapter, "LaMDA", settings);
             if (lora.UseRsLora)
                 throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LaMDA adapter, scaled by alpha / r; the file's LoRA uses rsLoRA (alpha / √r)");
-            if (LoRAInitialization.ChangesBaseWeight(lora.Init))
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LaMDA adapter; the file's LoRA was initialised with {lora.Init}, so its factors fit only that init's residual base weight");
-            if (lora.Rank != current.Rank)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
+            PlainLoRAFile.RequireOnBaseWeight(Site, adapter, "LaMDA", lora, current.Rank);
         }
 
         /// <inheritdoc />

@@ -107,11 +107,7 @@ namespace Peft.Runtime.Adapters
         {
             RequireAdapter(adapter);
             using var _ = no_grad();
-            return new List<(string, Tensor)>
-            {
-                ($"lora_A.{adapter}.weight", Upper(adapter).detach().clone()),
-                ($"lora_B.{adapter}.weight", PermutedLower(adapter).mul(Z(adapter).sub(InitialZ(adapter))).detach()),
-            };
+            return PlainLoRAFile.Tensors(adapter, Upper(adapter).detach().clone(), PermutedLower(adapter).mul(Z(adapter).sub(InitialZ(adapter))).detach());
         }
 
         /// <summary>Relative tolerance for a file's factors against this layer's (float32 LU, written and read back).</summary>
@@ -121,11 +117,8 @@ namespace Peft.Runtime.Adapters
         public (IReadOnlyList<(string Name, Tensor Tensor)> Tensors, AdapterSettings Settings) ForFile(string adapter) => (LoRAFactors(adapter), Settings(adapter));
 
         /// <inheritdoc />
-        public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings)
-        {
-            int rank = OptionsOf(adapter).Rank;
-            return new[] { ($"lora_A.{adapter}.weight", new[] { (long)rank, InFeatures }), ($"lora_B.{adapter}.weight", new[] { OutFeatures, (long)rank }) };
-        }
+        public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings) =>
+            PlainLoRAFile.Shapes(adapter, OptionsOf(adapter).Rank, InFeatures, OutFeatures);
 
         /// <summary>
         /// A LoRA file's factors, if they are a LoLDU update of this layer's W: <c>lora_A</c> = U_r and s·<c>lora_B</c> =
@@ -140,8 +133,8 @@ namespace Peft.Runtime.Adapters
             {
                 var upper = Upper(adapter).to(float64);
                 var lower = PermutedLower(adapter).to(float64);
-                var a = fileTensors[$"lora_A.{adapter}.weight"].to(float64, upper.device);
-                var b = fileTensors[$"lora_B.{adapter}.weight"].to(float64, upper.device).mul(scaling);
+                var a = fileTensors[PlainLoRAFile.KeyA(adapter)].to(float64, upper.device);
+                var b = fileTensors[PlainLoRAFile.KeyB(adapter)].to(float64, upper.device).mul(scaling);
                 double aError = a.sub(upper).abs().max().item<double>(), aSize = upper.abs().max().item<double>();
                 if (!(aError <= FileTolerance * (1 + aSize)))
                     throw new InvalidOperationException(
@@ -163,12 +156,8 @@ namespace Peft.Runtime.Adapters
         public override void ValidateSettings(string adapter, AdapterSettings settings)
         {
             var current = Options(adapter);
-            if (settings is not LoRAOptions lora || lora.UseDora)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoLDU adapter, saved as a plain LoRA; the file describes {LoRALinear.Describe(settings)}");
-            if (LoRAInitialization.ChangesBaseWeight(lora.Init))
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' is a LoLDU adapter; the file's LoRA was initialised with {lora.Init}, so its factors fit only that init's residual base weight");
-            if (lora.Rank != current.Rank)
-                throw new InvalidOperationException($"{Site}: adapter '{adapter}' has rank {current.Rank}; the file has rank {lora.Rank}");
+            var lora = PlainLoRAFile.Require(Site, adapter, "LoLDU", settings);
+            PlainLoRAFile.RequireOnBaseWeight(Site, adapter, "LoLDU", lora, current.Rank);
         }
 
         /// <inheritdoc />

@@ -84,8 +84,7 @@ namespace Peft.Runtime.Adapters
         public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
         {
             RequireAdapter(adapter);
-            yield return ($"randlora_A.{adapter}", _bases.A[adapter]);
-            yield return ($"randlora_B.{adapter}", _bases.B[adapter]);
+            return _bases.Named(adapter);
         }
 
         /// <inheritdoc />

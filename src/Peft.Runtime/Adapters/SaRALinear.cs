@@ -104,6 +104,10 @@ namespace Peft.Runtime.Adapters
             return indices[0].mul(InFeatures).add_(indices[1]);
         }
 
+        /// <summary>The base weight without merged adapters at an adapter's entries ([K], in <paramref name="dtype"/>).</summary>
+        private Tensor OriginalEntries(string adapter, ScalarType dtype) =>
+            OriginalWeight().flatten().index_select(0, FlatIndex(adapter)).to(dtype);
+
         /// <summary>The values that act: frozen entries (after a re-selection) pass no gradient.</summary>
         private Tensor ActingValues(string adapter)
         {
@@ -164,7 +168,7 @@ namespace Peft.Runtime.Adapters
             RestoreFrozen(adapter);
             var options = OptionsOf(adapter);
             var values = shira_weight[adapter];
-            var original = OriginalWeight().flatten().index_select(0, FlatIndex(adapter)).to(values.dtype);
+            var original = OriginalEntries(adapter, values.dtype);
             var current = original.add(values).abs();
             var keep = options.Threshold > 0 ? current.lt(options.Threshold) : current.le(original.abs().max());
             var train = _reselected.TryGetValue(adapter, out var state) ? state.Train.to(keep.device).logical_and(keep) : keep;
@@ -202,7 +206,7 @@ namespace Peft.Runtime.Adapters
                 double lambda = OptionsOf(adapter).NuclearNormWeight;
                 if (lambda <= 0) continue;
                 var values = ActingValues(adapter);
-                var original = OriginalWeight().flatten().index_select(0, FlatIndex(adapter)).to(values.dtype);
+                var original = OriginalEntries(adapter, values.dtype);
                 var term = linalg.svdvals(Dense(adapter, original.add(values))).sum().mul(lambda);
                 total = total is null ? term : total.add(term);
             }

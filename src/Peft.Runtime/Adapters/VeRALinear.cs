@@ -44,7 +44,7 @@ namespace Peft.Runtime.Adapters
         /// <summary>λ_b of an adapter ([out]); starts at zero.</summary>
         public Parameter LambdaB(string adapter) => vera_lambda_b[adapter];
 
-        /// <summary>λ_d of an adapter ([r]); starts at 0.1.</summary>
+        /// <summary>λ_d of an adapter ([r]); starts at the options' <see cref="VeRAOptions.InitialLambdaD"/> (PEFT's <c>d_initial</c>, 0.1 by default).</summary>
         public Parameter LambdaD(string adapter) => vera_lambda_d[adapter];
 
         /// <summary>The frozen projection A of an adapter: [r, in_max] once the model is attached, [r, in] before.</summary>
@@ -77,8 +77,7 @@ namespace Peft.Runtime.Adapters
         public IEnumerable<(string Name, Tensor Tensor)> SharedTensors(string adapter)
         {
             RequireAdapter(adapter);
-            yield return ($"vera_A.{adapter}", _proj.A[adapter]);
-            yield return ($"vera_B.{adapter}", _proj.B[adapter]);
+            return _proj.Named(adapter);
         }
 
         /// <inheritdoc />
@@ -218,7 +217,7 @@ namespace Peft.Runtime.Adapters
             int seed = checked((int)AdapterConfig.Number(config, "projection_prng_key", file, fallback: 0));
             bool save = config["save_projection"]?.GetValue<bool>() ?? true;
             double dropout = AdapterConfig.Number(config, "vera_dropout", file, fallback: 0);
-            double dInitial = AdapterConfig.Number(config, "d_initial", file, fallback: 0.1);
+            double dInitial = AdapterConfig.Number(config, "d_initial", file, fallback: VeRALinear.InitialLambdaD);
             return new VeRAOptions { Rank = rank, ProjectionSeed = seed, SaveProjection = save, Dropout = dropout, InitialLambdaD = dInitial };
         }
     }

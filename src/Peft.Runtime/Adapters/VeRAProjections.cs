@@ -61,6 +61,10 @@ namespace Peft.Runtime.Adapters
 
         public bool Shared { get; private set; }
 
+        /// <summary>An adapter's pair under the names it is registered with (<c>vera_A.&lt;adapter&gt;</c>, <c>randlora_B.&lt;adapter&gt;</c>, ...).</summary>
+        public IEnumerable<(string Name, Tensor Tensor)> Named(string adapter) =>
+            new[] { ($"{_nameA}.{adapter}", A[adapter]), ($"{_nameB}.{adapter}", B[adapter]) };
+
         /// <summary>Adds an adapter's pair to this layer's own dictionaries (leaving the model's shared ones first).</summary>
         public void Add(IEnumerable<string> adapters, string adapter, Tensor a, Tensor b)
         {
