@@ -185,13 +185,8 @@ namespace Peft.Runtime.Kernels
         {
             var args = (Args)ctx.get_data("args");
             int count = args.BoneRanks.Length;
-            var grads = new Tensor?[FirstBoneIndex + 2 * count + 1];
-            if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
-            FusedAutograd.ReleaseReturnedGradients();
-            // An exception cannot cross libtorch's engine back to the caller in TorchSharp 0.107 (the process would
-            // end), so nothing here throws on purpose: shapes were checked in forward, and every case is handled.
-            List<Tensor> result;
-            using (var scope = NewDisposeScope())
+            // Nothing here throws on purpose: shapes were checked in forward, and every case is handled.
+            return FusedAutograd.Backward(grad_output, FirstBoneIndex + 2 * count + 1, grads =>
             {
                 var saved = ctx.get_saved_variables();
                 Tensor? x = saved[0], weight = saved[1], bat = saved[2];
@@ -207,11 +202,7 @@ namespace Peft.Runtime.Kernels
                 else
                     using (no_grad())
                         Backward(args, grad_output, x, weight, bat, bones, folds, grads, differentiable: false);
-
-                result = FusedAutograd.Return(grads, grad_output, scope);
-            }
-            grad_output.Dispose();
-            return result;
+            });
         }
 
         // dD_k = fold_kᵀ·dY; dX = dY·W' + Σ_k (dY·D_kᵀ) broadcast over the in/r_k blocks (thin), or dY·(W' + Σ_k ΔW_k)
@@ -475,22 +466,13 @@ namespace Peft.Runtime.Kernels
             internal static Tensor Graph(Tensor x2, long r) => FusedAutograd.Run(() => apply(x2, r)).Output;
 
             /// <inheritdoc />
-            public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
-            {
-                var grads = new Tensor?[2];
-                if (grad_output is null || grad_output.IsInvalid) return grads.ToList()!;
-                FusedAutograd.ReleaseReturnedGradients();
-                var (n, d, r) = ((long, long, long))ctx.get_data("shape");
-                List<Tensor> result;
-                using (var scope = NewDisposeScope())
+            public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output) =>
+                FusedAutograd.Backward(grad_output, 2, grads =>
                 {
+                    var (n, d, r) = ((long, long, long))ctx.get_data("shape");
                     // Differentiable ops (under create_graph this is itself differentiated), the gradient of a sum.
                     grads[0] = grad_output.reshape(n, 1, r).expand(n, d / r, r).reshape(n, d);
-                    result = FusedAutograd.Return(grads, grad_output, scope);
-                }
-                grad_output.Dispose();
-                return result;
-            }
+                });
         }
 
         /// <summary>

@@ -167,16 +167,10 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <inheritdoc />
-        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
-        {
-            var grads = new Tensor?[ArgCount];
-            if (grad_output is null || grad_output.IsInvalid) return new List<Tensor>(grads!);
-            FusedAutograd.ReleaseReturnedGradients();
-            var args = (Args)ctx.get_data("args");
-            // Nothing here throws on purpose: an exception cannot cross libtorch's engine back to the caller.
-            List<Tensor> result;
-            using (var scope = NewDisposeScope())
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output) =>
+            FusedAutograd.Backward(grad_output, ArgCount, grads =>
             {
+                var args = (Args)ctx.get_data("args");
                 var saved = ctx.get_saved_variables();
                 Tensor? x = saved[0], weight = saved[1], a = saved[2], b = saved[3], u = saved[4], z = saved[5];
                 Tensor norm = saved[6], factor = saved[7], m = saved[8];
@@ -185,11 +179,7 @@ namespace Peft.Runtime.Kernels
                 else
                     using (no_grad())
                         BackwardFused(args, grad_output, x, weight, a, b, u, z, norm, factor, grads);
-                result = FusedAutograd.Return(grads, grad_output, scope);
-            }
-            grad_output.Dispose();
-            return result;
-        }
+            });
 
         // z = x·Wᵀ + s·u·Bᵀ through LoRA's fused forward (no bias), then y = g ⊙ z + b. With dropout z is taken on
         // xd = drop(x), and y gains e·Wᵀ with e = x − xd.

@@ -79,6 +79,30 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <summary>
+        /// What every fused backward does around its arithmetic: no gradients for a missing upstream gradient; otherwise
+        /// <paramref name="compute"/> fills <paramref name="count"/> gradients inside a dispose scope, they are handed back
+        /// (<see cref="Return"/>), and <paramref name="gradOutput"/>'s handle is released unless it is itself one of them
+        /// (passed straight through). <paramref name="compute"/> must not throw: an exception cannot cross libtorch's
+        /// engine back to the caller in TorchSharp 0.107 (the process would end).
+        /// </summary>
+        internal static List<Tensor> Backward(Tensor gradOutput, int count, Action<Tensor?[]> compute)
+        {
+            var grads = new Tensor?[count];
+            if (gradOutput is null || gradOutput.IsInvalid) return new List<Tensor>(grads!);
+            ReleaseReturnedGradients();
+            List<Tensor> result;
+            using (var scope = NewDisposeScope())
+            {
+                compute(grads);
+                result = Return(grads, gradOutput, scope);
+            }
+            foreach (var t in grads)
+                if (ReferenceEquals(t, gradOutput)) return result;
+            gradOutput.Dispose();
+            return result;
+        }
+
+        /// <summary>
         /// Hands <paramref name="grads"/> back from a backward whose temporaries live in <paramref name="scope"/>: each
         /// gradient is detached from the scope and its handle released on this thread's next call (libtorch copies the
         /// handles as soon as backward returns), rather than left to the finalizer, so its memory is not held.

@@ -96,25 +96,15 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <inheritdoc />
-        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
-        {
-            var grads = new Tensor?[ArgCount];
-            if (grad_output is null || grad_output.IsInvalid) return new List<Tensor>(grads!);
-            FusedAutograd.ReleaseReturnedGradients();
-            var args = (Args)ctx.get_data("args");
-            // Nothing here throws on purpose: an exception cannot cross libtorch's engine (the process would end).
-            List<Tensor> result;
-            using (var scope = NewDisposeScope())
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output) =>
+            FusedAutograd.Backward(grad_output, ArgCount, grads =>
             {
+                var args = (Args)ctx.get_data("args");
                 var saved = ctx.get_saved_variables();
                 using (no_grad())
                     (grads[InputIndex], grads[SIndex], grads[BIndex]) = Backward(args, grad_output, saved[0], saved[1], saved[2]!, saved[3]!);
                 if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
-                result = FusedAutograd.Return(grads, grad_output, scope);
-            }
-            if (!args.NeedPrevious) grad_output.Dispose();
-            return result;
-        }
+            });
 
         /// <summary>dX (the adapter's part), dS and dB for upstream gradient <paramref name="gradOutput"/>, each null where not needed.</summary>
         internal static (Tensor? DX, Tensor? DS, Tensor? DB) Backward(Args args, Tensor gradOutput, Tensor? h, Tensor? a, Tensor core, Tensor b)

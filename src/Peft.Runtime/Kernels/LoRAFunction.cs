@@ -256,17 +256,11 @@ namespace Peft.Runtime.Kernels
         }
 
         /// <inheritdoc />
-        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
-        {
-            var grads = new Tensor?[ArgCount];
-            if (grad_output is null || grad_output.IsInvalid) return new List<Tensor>(grads!);
-            FusedAutograd.ReleaseReturnedGradients();
-            var args = (Args)ctx.get_data("args");
-            // Exceptions cannot cross libtorch's engine back to the caller (the process would end), so nothing here throws
-            // on purpose: every case is handled.
-            List<Tensor> result;
-            using (var scope = NewDisposeScope())
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output) =>
+            FusedAutograd.Backward(grad_output, ArgCount, grads =>
             {
+                // Nothing here throws on purpose: every case is handled.
+                var args = (Args)ctx.get_data("args");
                 var saved = ctx.get_saved_variables();
                 Tensor? x = saved[0], weight = saved[1], a = saved[2], b = saved[3], u = saved[4], bits = saved[5];
                 if (is_grad_enabled() && x is not null)
@@ -275,11 +269,7 @@ namespace Peft.Runtime.Kernels
                     using (no_grad())
                         (grads[InputIndex], grads[AIndex], grads[BIndex]) = BackwardFused(args, grad_output, x, weight, a!, b!, u, bits);
                 if (args.NeedPrevious) grads[PreviousIndex] = grad_output;
-                result = FusedAutograd.Return(grads, grad_output, scope);
-            }
-            if (!args.NeedPrevious) grad_output.Dispose();
-            return result;
-        }
+            });
 
         /// <summary>
         /// dX (low-rank part plus dY·W), dA and dB of the layer for upstream gradient <paramref name="gradOutput"/>, each
