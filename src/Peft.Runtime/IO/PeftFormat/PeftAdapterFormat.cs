@@ -421,7 +421,7 @@ namespace Peft.Runtime.IO
                             }
                             else if (byKey.ContainsKey(layerKey))
                             {
-                                if (inFile) Take(byKey, used, layerKey, tensor, weightsPath);
+                                if (inFile) Take(byKey, used, layerKey, tensor.shape, weightsPath);
                                 else used.Add(layerKey);
                             }
                         }
@@ -458,9 +458,6 @@ namespace Peft.Runtime.IO
             string prefix = path + ".";
             return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         }
-
-        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null) =>
-            Take(byKey, used, key, target.shape, file, shownKey);
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, long[] shape, string file, string? shownKey = null)
         {
