@@ -1,4 +1,8 @@
 using System;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
 using Peft.Tests.Distributed;
 using Peft.Tests.Native;
 using Peft.Tests.Reliability;
@@ -23,5 +27,42 @@ public static class Program
     {
         Console.Error.WriteLine(message);
         return 2;
+    }
+}
+
+/// <summary>Starts and waits for the child processes that <see cref="Program.Main"/> runs.</summary>
+internal static class ChildProcess
+{
+    /// <summary>The <c>dotnet</c> host that runs this test, so the child runs on the same runtime.</summary>
+    internal static string DotnetHost()
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } host && File.Exists(host)) return host;
+        if (Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
+        return "dotnet";
+    }
+
+    /// <summary>
+    /// Reads <paramref name="child"/>'s output to the end and waits for it to exit (killing it and what it started
+    /// after 120 s), then disposes it: its exit code, output, and when it was seen to exit.
+    /// </summary>
+    internal static async Task<(int Code, string Stdout, string Stderr, DateTimeOffset Exited)> Finish(Process child)
+    {
+        using (child)
+        {
+            var stdout = child.StandardOutput.ReadToEndAsync();
+            var stderr = child.StandardError.ReadToEndAsync();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            try
+            {
+                await child.WaitForExitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                child.Kill(entireProcessTree: true);
+                throw;
+            }
+            var exited = DateTimeOffset.UtcNow;
+            return (child.ExitCode, await stdout, await stderr, exited);
+        }
     }
 }

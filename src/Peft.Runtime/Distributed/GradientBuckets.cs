@@ -87,11 +87,11 @@ namespace Peft.Runtime.Distributed
             }
         }
 
-        /// <summary>Whether this rank's packed gradients are all finite (one synchronisation for all of them).</summary>
+        /// <summary>
+        /// Whether the gradients the buckets hold are all finite (one synchronisation per bucket): this rank's after
+        /// <see cref="PackGradients"/>, the averaged ones after <see cref="AllReduceMean"/>.
+        /// </summary>
         internal bool GradientsFinite() => _buckets.Select((_, b) => isfinite(Parameters(b)).all().item<bool>()).All(x => x);
-
-        /// <summary>Whether the averaged gradients are all finite.</summary>
-        internal bool AllFinite() => GradientsFinite();
 
         internal void SetStatus(double[] status)
         {

@@ -162,26 +162,12 @@ namespace Peft.Runtime.Distributed
             bool direct = tensor.device_type == DeviceType.CPU && tensor.is_contiguous();
             using var staged = direct ? null : tensor.detach().to(CPU).contiguous();
             var cpu = staged ?? tensor;
-            byte* data = (byte*)DataPointer(cpu);
+            byte* data = (byte*)Kernels.TensorData.Address(cpu); // the runtime's one THSTensor_data import
             long total = cpu.numel(), elementSize = cpu.ElementSize;
             for (long done = 0; done < total; done += MaxCount)
                 operation((IntPtr)(data + done * elementSize), (int)Math.Min(MaxCount, total - done));
             if (staged is not null)
                 using (no_grad()) tensor.copy_(staged);
-        }
-
-        [System.Runtime.InteropServices.DllImport("LibTorchSharp")]
-        private static extern IntPtr THSTensor_data(IntPtr handle);
-
-        private static IntPtr DataPointer(Tensor tensor)
-        {
-            IntPtr data = THSTensor_data(tensor.Handle);
-            if (data == IntPtr.Zero)
-            {
-                torch.CheckForErrors();
-                throw new InvalidOperationException("libtorch returned no data pointer for a non-empty tensor.");
-            }
-            return data;
         }
     }
 }

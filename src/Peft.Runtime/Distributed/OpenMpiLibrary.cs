@@ -126,12 +126,10 @@ namespace Peft.Runtime.Distributed
         }
 
         [DllImport("libc", EntryPoint = "dlopen")]
-        private static extern IntPtr DlOpenLibc(string file, int mode);
+        private static extern IntPtr DlOpen(string file, int mode);
 
         [DllImport("libc", EntryPoint = "dlerror")]
         private static extern IntPtr DlErrorLibc();
-
-        private static IntPtr DlOpen(string file, int mode) => DlOpenLibc(file, mode);
 
         private static string DlError() => Marshal.PtrToStringUTF8(DlErrorLibc()) ?? "unknown error";
     }

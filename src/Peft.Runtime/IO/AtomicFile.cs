@@ -12,15 +12,24 @@ namespace Peft.Runtime.IO
         /// <summary>
         /// Writes <c>path.tmp-&lt;guid&gt;</c> beside <paramref name="path"/> (same folder, so the rename stays on one
         /// file system and is atomic), flushes it to disk, then renames it over <paramref name="path"/>. On any
-        /// exception the temporary file is deleted and the exception rethrown.
+        /// exception the temporary file is deleted and the exception rethrown. The temporary file is created exclusively
+        /// (<c>O_EXCL</c>: never through an existing file or symlink), with <paramref name="unixCreateMode"/> where given (Unix only).
         /// </summary>
-        internal static void Write(string path, Action<Stream> write)
+        internal static void Write(string path, Action<Stream> write, UnixFileMode? unixCreateMode = null)
         {
             string target = Path.GetFullPath(path);
             string temp = target + ".tmp-" + Guid.NewGuid().ToString("N");
+            var options = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                Share = FileShare.None,
+                BufferSize = 1 << 16,
+            };
+            if (unixCreateMode is { } mode && !OperatingSystem.IsWindows()) options.UnixCreateMode = mode;
             try
             {
-                using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+                using (var stream = new FileStream(temp, options))
                 {
                     write(stream);
                     // Without this a crash after the rename could leave the new name pointing at unwritten blocks.

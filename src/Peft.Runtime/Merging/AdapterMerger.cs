@@ -77,7 +77,7 @@ namespace Peft.Runtime.Merging
             var deltas = spec.Adapters.Select(a => layer.DeltaWeight(a).detach().to(float64)).ToList();
             if (spec.Method == MergeMethod.Widen)
                 return Widen.Merge(BaseWeight(layer), deltas, spec.EffectiveWeights).MoveToOuterDisposeScope();
-            using var generator = spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies ? new Generator(DareSeed(spec.Seed, position), CPU) : null;
+            using var generator = DareGenerator(spec, position);
             return DeltaMerge.Combine(spec.Method, deltas, spec.EffectiveWeights, spec.Density, generator, spec.CommonFraction).MoveToOuterDisposeScope();
         }
 
@@ -113,11 +113,15 @@ namespace Peft.Runtime.Merging
             else
             {
                 var b = spec.Adapters.Select(n => lora.LoraB(n).detach().to(float64).mul(lora.Options(n).Scaling)).ToList();
-                using var generator = spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies ? new Generator(DareSeed(spec.Seed, position), CPU) : null;
+                using var generator = DareGenerator(spec, position);
                 (A, B) = CoreSpace.Merge(a, b, spec.Method, weights, spec.Density, generator, spec.CommonFraction, spec.Rank);
             }
             return (A.MoveToOuterDisposeScope(), B.MoveToOuterDisposeScope());
         }
+
+        /// <summary>DARE's mask generator for the layer at <paramref name="position"/>; null for the methods that draw nothing.</summary>
+        private static Generator? DareGenerator(MergeSpec spec, int position) =>
+            spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies ? new Generator(DareSeed(spec.Seed, position), CPU) : null;
 
         /// <summary>
         /// DARE's generator seed for one layer: SplitMix64 of (seed, position). libtorch's CPU generator (mt19937) keeps
@@ -133,7 +137,8 @@ namespace Peft.Runtime.Merging
 
         /// <summary>
         /// The new adapter's factors on one layer, in float64, with scaling 1: B [out, r] · A [r, in] is the combination
-        /// (exactly for Linear / Cat, else its truncated SVD). Throws, naming <paramref name="path"/>, if it holds NaN or Inf.
+        /// (exactly for Linear / Cat, and for WIDEN where plain LoRA sources' ranks fit; else its truncated SVD). Throws,
+        /// naming <paramref name="path"/>, if it holds NaN or Inf.
         /// </summary>
         public static (Tensor A, Tensor B) Factors(string path, IAdapterLayer layer, MergeSpec spec, int position)
         {
@@ -149,23 +154,20 @@ namespace Peft.Runtime.Merging
                 return (ca.MoveToOuterDisposeScope(), cb.MoveToOuterDisposeScope());
             }
 
-            if (spec.Method == MergeMethod.Widen && layer is LoRALinear widened
-                && spec.Adapters.All(a => widened.Settings(a) is LoRAOptions { UseDora: false })
-                && spec.Adapters.Sum(a => (long)widened.Options(a).Rank) <= max)
-            {
-                // WIDEN scales columns: Bᵢ·Aᵢ·diag(cᵢ) = Bᵢ·(Aᵢ·diag(cᵢ)), so the concatenation stays exact.
-                var columns = Widen.ColumnWeights(BaseWeight(layer), spec.Adapters.Select(n => widened.DeltaWeight(n).detach().to(float64)).ToList());
-                var wa = cat(spec.Adapters.Select((n, i) => widened.LoraA(n).detach().to(float64).mul(columns[i].unsqueeze(0))).ToArray(), 0);
-                var wb = cat(spec.Adapters.Select((n, i) => widened.LoraB(n).detach().to(float64).mul(weights[i] * widened.Options(n).Scaling)).ToArray(), 1);
-                RequireFinite(path, spec, wa, wb);
-                return (wa.MoveToOuterDisposeScope(), wb.MoveToOuterDisposeScope());
-            }
-
-            if (spec.Method is MergeMethod.Linear or MergeMethod.Cat && layer is LoRALinear lora
+            if (spec.Method is MergeMethod.Linear or MergeMethod.Cat or MergeMethod.Widen && layer is LoRALinear lora
                 && spec.Adapters.All(a => lora.Settings(a) is LoRAOptions { UseDora: false })
                 && spec.Adapters.Sum(a => (long)lora.Options(a).Rank) <= max)
             {
-                var a = cat(spec.Adapters.Select(n => lora.LoraA(n).detach().to(float64)).ToArray(), 0);
+                // The factors concatenated: exact for Linear / Cat, and for WIDEN, which scales columns:
+                // Bᵢ·Aᵢ·diag(cᵢ) = Bᵢ·(Aᵢ·diag(cᵢ)).
+                var columns = spec.Method == MergeMethod.Widen
+                    ? Widen.ColumnWeights(BaseWeight(layer), spec.Adapters.Select(n => lora.DeltaWeight(n).detach().to(float64)).ToList())
+                    : null;
+                var a = cat(spec.Adapters.Select((n, i) =>
+                {
+                    var ai = lora.LoraA(n).detach().to(float64);
+                    return columns is null ? ai : ai.mul(columns[i].unsqueeze(0));
+                }).ToArray(), 0);
                 var b = cat(spec.Adapters.Select((n, i) => lora.LoraB(n).detach().to(float64).mul(weights[i] * lora.Options(n).Scaling)).ToArray(), 1);
                 RequireFinite(path, spec, a, b);
                 return (a.MoveToOuterDisposeScope(), b.MoveToOuterDisposeScope());

@@ -175,10 +175,10 @@ namespace Peft.Runtime.Merging
             var vs = new List<Tensor>();
             for (int i = 0; i < tensors.Count; i++)
             {
-                var (u, s, vh) = linalg.svd(tensors[i].mul(weights[i]), fullMatrices: false);
-                us.Add(u.narrow(1, 0, k));
-                ss.Add(s.narrow(0, 0, k));
-                vs.Add(vh.narrow(0, 0, k));
+                var (u, s, vh) = TopTriplets(tensors[i].mul(weights[i]), k);
+                us.Add(u);
+                ss.Add(s);
+                vs.Add(vh);
             }
             return matmul(PolarFactor(cat(us.ToArray(), 1)).mul(cat(ss.ToArray(), 0).unsqueeze(0)), PolarFactor(cat(vs.ToArray(), 0)));
         }
@@ -208,24 +208,30 @@ namespace Peft.Runtime.Merging
             if (!(commonFraction > 0 && commonFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(commonFraction), commonFraction, "the common fraction must lie in (0, 1]");
             long n = Math.Min(tensors[0].shape[0], tensors[0].shape[1]);
             var (common, perTask) = IsoCtsSplit(n, tensors.Count, commonFraction);
-            var (u, s, vh) = linalg.svd(WeightedSum(tensors, weights), fullMatrices: false);
-            var commonU = u.narrow(1, 0, common);
+            var (commonU, commonS, commonV) = TopTriplets(WeightedSum(tensors, weights), common);
             var us = new List<Tensor> { commonU };
-            var ss = new List<Tensor> { s.narrow(0, 0, common) };
-            var vs = new List<Tensor> { vh.narrow(0, 0, common) };
+            var ss = new List<Tensor> { commonS };
+            var vs = new List<Tensor> { commonV };
             if (perTask > 0)
             {
                 for (int i = 0; i < tensors.Count; i++)
                 {
                     var task = tensors[i].mul(weights[i]);
-                    var (ut, st, vt) = linalg.svd(task.sub(matmul(commonU, matmul(commonU.t(), task))), fullMatrices: false);
-                    us.Add(ut.narrow(1, 0, perTask));
-                    ss.Add(st.narrow(0, 0, perTask));
-                    vs.Add(vt.narrow(0, 0, perTask));
+                    var (ut, st, vt) = TopTriplets(task.sub(matmul(commonU, matmul(commonU.t(), task))), perTask);
+                    us.Add(ut);
+                    ss.Add(st);
+                    vs.Add(vt);
                 }
             }
             double mean = cat(ss.ToArray(), 0).mean().item<double>();
             return matmul(PolarFactor(cat(us.ToArray(), 1)), PolarFactor(cat(vs.ToArray(), 0))).mul(mean);
+        }
+
+        /// <summary>The top <paramref name="k"/> triplets of <paramref name="matrix"/>'s thin SVD: U's first k columns, the k largest singular values, Vᵀ's first k rows.</summary>
+        private static (Tensor U, Tensor S, Tensor Vh) TopTriplets(Tensor matrix, long k)
+        {
+            var (u, s, vh) = linalg.svd(matrix, fullMatrices: false);
+            return (u.narrow(1, 0, k), s.narrow(0, 0, k), vh.narrow(0, 0, k));
         }
 
         /// <summary>Combines dense deltas by <paramref name="method"/> (the low-rank-exact methods as a plain weighted sum).</summary>

@@ -85,34 +85,12 @@ namespace Peft.Runtime.Native
         }
 
         /// <summary>
-        /// Writes a temp file with a random name, created exclusively (O_EXCL: never through an existing file or
-        /// symlink), in the target's folder, then renames it over the target: concurrent processes see the old file
-        /// or the whole new one, never half of it.
+        /// Replaces <paramref name="target"/> all at once (<see cref="IO.AtomicFile"/>: an exclusively created temp file
+        /// beside it, renamed over it), owner-only: concurrent processes see the old file or the whole new one.
         /// </summary>
         [SupportedOSPlatform("linux")]
-        private static void WriteAtomically(string target, byte[] image)
-        {
-            string temp = Path.Combine(Path.GetDirectoryName(target)!,
-                "." + Path.GetFileName(target) + "." + Convert.ToHexString(RandomNumberGenerator.GetBytes(12)) + ".tmp");
-            var options = new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew,
-                Access = FileAccess.Write,
-                Share = FileShare.None,
-                UnixCreateMode = PrivateCacheFolder.OwnerOnly,
-            };
-            try
-            {
-                using (var stream = new FileStream(temp, options))
-                    stream.Write(image);
-                File.Move(temp, target, overwrite: true);
-            }
-            catch
-            {
-                File.Delete(temp); // no-op when it was renamed or never made
-                throw;
-            }
-        }
+        private static void WriteAtomically(string target, byte[] image) =>
+            IO.AtomicFile.Write(target, stream => stream.Write(image), PrivateCacheFolder.OwnerOnly);
 
         /// <summary>Sets the weak flag on every <c>Vernaux</c> entry named <paramref name="version"/>; returns how many.</summary>
         public static int MarkWeak(byte[] elf, string version)

@@ -184,7 +184,7 @@ namespace Peft.Runtime.Training
             }
             double mean = all.Take(size).Average();
             var badGradient = Enumerable.Range(0, size).Where(r => all[size + r] > 0).ToList();
-            if (badGradient.Count > 0 || !buckets.AllFinite())
+            if (badGradient.Count > 0 || !buckets.GradientsFinite()) // the averaged gradients, now
             {
                 _optimizer.zero_grad();
                 int? first = badGradient.Count > 0 ? badGradient[0] : null;

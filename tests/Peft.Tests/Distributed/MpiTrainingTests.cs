@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Text.Json;
-using System.Threading;
 using System.Threading.Tasks;
 using Peft.Runtime.Training;
 using Peft.Tests.EndToEnd;
@@ -40,32 +39,12 @@ internal static class Mpi
         // --bind-to none: ranks share cores with whatever else runs here.
         var launch = new[] { "-np", ranks.ToString(), "--timeout", "60", "--oversubscribe", "--bind-to", "none" }.ToList();
         if (Environment.UserName == "root") launch.Add("--allow-run-as-root");
-        launch.AddRange(new[] { DotnetHost(), "exec", typeof(Mpi).Assembly.Location, "child" });
+        launch.AddRange(new[] { ChildProcess.DotnetHost(), "exec", typeof(Mpi).Assembly.Location, "child" });
         launch.AddRange(childArgs);
         foreach (var arg in launch) info.ArgumentList.Add(arg);
         info.Environment["TERM"] = "dumb";
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-        var exited = DateTimeOffset.UtcNow;
-        return new Result(process.ExitCode, await stdout, await stderr, exited);
-    }
-
-    private static string DotnetHost()
-    {
-        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } host && File.Exists(host)) return host;
-        if (Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        return "dotnet";
+        var (code, stdout, stderr, exited) = await ChildProcess.Finish(Process.Start(info)!);
+        return new Result(code, stdout, stderr, exited);
     }
 }
 

@@ -12,19 +12,19 @@ namespace Peft.Tests.Merging;
 public class AdapterMergerTests
 {
     /// <summary>A LoRA layer with adapters a (r 2, α 4) and b (r 3, α 6, rsLoRA), both with random A and B.</summary>
-    private static LoRALinear TwoAdapters(long inF = 10, long outF = 7, long seed = 1)
+    internal static LoRALinear TwoAdapters(long inF = 10, long outF = 7, long seed = 1, ScalarType? dtype = null)
     {
         manual_seed(seed);
-        var layer = new LoRALinear("T.q", nn.Linear(inF, outF), "a", new LoRAOptions { Rank = 2, Alpha = 4 });
+        var layer = new LoRALinear("T.q", nn.Linear(inF, outF, dtype: dtype), "a", new LoRAOptions { Rank = 2, Alpha = 4 });
         layer.AddAdapter("b", new LoRAOptions { Rank = 3, Alpha = 6, UseRsLora = true });
         using (no_grad())
             foreach (var n in new[] { "a", "b" }) layer.LoraB(n).normal_(0, 0.5);
         return layer;
     }
 
-    private static (string, IAdapterLayer)[] Sites(IAdapterLayer layer) => new[] { ("q", layer) };
+    internal static (string, IAdapterLayer)[] Sites(IAdapterLayer layer) => new[] { ("q", layer) };
 
-    private static Tensor Delta(IAdapterLayer layer, string adapter) => layer.DeltaWeight(adapter).detach().to(float64);
+    internal static Tensor Delta(IAdapterLayer layer, string adapter) => layer.DeltaWeight(adapter).detach().to(float64);
 
     [Fact]
     public void Linear_is_exactly_the_weighted_sum_by_concatenation_with_scaling_one()

@@ -6,6 +6,7 @@ using Peft.Runtime.Adapters;
 using Peft.Runtime.Merging;
 using TorchSharp;
 using Xunit;
+using static Peft.Tests.Merging.AdapterMergerTests;
 using static TorchSharp.torch;
 
 namespace Peft.Tests.Merging;
@@ -32,21 +33,7 @@ public class LiteratureMergeTests
     private static Tensor SingularValues(Tensor x) => linalg.svdvals(x);
 
     /// <summary>A LoRA layer with adapters a (r 2, α 4) and b (r 3, α 6, rsLoRA) and random B's, in float64.</summary>
-    private static LoRALinear Layer(long inF = 12, long outF = 9, long seed = 3)
-    {
-        manual_seed(seed);
-        var layer = new LoRALinear("T.q", nn.Linear(inF, outF, dtype: float64), "a", new LoRAOptions { Rank = 2, Alpha = 4 });
-        layer.AddAdapter("b", new LoRAOptions { Rank = 3, Alpha = 6, UseRsLora = true });
-        using (no_grad())
-        {
-            foreach (var n in new[] { "a", "b" }) layer.LoraB(n).normal_(0, 0.5);
-        }
-        return layer;
-    }
-
-    private static (string, IAdapterLayer)[] Sites(IAdapterLayer layer) => new[] { ("q", layer) };
-
-    private static Tensor Delta(IAdapterLayer layer, string adapter) => layer.DeltaWeight(adapter).detach().to(float64);
+    private static LoRALinear Layer() => TwoAdapters(inF: 12, outF: 9, seed: 3, dtype: float64);
 
     // ---- Core Space ---------------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.IO;
 using System.Runtime.Versioning;
 using System.Linq;
-using System.Threading;
 using System.Threading.Tasks;
 using Xunit;
 using Xunit.Abstractions;
@@ -30,9 +29,9 @@ public sealed class NativeProcessTests : IDisposable
     {
         if (PatchedLibrary.Glue is null) return;
         var children = new[] { Start(rounds: 20), Start(rounds: 20) };
-        var results = await Task.WhenAll(children.Select(Finish));
+        var results = await Task.WhenAll(children.Select(ChildProcess.Finish));
 
-        foreach (var (code, stdout, stderr) in results)
+        foreach (var (code, stdout, stderr, _) in results)
         {
             _output.WriteLine(stdout + stderr);
             Assert.True(code == 0, $"a child exited with {code}: {stdout}{stderr}");
@@ -49,7 +48,7 @@ public sealed class NativeProcessTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(target)!, Peft.Runtime.Native.PrivateCacheFolder.OwnerOnly);
         File.Copy(glue, target);
 
-        var (code, stdout, stderr) = await Finish(Start(rounds: 1));
+        var (code, stdout, stderr, _) = await ChildProcess.Finish(Start(rounds: 1));
 
         _output.WriteLine(stdout + stderr);
         Assert.True(code == 0, $"the child exited with {code}: {stdout}{stderr}");
@@ -65,38 +64,10 @@ public sealed class NativeProcessTests : IDisposable
 
     private Process Start(int rounds)
     {
-        var info = new ProcessStartInfo(DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(ChildProcess.DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "exec", typeof(NativeProcessTests).Assembly.Location, "child", "native-load", _root.Path, rounds.ToString() })
             info.ArgumentList.Add(arg);
         info.Environment["XDG_CACHE_HOME"] = _root.Path;
         return Process.Start(info)!;
-    }
-
-    private static async Task<(int Code, string Stdout, string Stderr)> Finish(Process child)
-    {
-        using (child)
-        {
-            var stdout = child.StandardOutput.ReadToEndAsync();
-            var stderr = child.StandardError.ReadToEndAsync();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-            try
-            {
-                await child.WaitForExitAsync(timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                child.Kill(entireProcessTree: true);
-                throw;
-            }
-            return (child.ExitCode, await stdout, await stderr);
-        }
-    }
-
-    /// <summary>The <c>dotnet</c> host that runs this test, so the child runs on the same runtime.</summary>
-    private static string DotnetHost()
-    {
-        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } host && File.Exists(host)) return host;
-        if (Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-        return "dotnet";
     }
 }

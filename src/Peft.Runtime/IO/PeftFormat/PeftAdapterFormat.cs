@@ -347,6 +347,7 @@ namespace Peft.Runtime.IO
                     removals.Add((layer, unit.Adapter));
                     continue;
                 }
+                string LayerKey(string name) => PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
                 // The layer checks these against itself now (a LoRA file on a DoRA adapter is named as such, not as a
                 // missing key) and again when they are applied (all or none, in Load).
                 var layerSettings = AdapterConfig.SettingsFor(config, path, configPath);
@@ -366,10 +367,7 @@ namespace Peft.Runtime.IO
                     // The file's tensors differ from the parameters (AdaLoRA's kept ranks): read by the layer's own shapes.
                     var fileTensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
                     foreach (var (name, shape) in layout.FileShapes(unit.Adapter, layerSettings))
-                    {
-                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
-                        fileTensors[name] = Take(byKey, used, key, shape, weightsPath);
-                    }
+                        fileTensors[name] = Take(byKey, used, LayerKey(name), shape, weightsPath);
                     IReadOnlyList<(Tensor Target, Tensor Source)> fromFile;
                     try
                     {
@@ -379,16 +377,12 @@ namespace Peft.Runtime.IO
                     {
                         throw new InvalidDataException($"{weightsPath}: layer '{path}': {ex.Message}", ex);
                     }
-                    foreach (var (target, source) in fromFile)
-                    {
-                        var copyTarget = target;
-                        copies.Add((() => copyTarget, source));
-                    }
+                    foreach (var (target, source) in fromFile) copies.Add((() => target, source));
                 }
                 else
                     foreach (var (name, parameter) in layer.AdapterParameters(unit.Adapter))
                     {
-                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        string key = LayerKey(name);
                         var shape = layer is Adapters.LoRALinear lora ? lora.FileShape(unit.Adapter, name, layerSettings) : parameter.shape;
                         string adapter = unit.Adapter;
                         copies.Add((() => layer.AdapterParameters(adapter).First(p => p.Name == name).Parameter, Take(byKey, used, key, shape, weightsPath)));
@@ -396,12 +390,11 @@ namespace Peft.Runtime.IO
                 if (layer is IAdapterBuffers layerBuffers)
                     foreach (var (name, buffer) in layerBuffers.AdapterBuffers(unit.Adapter))
                     {
-                        string key = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                        string key = LayerKey(name);
                         var source = Take(byKey, used, key, buffer.shape, weightsPath);
                         if (layerBuffers.CheckBuffer(unit.Adapter, name, source) is { } problem)
                             throw new InvalidDataException($"{weightsPath}: key '{AdapterKeys.Prefix}{key}': {problem}");
-                        var target = buffer;
-                        copies.Add((() => target, source));
+                        copies.Add((() => buffer, source));
                     }
                 if (layer is ISharedAdapterTensors shared)
                 {
@@ -413,7 +406,7 @@ namespace Peft.Runtime.IO
                         {
                             // PEFT writes the model's copy and one per layer (RandLoRA): read the model's, else this
                             // layer's; every copy present must fit.
-                            string layerKey = PeftModelCore.Join(path, AdapterKeys.StripAdapterName(name, unit.Adapter));
+                            string layerKey = LayerKey(name);
                             if (inFile && !used.Contains(key) && !byKey.ContainsKey(key) && byKey.ContainsKey(layerKey))
                             {
                                 copies.Add((() => tensor, Take(byKey, used, layerKey, tensor.shape, weightsPath)));
@@ -421,7 +414,7 @@ namespace Peft.Runtime.IO
                             }
                             else if (byKey.ContainsKey(layerKey))
                             {
-                                if (inFile) Take(byKey, used, layerKey, tensor, weightsPath);
+                                if (inFile) Take(byKey, used, layerKey, tensor.shape, weightsPath);
                                 else used.Add(layerKey);
                             }
                         }
@@ -458,9 +451,6 @@ namespace Peft.Runtime.IO
             string prefix = path + ".";
             return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         }
-
-        private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, Tensor target, string file, string? shownKey = null) =>
-            Take(byKey, used, key, target.shape, file, shownKey);
 
         private static Tensor Take(Dictionary<string, Tensor> byKey, HashSet<string> used, string key, long[] shape, string file, string? shownKey = null)
         {
