@@ -55,29 +55,19 @@ namespace Peft.Runtime.Kernels
         internal static void PackTransposed(float* b, int o, int r, float* panels)
         {
             int w = Width, chunks = o / w;
-            // A panel row is one column of w consecutive rows of B, r floats apart: one vector gather per 8 lanes (a
-            // scalar copy took as long as the group's whole thin product at 64 rows).
-            if (Avx2.IsSupported && w % 8 == 0)
+            // A panel row is one column of w consecutive rows of B: 8 × 8 blocks transposed in registers, the rank's last
+            // r mod 8 columns copied one by one.
+            for (int chunk = 0; chunk < chunks; chunk++)
             {
-                var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * r;
-                for (int chunk = 0; chunk < chunks; chunk++)
+                float* panel = panels + (long)chunk * r * w;
+                for (int half = 0; half < w; half += 8)
                 {
-                    float* panel = panels + (long)chunk * r * w, rows = b + (long)chunk * w * r;
-                    for (int k = 0; k < r; k++)
-                        for (int half = 0; half < w; half += 8)
-                            Avx2.GatherVector256(rows + (long)half * r + k, index, 4).Store(panel + k * w + half);
-                }
-            }
-            else
-            {
-                for (int chunk = 0; chunk < chunks; chunk++)
-                {
-                    float* panel = panels + (long)chunk * r * w;
-                    for (int l = 0; l < w; l++)
-                    {
-                        float* row = b + (long)(chunk * w + l) * r;
-                        for (int k = 0; k < r; k++) panel[k * w + l] = row[k];
-                    }
+                    float* rows = b + (long)(chunk * w + half) * r;
+                    int k = 0;
+                    if (Avx.IsSupported)
+                        for (; k + 8 <= r; k += 8) Transpose8(rows + k, r, panel + k * w + half, w);
+                    for (; k < r; k++)
+                        for (int l = 0; l < 8; l++) panel[k * w + half + l] = rows[(long)l * r + k];
                 }
             }
         }
@@ -106,27 +96,50 @@ namespace Peft.Runtime.Kernels
         internal static void PackRankPanels(float* a, int r, int d, float* panels)
         {
             int w = Width, chunks = (r + w - 1) / w;
-            var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * d;
             for (int chunk = 0; chunk < chunks; chunk++)
             {
                 float* panel = panels + (long)chunk * d * w;
                 int k0 = chunk * w;
                 for (int half = 0; half < w; half += 8)
                 {
-                    // A panel row j is column j of w consecutive rows of A, in floats apart: one gather per 8 lanes.
-                    if (Avx2.IsSupported && k0 + half + 8 <= r)
-                    {
-                        float* rows = a + (long)(k0 + half) * d;
-                        for (int j = 0; j < d; j++) Avx2.GatherVector256(rows + j, index, 4).Store(panel + (long)j * w + half);
-                    }
-                    else
-                    {
-                        for (int j = 0; j < d; j++)
-                            for (int l = half; l < half + 8; l++)
-                                panel[(long)j * w + l] = k0 + l < r ? a[(long)(k0 + l) * d + j] : 0f;
-                    }
+                    // Panel row j is column j of w consecutive rows of A: 8 × 8 blocks transposed in registers (the rows
+                    // lie in floats apart, so gathering a column hits one cache set eight times), the rest one by one.
+                    int j = 0;
+                    if (Avx.IsSupported && k0 + half + 8 <= r)
+                        for (float* rows = a + (long)(k0 + half) * d; j + 8 <= d; j += 8)
+                            Transpose8(rows + j, d, panel + (long)j * w + half, w);
+                    for (; j < d; j++)
+                        for (int l = half; l < half + 8; l++)
+                            panel[(long)j * w + l] = k0 + l < r ? a[(long)(k0 + l) * d + j] : 0f;
                 }
             }
+        }
+
+        // dst[c·dstStride + l] = src[l·srcStride + c] for an 8 × 8 block: pairs of rows interleaved, then pairs of
+        // pairs, then the 128-bit halves exchanged.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Transpose8(float* src, long srcStride, float* dst, long dstStride)
+        {
+            var r0 = Avx.LoadVector256(src);
+            var r1 = Avx.LoadVector256(src + srcStride);
+            var r2 = Avx.LoadVector256(src + 2 * srcStride);
+            var r3 = Avx.LoadVector256(src + 3 * srcStride);
+            var r4 = Avx.LoadVector256(src + 4 * srcStride);
+            var r5 = Avx.LoadVector256(src + 5 * srcStride);
+            var r6 = Avx.LoadVector256(src + 6 * srcStride);
+            var r7 = Avx.LoadVector256(src + 7 * srcStride);
+            Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+            Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+            Vector256<float> s0 = Avx.Shuffle(t0, t2, 0x44), s1 = Avx.Shuffle(t0, t2, 0xEE), s2 = Avx.Shuffle(t1, t3, 0x44), s3 = Avx.Shuffle(t1, t3, 0xEE);
+            Vector256<float> s4 = Avx.Shuffle(t4, t6, 0x44), s5 = Avx.Shuffle(t4, t6, 0xEE), s6 = Avx.Shuffle(t5, t7, 0x44), s7 = Avx.Shuffle(t5, t7, 0xEE);
+            Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+            Avx.Store(dst + dstStride, Avx.Permute2x128(s1, s5, 0x20));
+            Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(s2, s6, 0x20));
+            Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(s3, s7, 0x20));
+            Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(s0, s4, 0x31));
+            Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(s1, s5, 0x31));
+            Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(s2, s6, 0x31));
+            Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(s3, s7, 0x31));
         }
 
         /// <summary>Rows [row0, row1) of group <paramref name="g"/>: y[rows[i], :] = init + c·(x[rows[i], :]·Aᵀ)·Bᵀ.</summary>

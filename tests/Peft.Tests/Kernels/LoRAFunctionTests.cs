@@ -79,6 +79,46 @@ public class LoRAFunctionTests
         });
     }
 
+    /// <summary>
+    /// The mixed batch's packed operands are the plain transposes, at ranks and widths with and without whole 8 × 8
+    /// blocks (the register transposes) and with tails (the element copies), at each vector width.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 1024, 64)]
+    [InlineData(11, 70, 37)]
+    [InlineData(3, 5, 16)]
+    [InlineData(24, 13, 48)]
+    public unsafe void PackedPanelsAreTheTransposes(int rank, int inF, int outF)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(rank, inF);
+        var b = randn(outF, rank);
+        KernelWidths.Each(() =>
+        {
+            int w = LoRAKernels.Width, chunks = (rank + w - 1) / w;
+            var at = new float[LoRAKernels.RankPanelFloats(rank, inF)];
+            var bt = new float[LoRAKernels.TransposedFloats(outF, rank)];
+            fixed (float* atp = at, btp = bt)
+            {
+                LoRAKernels.PackRankPanels(TensorData.Floats(a), rank, inF, atp);
+                LoRAKernels.PackTransposed(TensorData.Floats(b), outF, rank, btp);
+            }
+            var aValues = a.data<float>().ToArray();
+            var bValues = b.data<float>().ToArray();
+            for (int chunk = 0; chunk < chunks; chunk++)
+                for (int j = 0; j < inF; j++)
+                    for (int l = 0; l < w; l++)
+                    {
+                        int k = chunk * w + l;
+                        Assert.Equal(k < rank ? aValues[k * inF + j] : 0f, at[((long)chunk * inF + j) * w + l]);
+                    }
+            for (int chunk = 0; chunk < outF / w; chunk++)
+                for (int k = 0; k < rank; k++)
+                    for (int l = 0; l < w; l++)
+                        Assert.Equal(bValues[(chunk * w + l) * rank + k], bt[((long)chunk * rank + k) * w + l]);
+        });
+    }
+
     [Theory]
     [InlineData(false, 1)]
     [InlineData(false, 3)]
