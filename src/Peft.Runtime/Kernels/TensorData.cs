@@ -9,7 +9,8 @@ namespace Peft.Runtime.Kernels
     internal static unsafe class TensorData
     {
         // The address of the tensor's first element, storage offset included (storage<T>().data_ptr() ignores it).
-        // The runtime's only import of it: IO.TensorMemory reads raw bytes through Address too.
+        // The runtime's only import of it: the safetensors I/O, the base-weight loader and the MPI communicator take
+        // raw addresses through Address too.
         [DllImport("LibTorchSharp")]
         private static extern IntPtr THSTensor_data(IntPtr handle);
 
