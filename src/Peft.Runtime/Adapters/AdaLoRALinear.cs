@@ -548,7 +548,7 @@ namespace Peft.Runtime.Adapters
                 TargetRank = Int("target_r", 8),
                 InitRank = Int("init_r", 12),
                 Alpha = AdapterConfig.Number(config, "lora_alpha", file, 8),
-                Dropout = AdapterConfig.Number(config, "lora_dropout", file, 0),
+                Dropout = AdapterConfig.Probability(config, "lora_dropout", file),
                 Tinit = Int("tinit", 0),
                 Tfinal = Int("tfinal", 0),
                 DeltaT = Int("deltaT", 1),

@@ -289,9 +289,7 @@ namespace Peft.Runtime.Adapters
                     throw new InvalidDataException($"{file}: init_weights \"mini\" (MiSS with mini_r) is not supported by PeftDsl; supported: true, false, \"bat\""),
                 var other => throw new InvalidDataException($"{file}: field 'init_weights' must be true, false or \"bat\", got {other.ToJsonString()}"),
             };
-            double dropout = AdapterConfig.Number(config, "miss_dropout", file, fallback: 0); // legacy BONE files have none
-            if (!(dropout >= 0 && dropout < 1))
-                throw new InvalidDataException($"{file}: field 'miss_dropout' must be in [0, 1), got {dropout}");
+            double dropout = AdapterConfig.Probability(config, "miss_dropout", file); // legacy BONE files have none
             return new BoneOptions { Block = (int)r, Variant = variant, Dropout = dropout };
         }
     }

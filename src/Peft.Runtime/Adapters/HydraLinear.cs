@@ -237,7 +237,7 @@ namespace Peft.Runtime.Adapters
             int parallel = Rank(AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8), "r", file);
             int sequential = Rank(AdapterConfig.PerLayer(config, "sequential_r", modulePath, file, fallback: 8), "sequential_r", file);
             double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
-            double dropout = AdapterConfig.Number(config, "lora_dropout", file, fallback: 0);
+            double dropout = AdapterConfig.Probability(config, "lora_dropout", file);
             return new HydraOptions { ParallelRank = parallel, SequentialRank = sequential, Alpha = alpha, Dropout = dropout };
         }
 

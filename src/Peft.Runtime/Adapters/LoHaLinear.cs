@@ -173,8 +173,8 @@ namespace Peft.Runtime.Adapters
         {
             int rank = checked((int)AdapterConfig.PerLayer(config, "r", modulePath, file, fallback: 8));
             double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
-            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
-            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            double rankDropout = AdapterConfig.Probability(config, "rank_dropout", file);
+            double moduleDropout = AdapterConfig.Probability(config, "module_dropout", file);
             return new LoHaOptions { Rank = rank, Alpha = alpha, RankDropout = rankDropout, ModuleDropout = moduleDropout };
         }
     }

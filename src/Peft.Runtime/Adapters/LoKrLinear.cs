@@ -288,8 +288,8 @@ namespace Peft.Runtime.Adapters
             double alpha = AdapterConfig.PerLayer(config, "alpha", modulePath, file, fallback: 8);
             int factor = checked((int)AdapterConfig.Number(config, "decompose_factor", file, fallback: -1));
             bool both = config["decompose_both"]?.GetValue<bool>() ?? false;
-            double rankDropout = AdapterConfig.Number(config, "rank_dropout", file, fallback: 0);
-            double moduleDropout = AdapterConfig.Number(config, "module_dropout", file, fallback: 0);
+            double rankDropout = AdapterConfig.Probability(config, "rank_dropout", file);
+            double moduleDropout = AdapterConfig.Probability(config, "module_dropout", file);
             bool scale = config["rank_dropout_scale"] switch
             {
                 null => false,

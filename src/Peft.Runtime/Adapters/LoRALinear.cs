@@ -535,7 +535,7 @@ namespace Peft.Runtime.Adapters
             double alpha = AdapterConfig.PerLayer(config, "lora_alpha", modulePath, file, fallback: 8);
             bool useRsLora = config["use_rslora"]?.GetValue<bool>() ?? false;
             bool useDora = config["use_dora"]?.GetValue<bool>() ?? false;
-            double dropout = config["lora_dropout"]?.GetValue<double>() ?? 0;
+            double dropout = AdapterConfig.Probability(config, "lora_dropout", file);
             var init = ReadInit(config, file);
             var kind = useDora ? new DoRAOptions() : new LoRAOptions();
             return kind with { Rank = rank, Alpha = alpha, Dropout = dropout, UseRsLora = useRsLora, Init = init };

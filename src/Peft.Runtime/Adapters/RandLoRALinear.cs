@@ -339,7 +339,7 @@ namespace Peft.Runtime.Adapters
             {
                 Rank = checked((int)AdapterConfig.Number(config, "r", file, fallback: 32)),
                 Alpha = AdapterConfig.Number(config, "randlora_alpha", file, fallback: 640),
-                Dropout = AdapterConfig.Number(config, "randlora_dropout", file, fallback: 0),
+                Dropout = AdapterConfig.Probability(config, "randlora_dropout", file),
                 ProjectionSeed = checked((int)AdapterConfig.Number(config, "projection_prng_key", file, fallback: 0)),
                 SaveProjection = config["save_projection"]?.GetValue<bool>() ?? true,
                 Sparse = config["sparse"]?.GetValue<bool>() ?? false,

@@ -216,7 +216,7 @@ namespace Peft.Runtime.Adapters
             int rank = checked((int)AdapterConfig.Number(config, "r", file, fallback: 256));
             int seed = checked((int)AdapterConfig.Number(config, "projection_prng_key", file, fallback: 0));
             bool save = config["save_projection"]?.GetValue<bool>() ?? true;
-            double dropout = AdapterConfig.Number(config, "vera_dropout", file, fallback: 0);
+            double dropout = AdapterConfig.Probability(config, "vera_dropout", file);
             double dInitial = AdapterConfig.Number(config, "d_initial", file, fallback: VeRALinear.InitialLambdaD);
             return new VeRAOptions { Rank = rank, ProjectionSeed = seed, SaveProjection = save, Dropout = dropout, InitialLambdaD = dInitial };
         }

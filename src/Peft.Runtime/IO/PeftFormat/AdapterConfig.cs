@@ -190,6 +190,17 @@ namespace Peft.Runtime.IO
             throw new InvalidDataException($"{path}: field '{field}' must be a number, got {node.ToJsonString()}");
         }
 
+        /// <summary>
+        /// Reads a dropout probability (0 where the field is absent), refusing a value outside [0, 1) with an error naming
+        /// the file and field, so a bad file fails when it is read rather than at the first training step.
+        /// </summary>
+        public static double Probability(JsonObject config, string field, string path)
+        {
+            double p = Number(config, field, path, fallback: 0);
+            if (!(p >= 0 && p < 1)) throw new InvalidDataException($"{path}: field '{field}' must be in [0, 1), got {config[field]!.ToJsonString()}");
+            return p;
+        }
+
         /// <summary>A per-layer value: the pattern entry whose key is the path or a dotted suffix of it, else the global one.</summary>
         public static double PerLayer(JsonObject config, string field, string modulePath, string file, double? fallback = null)
         {

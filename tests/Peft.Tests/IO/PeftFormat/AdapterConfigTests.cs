@@ -1,3 +1,5 @@
+using System.IO;
+using Peft.Runtime;
 using Peft.Runtime.IO;
 using Xunit;
 
@@ -23,4 +25,37 @@ public sealed class AdapterConfigTests
     [InlineData(-0.3, "-0.3")]
     public void FloatsAreWrittenAsPythonWritesThem(double value, string python) =>
         Assert.Equal(python, AdapterConfig.Float(value).ToJsonString());
+
+    /// <summary>
+    /// Every method's dropout field is read as a probability in [0, 1): a file outside it, or with a non-number there, is
+    /// refused when it is read, naming the file and the field, not at the first training step; a value inside is taken.
+    /// </summary>
+    [Theory]
+    [InlineData("LORA", "lora_dropout")]
+    [InlineData("ADALORA", "lora_dropout")]
+    [InlineData("HYDRA", "lora_dropout")]
+    [InlineData("VERA", "vera_dropout")]
+    [InlineData("RANDLORA", "randlora_dropout")]
+    [InlineData("LOHA", "rank_dropout")]
+    [InlineData("LOHA", "module_dropout")]
+    [InlineData("LOKR", "rank_dropout")]
+    [InlineData("LOKR", "module_dropout")]
+    [InlineData("MISS", "miss_dropout")]
+    public void DropoutFieldsOutsideZeroToOneAreRefusedWhenRead(string peftType, string field)
+    {
+        using var folder = new TempFolder();
+        string path = Path.Combine(folder.Path, AdapterConfig.FileName);
+        AdapterSettings Read(string value)
+        {
+            File.WriteAllText(path, $"{{\"peft_type\": \"{peftType}\", \"r\": 4, \"{field}\": {value}}}");
+            return AdapterConfig.SettingsFor(AdapterConfig.Read(path), "q", path);
+        }
+        Assert.Equal(peftType, Read("0.25").PeftType);
+        foreach (string bad in new[] { "1.0", "1.5", "-0.1", "\"0.1\"" })
+        {
+            var ex = Assert.Throws<InvalidDataException>(() => Read(bad));
+            Assert.StartsWith(path, ex.Message);
+            Assert.Contains($"'{field}'", ex.Message);
+        }
+    }
 }
