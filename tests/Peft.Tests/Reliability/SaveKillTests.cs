@@ -66,7 +66,7 @@ public sealed class SaveKillTests : IDisposable
     [InlineData("committed", 2)]
     public async Task KilledAtEachCommitStepTheNextLoadGivesOneWholeVersion(string point, int expected)
     {
-        var info = new ProcessStartInfo(SaveLoop.DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(ChildProcess.DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "exec", typeof(SaveKillTests).Assembly.Location, "child", "save-and-die", _dir, point })
             info.ArgumentList.Add(arg);
         using (var child = Process.Start(info)!)
@@ -132,7 +132,7 @@ public sealed class SaveKillTests : IDisposable
 
         public static SaveLoop Start(string dir, int firstVersion)
         {
-            var info = new ProcessStartInfo(DotnetHost())
+            var info = new ProcessStartInfo(ChildProcess.DotnetHost())
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
@@ -186,14 +186,6 @@ public sealed class SaveKillTests : IDisposable
         {
             if (!_process.HasExited) _process.Kill(entireProcessTree: true);
             _process.Dispose();
-        }
-
-        /// <summary>The <c>dotnet</c> host that runs this test, so the child runs on the same runtime.</summary>
-        internal static string DotnetHost()
-        {
-            if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } host && File.Exists(host)) return host;
-            if (Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet") return current;
-            return "dotnet";
         }
     }
 }
