@@ -87,18 +87,27 @@ namespace Peft.Runtime.Adapters
         private void Resize(string adapter, int rank)
         {
             if (LoraA(adapter).shape[0] == rank) return;
-            var weight = BaseWeight;
-            var a = nn.Linear(InFeatures, rank, hasBias: false, device: weight.device, dtype: weight.dtype);
-            var b = nn.Linear(rank, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
-            using (no_grad())
-            {
-                nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
-                nn.init.zeros_(b.weight!);
-            }
+            var (a, b) = NewFactors(rank);
+            using (no_grad()) InitDefault(a, b);
             lora_A.Remove(adapter);
             lora_B.Remove(adapter);
             lora_A.Add(adapter, a);
             lora_B.Add(adapter, b);
+        }
+
+        /// <summary>A [rank, in] and B [out, rank] as bias-free linears on the base weight's device and dtype, not yet initialised.</summary>
+        private (Linear A, Linear B) NewFactors(int rank)
+        {
+            var weight = BaseWeight;
+            return (nn.Linear(InFeatures, rank, hasBias: false, device: weight.device, dtype: weight.dtype),
+                    nn.Linear(rank, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype));
+        }
+
+        /// <summary>PEFT's default LoRA init: A Kaiming-uniform (as <c>nn.Linear</c>'s own), B zero, so ΔW starts at 0.</summary>
+        private static void InitDefault(Linear a, Linear b)
+        {
+            nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
+            nn.init.zeros_(b.weight!);
         }
 
         /// <summary>
@@ -124,8 +133,7 @@ namespace Peft.Runtime.Adapters
             bool dora = options.UseDora;
             LoRA.Validate(Site, dora ? "DoRA" : "LoRA", options, InFeatures, OutFeatures);
             var weight = BaseWeight;
-            var a = nn.Linear(InFeatures, options.Rank, hasBias: false, device: weight.device, dtype: weight.dtype);
-            var b = nn.Linear(options.Rank, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
+            var (a, b) = NewFactors(options.Rank);
             try
             {
                 using var scope = NewDisposeScope();
@@ -147,8 +155,7 @@ namespace Peft.Runtime.Adapters
                         nn.init.zeros_(b.weight!);
                         break;
                     default: // Default, and Eva until InitializeEva gives A its data
-                        nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
-                        nn.init.zeros_(b.weight!);
+                        InitDefault(a, b);
                         break;
                 }
                 RegisterAdapter(adapter, options); // the last check: nothing below fails
