@@ -52,7 +52,6 @@ public class BoneBenchmarks : AdapterBenchmark
     [Benchmark(Description = "Bat fused")]
     public void Bat() => Step(_bat, _batBlock);
 
-    /// <summary>Bone from plain TorchSharp ops: the base layer plus the folded input times D.</summary>
     /// <summary>Bat fused with G = dYᵀ·x formed whole before its tiles are read (one slab: the arithmetic before issue 20).</summary>
     [Benchmark(Description = "Bat fused, G whole")]
     public void BatWholeG()
@@ -63,6 +62,7 @@ public class BoneBenchmarks : AdapterBenchmark
         finally { Peft.Runtime.Kernels.BoneFunction.BatSlabBytes = was; }
     }
 
+    /// <summary>Bone from plain TorchSharp ops: the base layer plus the folded input times D.</summary>
     [Benchmark(Description = "Bone composed")]
     public void BoneComposed() => Step(_boneComposed, _boneBlock);
 
