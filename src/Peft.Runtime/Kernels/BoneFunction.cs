@@ -304,7 +304,9 @@ namespace Peft.Runtime.Kernels
             long d = x2.shape[1];
             var dD = torch.empty(outBlocks, r, r, dtype: ScalarType.Float32);
             long per = Math.Clamp(BatSlabBytes / (sizeof(float) * r * d), 1, outBlocks); // output blocks per slab
-            using var slab = torch.empty(per * r, d, dtype: ScalarType.Float32);
+            // This thread's general scratch buffer, not a fresh allocation each step; dX, the last reader of the adapted
+            // weight there, is done.
+            using var slab = ThreadScratch.Floats(per * r, d);
             using var folded = torch.empty(per * r, r, dtype: ScalarType.Float32);
             using var dYt = dY.t();
             for (long i0 = 0; i0 < outBlocks; i0 += per)
