@@ -150,8 +150,8 @@ namespace Peft.Runtime.Adapters
         }
 
         /// <summary>
-        /// Checks that a file's settings fit: a plain LoRA (no DoRA, no rsLoRA, an init that left the base weight alone) of
-        /// the same rank (its scaling α / r may differ: <see cref="FromFile"/> reads <c>lora_B</c> with it).
+        /// Checks that a file's settings fit: a plain LoRA (no DoRA, an init that left the base weight alone) of the same
+        /// rank (its scaling, α / r or rsLoRA's α / √r, may differ: <see cref="FromFile"/> reads <c>lora_B</c> with it).
         /// </summary>
         public override void ValidateSettings(string adapter, AdapterSettings settings)
         {

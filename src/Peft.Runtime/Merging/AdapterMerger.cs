@@ -353,13 +353,16 @@ namespace Peft.Runtime.Merging
         {
             if (layer.MergedAdapters.Count > 0)
                 throw new InvalidOperationException($"WIDEN scores against the base weight, but {string.Join(", ", layer.MergedAdapters.Select(a => "'" + a + "'"))} is merged into it; unmerge first");
-            return (layer.BaseLayer.get_parameter("weight") ?? throw new InvalidOperationException("the base layer has no 'weight' parameter")).detach();
+            return Weight(layer).detach();
         }
 
         private static (long Out, long In) Shape(IAdapterLayer layer)
         {
-            var weight = layer.BaseLayer.get_parameter("weight") ?? throw new InvalidOperationException("the base layer has no 'weight' parameter");
+            var weight = Weight(layer);
             return (weight.shape[0], weight.shape[^1]);
         }
+
+        private static Parameter Weight(IAdapterLayer layer) =>
+            layer.BaseLayer.get_parameter("weight") ?? throw new InvalidOperationException("the base layer has no 'weight' parameter");
     }
 }

@@ -51,9 +51,8 @@ namespace Peft.Runtime.Merging
             if (weights.Count != deltas.Count) throw new ArgumentException($"{weights.Count} weights for {deltas.Count} deltas", nameof(weights));
             using var scope = NewDisposeScope();
             var columns = ColumnWeights(baseWeight, deltas);
-            var sum = zeros_like(deltas[0], dtype: float64);
-            for (int i = 0; i < deltas.Count; i++) sum = sum.add(deltas[i].to(float64).mul(columns[i].unsqueeze(0)), alpha: weights[i]);
-            return sum.MoveToOuterDisposeScope();
+            var scaled = deltas.Select((delta, i) => delta.to(float64).mul(columns[i].unsqueeze(0))).ToList();
+            return DeltaMerge.WeightedSum(scaled, weights).MoveToOuterDisposeScope();
         }
 
         private static (Tensor Magnitude, Tensor Direction) Split(Tensor w)

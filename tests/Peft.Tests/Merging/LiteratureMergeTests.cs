@@ -92,11 +92,8 @@ public class LiteratureMergeTests
     public void Ties_in_core_over_one_source_is_that_source()
     {
         var (a, b) = Factors(15, 11, 4, 4);
-        foreach (double density in new[] { 1.0, 0.5 })
-        {
-            var (ma, mb) = CoreSpace.Merge(a, b, MergeMethod.Ties, new[] { 1.0 }, 1, null);
-            Assert.True(MaxAbs(matmul(mb, ma), matmul(b[0], a[0])) < Exact, density.ToString());
-        }
+        var (ma, mb) = CoreSpace.Merge(a, b, MergeMethod.Ties, new[] { 1.0 }, 1, null);
+        Assert.True(MaxAbs(matmul(mb, ma), matmul(b[0], a[0])) < Exact);
     }
 
     [Fact]
@@ -178,7 +175,8 @@ public class LiteratureMergeTests
         Assert.Equal((6L, 2L), DeltaMerge.IsoCtsSplit(10, 2, 0.5));
         Assert.Equal((10L, 0L), DeltaMerge.IsoCtsSplit(10, 4, 0.8)); // 10 − round(2/4 = 0.5 → 0, half to even)·4
         Assert.Equal((4L, 2L), DeltaMerge.IsoCtsSplit(10, 3, 0.5)); // 5 → 10 − round(5/3)·3 = 4
-        var deltas = Deltas(Factors(9, 12, 8, 3, 3).A, Factors(9, 12, 8, 3, 3).B);
+        var (a, b) = Factors(9, 12, 8, 3, 3);
+        var deltas = Deltas(a, b);
         Assert.True(MaxAbs(DeltaMerge.IsoCts(deltas, new[] { 1.0, 1.0 }, 1.0), DeltaMerge.IsoC(deltas, new[] { 1.0, 1.0 })) < 1e-9);
         var s = SingularValues(DeltaMerge.IsoCts(deltas, new[] { 1.0, 1.0 }, 0.5));
         Assert.True((s - s.mean()).abs().max().item<double>() < 1e-9);
@@ -189,7 +187,8 @@ public class LiteratureMergeTests
     [Fact]
     public void Tsv_keeps_each_tasks_top_singular_values_on_orthonormal_stacks()
     {
-        var deltas = Deltas(Factors(10, 8, 9, 3, 3, 2).A, Factors(10, 8, 9, 3, 3, 2).B);
+        var (a, b) = Factors(10, 8, 9, 3, 3, 2);
+        var deltas = Deltas(a, b);
         var weights = new[] { 1.0, 0.5, 2.0 };
         var expected = deltas.Select((d, i) => SingularValues(d * weights[i]).narrow(0, 0, 8 / 3)).ToArray();
         var s = SingularValues(DeltaMerge.Tsv(deltas, weights));
