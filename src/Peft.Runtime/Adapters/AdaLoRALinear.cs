@@ -339,21 +339,13 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.TotalStepsMissing, site, options.TotalSteps));
             if (options.Tinit >= options.TotalSteps - options.Tfinal)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ScheduleEmpty, site, options.Tinit, options.TotalSteps, options.Tfinal, options.TotalSteps - options.Tfinal));
-            ValidateBetas(site, "AdaLoRA", options.Beta1, options.Beta2);
+            AdapterChecks.Betas(site, "AdaLoRA", options.Beta1, options.Beta2);
             if (options.DeltaT < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "AdaLoRA", "DeltaT", options.DeltaT));
             if (options.Tinit < 0 || options.Tfinal < 0)
                 throw new ArgumentException($"{site}: AdaLoRA Tinit and Tfinal must be at least 0, got {options.Tinit} and {options.Tfinal}");
             if (!(options.OrthRegWeight >= 0))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "AdaLoRA", "OrthRegWeight", options.OrthRegWeight));
-        }
-
-        /// <summary>PEFT021 at run time: the EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>
-        internal static void ValidateBetas(string site, string method, double beta1, double beta2)
-        {
-            foreach (var (name, beta) in new[] { ("Beta1", beta1), ("Beta2", beta2) })
-                if (!(beta > 0 && beta < 1))
-                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, method, name, beta));
         }
 
         /// <summary>
