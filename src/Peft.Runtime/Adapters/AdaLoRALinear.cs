@@ -180,6 +180,14 @@ namespace Peft.Runtime.Adapters
 
         private Parameter[] Triplet(string adapter) => new[] { LoraA(adapter), LoraE(adapter), LoraB(adapter) };
 
+        /// <summary>P, Λ and Q under their names (as saved, before the adapter name is stripped), each with the dimension that indexes its ranks.</summary>
+        private (string Name, Parameter Tensor, long RankDim)[] NamedTriplet(string adapter) => new[]
+        {
+            ($"lora_A.{adapter}", LoraA(adapter), 0L),
+            ($"lora_E.{adapter}", LoraE(adapter), 0L),
+            ($"lora_B.{adapter}", LoraB(adapter), 1L),
+        };
+
         /// <summary>
         /// One EMA step for each entry of P, Λ and Q: I = |p ⊙ ∇p| (a parameter without a gradient has I = 0),
         /// Ī ← β₁·Ī + (1 − β₁)·I, Ū ← β₂·Ū + (1 − β₂)·|I − Ī| (with the new Ī), as PEFT's <c>update_ipt</c>.
@@ -246,12 +254,9 @@ namespace Peft.Runtime.Adapters
             var options = Options(adapter);
             using var scope = NewDisposeScope();
             var index = KeptIndex(KeptRanks(adapter), LoraA(adapter).device);
-            var tensors = new List<(string, Tensor)>
-            {
-                ($"lora_A.{adapter}", LoraA(adapter).detach().index_select(0, index).MoveToOuterDisposeScope()),
-                ($"lora_E.{adapter}", LoraE(adapter).detach().index_select(0, index).MoveToOuterDisposeScope()),
-                ($"lora_B.{adapter}", LoraB(adapter).detach().index_select(1, index).MoveToOuterDisposeScope()),
-            };
+            var tensors = NamedTriplet(adapter)
+                .Select(t => (t.Name, t.Tensor.detach().index_select(t.RankDim, index).MoveToOuterDisposeScope()))
+                .ToList();
             return (tensors, options);
         }
 
@@ -278,28 +283,23 @@ namespace Peft.Runtime.Adapters
         public IReadOnlyList<(string Name, long[] Shape)> FileShapes(string adapter, AdapterSettings fileSettings)
         {
             long k = ((AdaLoRAOptions)fileSettings).KeptRanks().Count(x => x);
-            return new List<(string, long[])>
+            return NamedTriplet(adapter).Select(t =>
             {
-                ($"lora_A.{adapter}", new[] { k, InFeatures }),
-                ($"lora_E.{adapter}", new[] { k, 1L }),
-                ($"lora_B.{adapter}", new[] { OutFeatures, k }),
-            };
+                var shape = t.Tensor.shape.ToArray(); // the parameter's shape with k ranks
+                shape[t.RankDim] = k;
+                return (t.Name, shape);
+            }).ToList();
         }
 
         /// <summary>The file's ranks at the kept positions of full-size P, Λ, Q; zeros at the others.</summary>
         public IReadOnlyList<(Tensor Target, Tensor Source)> FromFile(string adapter, AdapterSettings fileSettings, IReadOnlyDictionary<string, Tensor> fileTensors)
         {
-            var kept = ((AdaLoRAOptions)fileSettings).KeptRanks();
+            var index = KeptIndex(((AdaLoRAOptions)fileSettings).KeptRanks(), LoraA(adapter).device);
             var copies = new List<(Tensor, Tensor)>();
-            var targets = Triplet(adapter);
-            var index = KeptIndex(kept, targets[0].device);
-            string[] names = { $"lora_A.{adapter}", $"lora_E.{adapter}", $"lora_B.{adapter}" };
-            for (int i = 0; i < 3; i++)
+            foreach (var (name, target, rankDim) in NamedTriplet(adapter))
             {
-                var target = targets[i];
-                long dim = i == 2 ? 1 : 0;
                 var full = zeros(target.shape, dtype: target.dtype, device: target.device);
-                full.index_copy_(dim, index, fileTensors[names[i]].to(target.dtype, target.device));
+                full.index_copy_(rankDim, index, fileTensors[name].to(target.dtype, target.device));
                 copies.Add((target, full));
             }
             return copies;
@@ -339,21 +339,13 @@ namespace Peft.Runtime.Adapters
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.TotalStepsMissing, site, options.TotalSteps));
             if (options.Tinit >= options.TotalSteps - options.Tfinal)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.ScheduleEmpty, site, options.Tinit, options.TotalSteps, options.Tfinal, options.TotalSteps - options.Tfinal));
-            ValidateBetas(site, "AdaLoRA", options.Beta1, options.Beta2);
+            AdapterChecks.Betas(site, "AdaLoRA", options.Beta1, options.Beta2);
             if (options.DeltaT < 1)
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "AdaLoRA", "DeltaT", options.DeltaT));
             if (options.Tinit < 0 || options.Tfinal < 0)
                 throw new ArgumentException($"{site}: AdaLoRA Tinit and Tfinal must be at least 0, got {options.Tinit} and {options.Tfinal}");
             if (!(options.OrthRegWeight >= 0))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.NegativeOption, site, "AdaLoRA", "OrthRegWeight", options.OrthRegWeight));
-        }
-
-        /// <summary>PEFT021 at run time: the EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>
-        internal static void ValidateBetas(string site, string method, double beta1, double beta2)
-        {
-            foreach (var (name, beta) in new[] { ("Beta1", beta1), ("Beta2", beta2) })
-                if (!(beta > 0 && beta < 1))
-                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, method, name, beta));
         }
 
         /// <summary>

@@ -3,7 +3,7 @@ using System;
 namespace Peft.Runtime.Adapters
 {
     /// <summary>
-    /// The option checks many methods share, in the analyzers' words (PEFT004, PEFT005, PEFT007): one copy of each rule
+    /// The option checks many methods share, in the analyzers' words (PEFT004, PEFT005, PEFT007, PEFT021): one copy of each rule
     /// for every layer's <c>Validate</c>.
     /// </summary>
     internal static class AdapterChecks
@@ -29,6 +29,14 @@ namespace Peft.Runtime.Adapters
         {
             if (!(dropout >= 0 && dropout < 1))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.DropoutOutOfRange, site, dropout));
+        }
+
+        /// <summary>PEFT021: the importance EMAs' betas in (0, 1) (AdaLoRA, IncreLoRA).</summary>
+        public static void Betas(string site, string method, double beta1, double beta2)
+        {
+            foreach (var (name, beta) in new[] { ("Beta1", beta1), ("Beta2", beta2) })
+                if (!(beta > 0 && beta < 1))
+                    throw new ArgumentException(PeftMessages.Format(PeftMessages.BetaOutOfRange, site, method, name, beta));
         }
     }
 }

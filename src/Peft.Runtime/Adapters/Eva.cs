@@ -106,7 +106,7 @@ namespace Peft.Runtime.Adapters
                 {
                     var first = new Dictionary<string, Tensor>(StringComparer.Ordinal);
                     foreach (var site in sites) site.Layer.InputObserver = x => first[site.Path] = Rows(x, site);
-                    Forward(model, cycle.Next());
+                    model.forward(cycle.Next());
                     foreach (var site in sites) site.Layer.InputObserver = null;
                     var holders = new List<string>();
                     var holderOf = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -176,7 +176,7 @@ namespace Peft.Runtime.Adapters
                         $"{core.ModelName}: EVA's components for adapter '{adapter}' have not converged after {options.MaxBatches} batches (τ = {options.Tau}) in layer(s) " +
                         string.Join(", ", order.Where(o => !done[o.Holder]).Select(o => "'" + o.Layer + "'")) +
                         "; give more varied batches, lower EvaOptions.Tau or raise EvaOptions.MaxBatches");
-                using (var scope = NewDisposeScope()) Forward(model, cycle.Next());
+                using (var scope = NewDisposeScope()) model.forward(cycle.Next());
                 batches++;
                 if (holders.Any(h => pca[h].ComponentsOrNull is null)) continue; // a layer skipped every batch so far
                 ranks = DistributeRanks(order, holders.ToDictionary(h => h, h => pca[h].Ratios, StringComparer.Ordinal), maxComponents, budget);
@@ -208,8 +208,6 @@ namespace Peft.Runtime.Adapters
 
         /// <summary>The layer's input as rows [tokens, in], float64, detached.</summary>
         private static Tensor Rows(Tensor x, Site site) => x.detach().reshape(-1, site.Layer.InFeatures).to(float64);
-
-        private static void Forward(nn.Module<Tensor, Tensor> model, Tensor batch) => model.forward(batch);
 
         /// <summary>The batches, started again from the first when they run out (PEFT's <c>cycle(dataloader)</c>).</summary>
         private sealed class Cycle : IDisposable

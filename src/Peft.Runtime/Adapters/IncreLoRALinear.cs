@@ -269,7 +269,7 @@ namespace Peft.Runtime.Adapters
             if (!(options.InitRank >= 1 && options.InitRank <= options.TargetRank && options.TargetRank <= options.MaxRank))
                 throw new ArgumentException(PeftMessages.Format(PeftMessages.IncreLoRARanks, site, options.InitRank, options.TargetRank, options.MaxRank));
             AdapterChecks.Dropout(site, options.Dropout);
-            AdaLoRA.ValidateBetas(site, "IncreLoRA", options.Beta1, options.Beta2);
+            AdapterChecks.Betas(site, "IncreLoRA", options.Beta1, options.Beta2);
             foreach (var (name, value) in new[] { ("Interval", options.Interval), ("TopH", options.TopH), ("RankIncrement", options.RankIncrement) })
                 if (value < 1)
                     throw new ArgumentException(PeftMessages.Format(PeftMessages.IntervalTooSmall, site, "IncreLoRA", name, value));

@@ -479,15 +479,11 @@ public class AdaLoRATests
         Tensor y;
         using (no_grad()) y = model.forward(x);
         model.SaveAdapters(Path.Combine(caseDir, "adapter"));
-        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-        Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        PeftWrittenTests.WriteBaseAndReference(dir, caseDir, x, y);
         // The same adapter exported as a plain LoRA, for tools that read only LoRA (PEFT's check loads it as LORA).
         string plainDir = string.IsNullOrEmpty(root) ? Path.Combine(temp.Path, "plain") : Path.Combine(root, "adalora-as-lora");
         PeftAdapterFormat.Save(GetCore(model), Path.Combine(plainDir, "adapter"), asPlainLoRA: true);
-        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(plainDir, "base.safetensors"), overwrite: true);
-        Safetensors.Write(Path.Combine(plainDir, "reference.safetensors"),
-            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        PeftWrittenTests.WriteBaseAndReference(dir, plainDir, x, y);
         Assert.Equal("LORA", AdapterConfig.Read(Path.Combine(plainDir, "adapter", AdapterConfig.FileName))["peft_type"]!.GetValue<string>());
 
         var again = new WrittenAdaLoRA();

@@ -377,9 +377,7 @@ public sealed class EvaTests
         using (no_grad()) y = model.forward(x);
 
         model.SaveAdapters(Path.Combine(caseDir, "adapter"));
-        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-        Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        PeftWrittenTests.WriteBaseAndReference(dir, caseDir, x, y);
         Safetensors.Write(Path.Combine(caseDir, "batches.safetensors"),
             batches.Select((b, i) => new KeyValuePair<string, Tensor>($"batch{i}", b)).ToList());
 

@@ -230,9 +230,7 @@ public class IncreLoRATests
         Tensor y;
         using (no_grad()) y = model.forward(x);
         model.SaveAdapters(Path.Combine(caseDir, "adapter"));
-        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-        Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+        PeftWrittenTests.WriteBaseAndReference(dir, caseDir, x, y);
         var again = new IncreLoRANet();
         PeftWrittenTests.LoadBase(again, Path.Combine(dir, "base.safetensors"));
         again.LoadAdapters(Path.Combine(caseDir, "adapter"));

@@ -214,16 +214,26 @@ public sealed class PeftWrittenTests
             using (no_grad()) y = module.forward(x);
             string adapterDir = Path.Combine(caseDir, "adapter");
             model.SaveAdapters(adapterDir);
-            Directory.CreateDirectory(caseDir);
-            File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-            Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-                new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+            WriteBaseAndReference(dir, caseDir, x, y);
             check(y, adapterDir);
         }
         finally
         {
             if (string.IsNullOrEmpty(interopRoot) && Directory.Exists(caseDir)) Directory.Delete(caseDir, true);
         }
+    }
+
+    /// <summary>
+    /// What PEFT's <c>check</c> reads beside <c>&lt;caseDir&gt;/adapter</c>: the case <paramref name="dir"/>'s
+    /// <c>base.safetensors</c>, copied, and <c>reference.safetensors</c> holding <paramref name="x"/> and PeftDsl's
+    /// <paramref name="y"/>.
+    /// </summary>
+    internal static void WriteBaseAndReference(string dir, string caseDir, Tensor x, Tensor y)
+    {
+        Directory.CreateDirectory(caseDir);
+        File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
+        Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
+            new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
     }
 
     /// <summary>Methods saved as exactly a plain LoRA: PEFT's "lora" case's model, base weights and input serve them.</summary>
