@@ -69,9 +69,7 @@ public sealed class ShiraInteropTests
             using (no_grad()) y = ours.forward(x);
             string adapterDir = Path.Combine(caseDir, "adapter");
             ours.SaveAdapters(adapterDir);
-            File.Copy(Path.Combine(dir, "base.safetensors"), Path.Combine(caseDir, "base.safetensors"), overwrite: true);
-            Safetensors.Write(Path.Combine(caseDir, "reference.safetensors"),
-                new[] { new KeyValuePair<string, Tensor>("x", x), new KeyValuePair<string, Tensor>("y", y) });
+            PeftWrittenTests.WriteBaseAndReference(dir, caseDir, x, y);
             var again = new WrittenSaRA();
             PeftWrittenTests.LoadBase(again, Path.Combine(dir, "base.safetensors"));
             again.LoadAdapters(adapterDir);
