@@ -35,7 +35,7 @@ namespace Peft
             public string[] EnumJson { get; }
 
             /// <summary>A double written as an integer when integral (AdaLoRA's <c>lora_alpha</c>: PEFT keeps the <c>8</c> its users type).</summary>
-            public bool IntegralAsInteger { get; set; }
+            public bool IntegralAsInteger { get; init; }
         }
 
         /// <summary>

@@ -288,6 +288,9 @@ namespace Peft.Generators.Diagnostics
 
         // ---- PEFT004 / PEFT005 / PEFT006 / PEFT007 -------------------------------------------------------------
 
+        /// <summary>Reports a diagnostic at the argument that sets <c>property</c> (else the attribute), its message arguments formatted invariantly.</summary>
+        private delegate void ArgumentReport(DiagnosticDescriptor descriptor, string property, params object[] args);
+
         private static void CheckValues(
             SymbolAnalysisContext context, AdapterUse use, string site, long? inFeatures, long? outFeatures,
             PeftClassView view, Dictionary<ISymbol, (long? In, long? Out)> knownShapes)
@@ -370,7 +373,7 @@ namespace Peft.Generators.Diagnostics
                 else Report(DiagnosticDescriptors.ProbabilityOutOfRange, argument.Key, site, use.Method, Words(argument.Key), dropout);
             }
 
-            if (rules is not null) CheckSchedule(context, use, site, rules);
+            if (rules is not null) CheckSchedule(use, site, rules, Report);
         }
 
         // ---- PEFT018–PEFT023 -----------------------------------------------------------------------------------
@@ -379,53 +382,49 @@ namespace Peft.Generators.Diagnostics
         /// The rules of a method whose ranks change during training (<see cref="AdapterConfigFields.RankSchedule"/>),
         /// each reported once its values are known (a non-constant argument is skipped), in the runtime's words.
         /// </summary>
-        private static void CheckSchedule(SymbolAnalysisContext context, AdapterUse use, string site, AdapterConfigFields.Method rules)
+        private static void CheckSchedule(AdapterUse use, string site, AdapterConfigFields.Method rules, ArgumentReport report)
         {
             if (rules.Schedule == AdapterConfigFields.RankSchedule.None) return;
-            CancellationToken cancellationToken = context.CancellationToken;
             AttributeData attribute = use.Attribute;
-            void Report(DiagnosticDescriptor descriptor, string property, params object[] args) =>
-                context.ReportDiagnostic(Diagnostic.Create(descriptor, AttributeArguments.ArgumentLocation(attribute, property, cancellationToken),
-                    args.Select(PeftClassView.Invariant).ToArray()));
             double? Value(string property) => ScheduleValue(attribute, rules, property);
             string method = use.Method;
 
             foreach (string beta in new[] { "Beta1", "Beta2" })
             {
-                if (Value(beta) is { } b && !(b > 0 && b < 1)) Report(DiagnosticDescriptors.BetaOutOfRange, beta, site, method, beta, b);
+                if (Value(beta) is { } b && !(b > 0 && b < 1)) report(DiagnosticDescriptors.BetaOutOfRange, beta, site, method, beta, b);
             }
 
             double? target = Value("TargetRank");
             if (rules.Schedule == AdapterConfigFields.RankSchedule.Pruned)
             {
-                if (Value("DeltaT") is { } deltaT && deltaT < 1) Report(DiagnosticDescriptors.IntervalTooSmall, "DeltaT", site, method, "DeltaT", deltaT);
+                if (Value("DeltaT") is { } deltaT && deltaT < 1) report(DiagnosticDescriptors.IntervalTooSmall, "DeltaT", site, method, "DeltaT", deltaT);
                 if (Value("InitRank") is { } init && target is { } t && t >= 1 && init < t)
-                    Report(DiagnosticDescriptors.InitRankBelowTarget, "InitRank", site, method, init, t);
+                    report(DiagnosticDescriptors.InitRankBelowTarget, "InitRank", site, method, init, t);
                 if (!HasNamedArgument(attribute, "TotalSteps"))
                 {
-                    Report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, 0);
+                    report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, 0);
                     return;
                 }
 
                 if (Value("TotalSteps") is not { } total) return;
                 if (total < 1)
                 {
-                    Report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, total);
+                    report(DiagnosticDescriptors.TotalStepsMissing, "TotalSteps", site, total);
                     return;
                 }
 
                 if (Value("Tinit") is { } tinit && Value("Tfinal") is { } tfinal && tinit >= total - tfinal)
-                    Report(DiagnosticDescriptors.ScheduleEmpty, HasNamedArgument(attribute, "Tinit") ? "Tinit" : "TotalSteps", site, tinit, total, tfinal, total - tfinal);
+                    report(DiagnosticDescriptors.ScheduleEmpty, HasNamedArgument(attribute, "Tinit") ? "Tinit" : "TotalSteps", site, tinit, total, tfinal, total - tfinal);
             }
             else
             {
                 foreach (string count in new[] { "Interval", "TopH", "RankIncrement" })
                 {
-                    if (Value(count) is { } v && v < 1) Report(DiagnosticDescriptors.IntervalTooSmall, count, site, method, count, v);
+                    if (Value(count) is { } v && v < 1) report(DiagnosticDescriptors.IntervalTooSmall, count, site, method, count, v);
                 }
 
                 if (Value("InitRank") is { } init && target is { } t && t >= 1 && Value("MaxRank") is { } max && !(init <= t && t <= max))
-                    Report(DiagnosticDescriptors.IncreLoRARanks, init > t ? "InitRank" : "MaxRank", site, init, t, max);
+                    report(DiagnosticDescriptors.IncreLoRARanks, init > t ? "InitRank" : "MaxRank", site, init, t, max);
             }
         }
 

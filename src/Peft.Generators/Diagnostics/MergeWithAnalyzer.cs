@@ -167,10 +167,11 @@ namespace Peft.Generators.Diagnostics
             }
 
             // PEFT004: rank of the result.
-            if (AttributeArguments.Int(merge, "Rank") is { } rank && rank < 0)
+            int? rank = AttributeArguments.Int(merge, "Rank");
+            if (rank is < 0)
             {
                 context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeRankNegative,
-                    AttributeArguments.ArgumentLocation(merge, "Rank", cancellationToken), scope, PeftClassView.Invariant(rank)));
+                    AttributeArguments.ArgumentLocation(merge, "Rank", cancellationToken), scope, PeftClassView.Invariant(rank.Value)));
             }
 
             // PEFT009: some layer must hold every source (only when each is declared: an unknown one is reported above).
@@ -210,17 +211,16 @@ namespace Peft.Generators.Diagnostics
 
                 // Core Space and LoRA-LEGO work on the factors B·A: plain LoRA sources only (a layer that holds no LoRA
                 // adapter at all is reported above).
-                if ((core || methodName == "LoraLego") && offending < 0)
+                int notPlainLoRA = sourcesOfMerge.FindIndex(s => s.Method != "LoRA");
+                if ((core || methodName == "LoraLego") && offending < 0 && notPlainLoRA >= 0)
                 {
-                    foreach (Source source in sourcesOfMerge.Where(s => s.Method != "LoRA").Take(1))
-                    {
-                        context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRAFactors, methodLocation,
-                            scope, core ? "Space = MergeSpace.Core" : "method LoraLego", source.Name, source.Method, source.Site));
-                    }
+                    Source source = sourcesOfMerge[notPlainLoRA];
+                    context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeNeedsLoRAFactors, methodLocation,
+                        scope, core ? "Space = MergeSpace.Core" : "method LoraLego", source.Name, source.Method, source.Site));
                 }
 
                 // PEFT034: Iso-C / Iso-CTS over LoRA sources in full space.
-                if (!core && MergeParser.FullRankInFullSpace.Contains(methodName) && sourcesOfMerge.Count > 0 && sourcesOfMerge.All(s => s.Method == "LoRA"))
+                if (!core && MergeParser.FullRankInFullSpace.Contains(methodName) && sourcesOfMerge.Count > 0 && notPlainLoRA < 0)
                 {
                     context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.FullRankMerge, methodLocation, scope, methodName));
                 }
@@ -234,7 +234,7 @@ namespace Peft.Generators.Diagnostics
             }
 
             // PEFT033: LoRA-LEGO's number of clusters.
-            if (methodName == "LoraLego" && (AttributeArguments.Int(merge, "Rank") ?? 0) == 0)
+            if (methodName == "LoraLego" && (rank ?? 0) == 0)
             {
                 context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.MergeRankRequired,
                     AttributeArguments.ArgumentLocation(merge, "Method", cancellationToken), scope, methodName));
