@@ -447,7 +447,7 @@ namespace Peft.Runtime.IO
         {
             if (layer is not Adapters.LoRALinear lora || lora.Options(adapter).Init != LoRAInit.Eva) return false;
             if (config["target_modules"] is not JsonArray targets) return false;
-            if (targets.Any(t => t?.GetValue<string>() is { } name && (name == path || path.EndsWith("." + name, StringComparison.Ordinal)))) return false;
+            if (targets.Any(t => t?.GetValue<string>() is { } name && AdapterConfig.MatchesModule(path, name))) return false;
             string prefix = path + ".";
             return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         }
