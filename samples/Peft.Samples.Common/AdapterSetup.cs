@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using Peft.Runtime;
 using Peft.Runtime.Adapters;
@@ -107,6 +108,18 @@ public static class AdapterSetup
             if (layer is IModelAwareAdapter aware) aware.OnModelAttached(model.AdapterLayers);
         model.SetActiveAdapters("default");
         model.FreezeBaseModel();
+    }
+
+    /// <summary>
+    /// EVA's data-driven init (<c>InitializeEva</c>): forward passes over 16 batches of 32 sequences drawn from
+    /// <paramref name="data"/> (the fine-tuning text) until the components converge. Returns its wall time in seconds.
+    /// </summary>
+    public static double InitializeEva(TinyTransformer model, CharTokenizer tokenizer, long[] data, Random random)
+    {
+        var batches = Enumerable.Range(0, 16).Select(_ => tokenizer.Batch(data, 32, model.Context, random).Inputs).ToList();
+        var clock = Stopwatch.StartNew();
+        model.InitializeEva(batches);
+        return clock.Elapsed.TotalSeconds;
     }
 
     /// <summary>

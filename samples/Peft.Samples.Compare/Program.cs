@@ -86,13 +86,7 @@ public static class Program
             double? evaSeconds = null;
             if (method == AdapterMethod.Eva)
             {
-                // EVA's init: forward passes over batches of the fine-tuning text until the components converge.
-                var data = tokenizer.Encode(successors);
-                var random = new Random(13);
-                var batches = Enumerable.Range(0, 16).Select(_ => tokenizer.Batch(data, 32, context, random).Inputs).ToList();
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                model.InitializeEva(batches);
-                evaSeconds = clock.Elapsed.TotalSeconds;
+                evaSeconds = AdapterSetup.InitializeEva(model, tokenizer, tokenizer.Encode(successors), new Random(13));
                 AnsiConsole.MarkupLine($"[grey]EVA init: {evaSeconds:F2} s; ranks {string.Join(", ", model.AdapterLayers.Select(l => l.Layer.AdapterNames.Count == 0 ? 0 : ((Peft.Runtime.Adapters.LoRALinear)l.Layer).Options("default").Rank))}[/]");
             }
             var run = Training.Run(model, model.TrainableParameters(), tokenizer.Encode(successors), tokenizer,

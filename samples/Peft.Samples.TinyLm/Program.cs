@@ -105,11 +105,8 @@ public static class Program
         if (method == AdapterMethod.Eva)
         {
             // EVA's A comes from the layers' inputs on the fine-tuning text: forward passes only, until convergence.
-            var data = tokenizer.Encode(successors);
-            var batches = Enumerable.Range(0, 16).Select(_ => tokenizer.Batch(data, 32, context, random).Inputs).ToList();
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            model.InitializeEva(batches);
-            AnsiConsole.MarkupLine($"EVA init: {clock.Elapsed.TotalSeconds:F2} s on batches of 32 × {context} tokens");
+            double seconds = AdapterSetup.InitializeEva(model, tokenizer, tokenizer.Encode(successors), random);
+            AnsiConsole.MarkupLine($"EVA init: {seconds:F2} s on batches of 32 × {context} tokens");
         }
         long trainable = model.TrainableParameterCount;
         AnsiConsole.MarkupLine($"\nTrainable now: [bold]{trainable:N0}[/] of {model.TotalParameterCount:N0} parameters ({100.0 * trainable / model.TotalParameterCount:F1} %): " +

@@ -6,6 +6,15 @@ using Xunit.Abstractions;
 
 namespace Peft.Integration.Tests;
 
+/// <summary>A fact that needs the stories260K model in <c>shared/</c> beside the clone, and skips, naming it, where it is absent.</summary>
+public sealed class Stories260KFactAttribute : FactAttribute
+{
+    public Stories260KFactAttribute()
+    {
+        if (SampleTests.ModelFolder() is null) Skip = "shared/models/stories260K is not beside the clone";
+    }
+}
+
 /// <summary>
 /// The samples run as their README says (with fewer steps): progress, completions, loss plots that are real PNG
 /// files, adapters saved; and a bad option fails with the runtime's message instead of a stack trace.
@@ -91,5 +100,43 @@ public sealed class SampleTests : IDisposable
         Assert.Contains("the nearest block that does is 4", output);
         Assert.DoesNotContain("pre-train on the toy grammar", output); // refused before any training
         Assert.DoesNotContain("   at ", output);                       // no stack trace
+    }
+
+    internal static string? ModelFolder()
+    {
+        for (var dir = new DirectoryInfo(DotnetCli.RepositoryRoot()); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "shared", "models", "stories260K");
+            if (File.Exists(Path.Combine(candidate, "model.safetensors"))) return candidate;
+        }
+        return null;
+    }
+
+    /// <summary>The Llama sample, briefly: loads the real model, continues a prompt, fine-tunes, saves the adapter and the merged model.</summary>
+    [Stories260KFact]
+    [Trait("Category", "Slow")]
+    public void LlamaSampleFineTunesSavesThePeftAdapterAndTheMergedModel()
+    {
+        var (exit, output) = RunSample("Peft.Samples.Llama",
+            "--model", ModelFolder()!, "--prompt", "Once upon a time", "--steps", "5", "--rank", "4", "--out", _out);
+        Assert.Equal(0, exit);
+        Assert.Contains("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,", output);
+        Assert.Contains("LoRA fine-tuning: girls are named Mia: 5 steps", output);
+        Assert.Contains("before: girl named Mia in", output);
+        Assert.Contains("after: girl named Mia in", output);
+        Assert.True(new FileInfo(Path.Combine(_out, "llama-lora-loss.png")).Length > 5_000);
+        string config = File.ReadAllText(Path.Combine(_out, "adapter", "adapter_config.json"));
+        Assert.Contains("\"r\": 4", config);
+        Assert.Contains("\"task_type\": \"CAUSAL_LM\"", config);
+        Assert.True(File.Exists(Path.Combine(_out, "merged", "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(_out, "merged", "config.json")));
+    }
+
+    [Fact]
+    public void WithoutAModelTheLlamaSampleSaysWhatToPass()
+    {
+        var (exit, output) = RunSample("Peft.Samples.Llama", "--model", Path.Combine(_out, "nowhere"), "--no-train");
+        Assert.NotEqual(0, exit);
+        Assert.Contains("nowhere", output);
     }
 }

@@ -20,7 +20,7 @@ namespace Peft.Runtime.Distributed
         private readonly long[] _parameterElements;
         private readonly int _statusSlots;
 
-        private readonly record struct Entry(string Name, Parameter Parameter, long Elements, int Bucket, long Offset);
+        private readonly record struct Entry(Parameter Parameter, long Elements, int Bucket, long Offset);
 
         internal GradientBuckets(IReadOnlyList<(string Name, Parameter Parameter)> trainable, int statusSlots, string trainer)
         {
@@ -31,13 +31,13 @@ namespace Peft.Runtime.Distributed
             var keys = new List<(ScalarType Type, string Device)>();
             var totals = new List<long>();
             _entries = new List<Entry>(trainable.Count);
-            foreach (var (name, p) in trainable)
+            foreach (var (_, p) in trainable)
             {
                 var key = (p.dtype, p.device.ToString());
                 int bucket = keys.IndexOf(key);
                 if (bucket < 0) { keys.Add(key); totals.Add(0); bucket = keys.Count - 1; }
                 long elements = p.numel();
-                _entries.Add(new Entry(name, p, elements, bucket, totals[bucket]));
+                _entries.Add(new Entry(p, elements, bucket, totals[bucket]));
                 totals[bucket] += elements;
             }
             _statusSlots = statusSlots;

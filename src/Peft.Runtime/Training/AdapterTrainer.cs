@@ -217,7 +217,7 @@ namespace Peft.Runtime.Training
             if (regularizers.Count > 0 && regularizers[(step - 1) % regularizers.Count].RegularizationLoss() is { } term)
                 loss = loss.reshape(Array.Empty<long>()) + term;
             // Adaptive-rank adapters (AdaLoRA) carry a regulariser, added to the loss as PEFT's model adds it.
-            if (_model is IPeftModel peft && RankAllocation.Regularization(peft.AdapterLayers) is { } regularization)
+            if (_model is IPeftModel peft && peft.OrthogonalRegularization() is { } regularization)
                 loss = loss.add(regularization.to(loss.dtype));
             return loss;
         }

@@ -209,13 +209,20 @@ namespace Peft.Runtime.IO
             {
                 foreach (var (key, value) in pattern)
                 {
-                    if (modulePath == key || modulePath.EndsWith("." + key, StringComparison.Ordinal))
+                    if (MatchesModule(modulePath, key))
                         return value is JsonValue v && v.TryGetValue<double>(out var d) ? d
                             : throw new InvalidDataException($"{file}: {patternName}['{key}'] must be a number");
                 }
             }
             return Number(config, field, file, fallback);
         }
+
+        /// <summary>
+        /// PEFT's match of a config key (a <c>target_modules</c> entry, a pattern key) to a module: the key is the module's
+        /// path or a dotted suffix of it.
+        /// </summary>
+        internal static bool MatchesModule(string modulePath, string key) =>
+            modulePath == key || modulePath.EndsWith("." + key, StringComparison.Ordinal);
 
         /// <summary>Reads one layer's settings from a config of one PEFT type (its pattern entries resolved).</summary>
         public delegate AdapterSettings SettingsReader(JsonObject config, string modulePath, string file);

@@ -78,7 +78,8 @@ namespace Peft.Runtime.IO
 
             using var scope = NewDisposeScope();
             // Everything that can fail on the model's side fails here, before any file is touched.
-            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase, asPlainLoRA)).ToList();
+            var modulePaths = core.Root.named_modules().Select(m => m.name).ToList(); // for every adapter's target_modules
+            var contents = units.Select(unit => UnitContents(core, unit, relativeToOriginalBase, asPlainLoRA, modulePaths)).ToList();
 
             Directory.CreateDirectory(directory);
             SaveJournal.Recover(directory);
@@ -110,7 +111,7 @@ namespace Peft.Runtime.IO
         }
 
         /// <summary>One adapter folder's tensors and serialised config.</summary>
-        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase, bool asPlainLoRA)
+        private static (Unit Unit, List<KeyValuePair<string, Tensor>> Tensors, string Config) UnitContents(PeftModelCore core, Unit unit, bool relativeToOriginalBase, bool asPlainLoRA, IReadOnlyCollection<string> modulePaths)
         {
             var tensors = new List<KeyValuePair<string, Tensor>>();
             var settings = new List<(string Path, AdapterSettings Settings)>();
@@ -149,7 +150,7 @@ namespace Peft.Runtime.IO
 
             try
             {
-                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter, core.Root.named_modules().Select(m => m.name).ToList())));
+                return (unit, tensors, AdapterConfig.Serialize(AdapterConfig.Build(settings, core.TrainableModules, core.Info.BaseModelName, core.Info.TaskType, unit.Adapter, modulePaths)));
             }
             catch (InvalidOperationException ex)
             {
@@ -447,7 +448,7 @@ namespace Peft.Runtime.IO
         {
             if (layer is not Adapters.LoRALinear lora || lora.Options(adapter).Init != LoRAInit.Eva) return false;
             if (config["target_modules"] is not JsonArray targets) return false;
-            if (targets.Any(t => t?.GetValue<string>() is { } name && (name == path || path.EndsWith("." + name, StringComparison.Ordinal)))) return false;
+            if (targets.Any(t => t?.GetValue<string>() is { } name && AdapterConfig.MatchesModule(path, name))) return false;
             string prefix = path + ".";
             return !byKey.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         }
