@@ -558,7 +558,7 @@ namespace Peft.Runtime.Adapters
                     // PEFT strips the adapter name on save; "<path>.lora_E" (or "<path>.lora_E.<adapter>" from memory).
                     int at = key.IndexOf(".lora_E", StringComparison.Ordinal);
                     string path = at < 0 ? key : key[..at];
-                    if (!(modulePath == path || modulePath.EndsWith("." + path, StringComparison.Ordinal))) continue;
+                    if (!AdapterConfig.MatchesModule(modulePath, path)) continue;
                     if (value is not JsonArray list || list.Any(v => v is not JsonValue b || !b.TryGetValue<bool>(out _)))
                         throw new InvalidDataException($"{file}: rank_pattern['{key}'] must be a list of booleans");
                     options = options with { RankPattern = list.Select(v => v!.GetValue<bool>()).ToArray() };
